@@ -1,0 +1,89 @@
+"""Result arrays of a replay: what the kernels write, what analysis/ turns into DataFrames.
+
+Per packet (RESULT_COLUMNS, one row per packet of the packet table, same order), per rule
+(counters indexed by compiled rule id), the conntrack event log and the flow records
+(one per conntrack entry lifetime, indexed by ct_id).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("outcome", "int8", "codes.Outcome"),
+    ("path", "uint8", "bitmask of hooks traversed: 1 << codes.Hook"),
+    ("in_iface", "int16", "host interface index the packet arrived on (-1: locally generated)"),
+    ("out_iface", "int16", "host interface index it left through (-1: none)"),
+    ("verdict_rule", "int32", "compiled rule id (rules table) that decided (see contracts §3); -1 none"),
+    ("verdict_hook", "int8", "hook of the deciding rule; -1 none"),
+    ("ct_id", "int32", "flow id (flows table); -1 none"),
+    ("ct_state", "int8", "codes.CtState the rules saw"),
+    ("ct_dir", "int8", "codes.CtDir"),
+    ("tcp_state", "int8", "codes.TcpState of the entry after this packet; 0 none"),
+    ("invalid_reason", "int16", "index into conntrack.INVALID_REASONS; 0 none"),
+    ("out_src_hi", "uint64", "source address as the packet left (after NAT)"),
+    ("out_src_lo", "uint64", ""),
+    ("out_dst_hi", "uint64", "destination address as the packet left"),
+    ("out_dst_lo", "uint64", ""),
+    ("out_sport", "uint16", "source port (ICMP: id) as it left"),
+    ("out_dport", "uint16", "destination port as it left"),
+    ("mark", "uint32", "skb mark after the last hook"),
+    ("ct_mark", "uint32", "ct mark after the last hook"),
+    ("reject_kind", "int8", "index into rules.compile.REJECT_KINDS of the generated response; 0 none"),
+    ("reason", "int8", "not_replayed: codes.PktStatus / routing reason code (see ROUTE_REASONS)"),
+    ("nat_flags", "uint8", "1: source translated, 2: destination translated (this packet)"),
+    ("n_trace", "int16", "number of rules that matched (for explain; the trace itself is recorded on demand)"),
+)
+
+
+class PacketResults(NamedTuple):
+    outcome: np.ndarray
+    path: np.ndarray
+    in_iface: np.ndarray
+    out_iface: np.ndarray
+    verdict_rule: np.ndarray
+    verdict_hook: np.ndarray
+    ct_id: np.ndarray
+    ct_state: np.ndarray
+    ct_dir: np.ndarray
+    tcp_state: np.ndarray
+    invalid_reason: np.ndarray
+    out_src_hi: np.ndarray
+    out_src_lo: np.ndarray
+    out_dst_hi: np.ndarray
+    out_dst_lo: np.ndarray
+    out_sport: np.ndarray
+    out_dport: np.ndarray
+    mark: np.ndarray
+    ct_mark: np.ndarray
+    reject_kind: np.ndarray
+    reason: np.ndarray
+    nat_flags: np.ndarray
+    n_trace: np.ndarray
+
+
+assert PacketResults._fields == tuple(c[0] for c in RESULT_COLUMNS)
+
+
+def empty_results(n: int) -> PacketResults:
+    cols = {name: np.zeros(n, dtype=dt) for name, dt, _ in RESULT_COLUMNS}
+    for name in ("in_iface", "out_iface", "verdict_rule", "verdict_hook", "ct_id"):
+        cols[name][:] = -1
+    cols["ct_dir"][:] = 2
+    return PacketResults(**cols)
+
+
+# Routing / replay reasons stored in PacketResults.reason for outcome not_replayed or kernel drops
+# (values >= 64 so they never collide with codes.PktStatus).
+ROUTE_REASONS = {
+    64: "no_route_to_source",  # source address has no route in the host model
+    65: "no_route_to_destination",
+    66: "forwarding_disabled",  # ip_forward = 0
+    67: "ttl_exceeded",  # forwarded with TTL <= 1: the kernel drops it in ip_forward
+    68: "martian_source",  # source is a local address but arrived on an interface
+    69: "capture_outgoing_copy",  # --capture-point: skipped outgoing copy
+    70: "ip_header_checksum",  # IPv4 header checksum bad: dropped by ip_rcv before PREROUTING
+    71: "table_full",  # nf_conntrack_max reached and nothing to early-drop
+}
