@@ -87,3 +87,68 @@ ROUTE_REASONS = {
     70: "ip_header_checksum",  # IPv4 header checksum bad: dropped by ip_rcv before PREROUTING
     71: "table_full",  # nf_conntrack_max reached and nothing to early-drop
 }
+
+
+# Conntrack event log (as `conntrack -E` shows it), one row per event.
+EVENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("ct_id", "int32", "flow id"),
+    ("packet_index", "int64", "packet that caused it; -1 for a timer (expiry found later or at end)"),
+    ("ts_ns", "int64", "time of the event (the packet's timestamp, or the expiry time for timer events)"),
+    ("event", "int8", "codes.CtEvent"),
+    ("tcp_state", "int8", "codes.TcpState after the event"),
+    ("status", "uint32", "status bitmask (1 << codes.CtStatus.*)"),
+    ("timeout_s", "int32", "timeout in seconds as conntrack -E prints it"),
+)
+
+# Flow records: one per conntrack entry lifetime, indexed by ct_id.
+FLOW_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("family", "uint8", "4/6"),
+    ("proto", "uint8", "L4 protocol"),
+    ("orig_src_hi", "uint64", ""), ("orig_src_lo", "uint64", ""),
+    ("orig_dst_hi", "uint64", ""), ("orig_dst_lo", "uint64", ""),
+    ("orig_sport", "uint16", "ICMP: id"), ("orig_dport", "uint16", "ICMP: type << 8 | code"),
+    ("reply_src_hi", "uint64", ""), ("reply_src_lo", "uint64", ""),
+    ("reply_dst_hi", "uint64", ""), ("reply_dst_lo", "uint64", ""),
+    ("reply_sport", "uint16", ""), ("reply_dport", "uint16", ""),
+    ("zone", "uint16", "conntrack zone"),
+    ("status", "uint32", "final status bitmask"),
+    ("first_ts_ns", "int64", ""), ("last_ts_ns", "int64", ""),
+    ("packets_orig", "int64", ""), ("bytes_orig", "int64", ""),
+    ("packets_reply", "int64", ""), ("bytes_reply", "int64", ""),
+    ("final_tcp_state", "int8", "codes.TcpState (0 for non-TCP)"),
+    ("end", "int8", "0 open_at_end, 1 expired, 2 closed (RST/CLOSE), 3 evicted (early drop)"),
+    ("end_ts_ns", "int64", "time the entry ended (expiry time / packet time); -1 open"),
+    ("first_packet", "int64", "index of the packet that created it"),
+    ("last_packet", "int64", "index of the last packet that used it"),
+    ("mark", "uint32", "final ct mark"),
+)
+
+FLOW_END_NAMES = ("open_at_end", "expired", "closed", "evicted")
+
+
+class ReplayOutput(NamedTuple):
+    """Everything one replay produced; analysis.frames turns it into the contract's DataFrames.
+
+    packets: the PacketTable replayed; results: PacketResults (same length);
+    rule_packets / rule_bytes: int64[n_rules] indexed by compiled rule id;
+    rules: list of dicts per rule id: rule_id, family, table, chain, rule_num (0 = policy), text,
+           source ("file:line"), hook, kind ("rule" | "policy"), unsupported (feature or "");
+    events: dict name -> array per EVENT_COLUMNS; flows: dict name -> array per FLOW_COLUMNS
+           (row = ct_id);
+    invalid_reasons: tuple of texts, index = PacketResults.invalid_reason;
+    reject_kinds: tuple of names, index = PacketResults.reject_kind;
+    iface_names: tuple of host interface names, index = in_iface/out_iface;
+    meta: dict for summary.json: host model, sysctls, seed, capture point, digests, timings, counts.
+    """
+
+    packets: object
+    results: PacketResults
+    rule_packets: np.ndarray
+    rule_bytes: np.ndarray
+    rules: list
+    events: dict
+    flows: dict
+    invalid_reasons: tuple
+    reject_kinds: tuple
+    iface_names: tuple
+    meta: dict
