@@ -1,0 +1,285 @@
+"""NAT core (nf_nat_core.c): bindings for new connections and the rewrite of every packet.
+
+Spec: shared/spec/hooks-rules-nat.md §2.4 and §5. Kernel: net/netfilter/nf_nat_core.c
+(`get_unique_tuple`, `find_best_ips_proto`, `nf_nat_l4proto_unique_tuple`, `nf_nat_setup_info`,
+`__nf_nat_alloc_null_binding`, `nf_nat_packet`), nf_nat_masquerade.c, nf_nat_redirect.c, xt_NETMAP.c.
+
+Tuples travel as uint64[6] arrays: src_hi, src_lo, dst_hi, dst_lo, sport, dport ("ports" are the
+ICMP id for ICMP; for ICMP dport holds type << 8 | code and is never manipulated).
+
+Randomness (the kernel's get_random_u16) comes from a seeded xorshift generator kept in
+NatState.rng, so a run is reproducible; its seed is recorded in the summary.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._jit import kernel
+
+MANIP_SRC = 0
+MANIP_DST = 1
+
+# nat_flags bits (compile.py NAT rows)
+NAT_RANDOM = 1
+NAT_RANDOM_FULLY = 2
+NAT_PERSISTENT = 4
+NAT_PROTO_SPECIFIED = 8
+NAT_MAP_IPS = 16
+
+NAT_KIND_SNAT = 1
+NAT_KIND_DNAT = 2
+NAT_KIND_MASQUERADE = 3
+NAT_KIND_REDIRECT = 4
+NAT_KIND_NETMAP = 5
+
+NF_NAT_MAX_ATTEMPTS = 128
+_M32 = np.uint64(0xFFFFFFFF)
+V4_MAPPED_HI_LO = np.uint64(0x0000FFFF00000000)
+
+
+class NatState(NamedTuple):
+    rng: np.ndarray  # uint64[1] xorshift64* state
+    stats: np.ndarray  # int64[8]: [0] bindings made, [1] null bindings, [2] port changed (clash), [3] randomised
+
+
+STAT_BINDINGS = 0
+STAT_NULL = 1
+STAT_PORT_CHANGED = 2
+STAT_RANDOMISED = 3
+STAT_FAILED = 4
+
+
+def new_nat_state(seed: int) -> NatState:
+    s = np.zeros(1, dtype=np.uint64)
+    s[0] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF) or np.uint64(1)
+    return NatState(rng=s, stats=np.zeros(8, dtype=np.int64))
+
+
+@kernel
+def random_u16(st):
+    x = st.rng[0]
+    x ^= (x >> np.uint64(12))
+    x ^= (x << np.uint64(25)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    x ^= (x >> np.uint64(27))
+    st.rng[0] = x
+    return np.int64(((x * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(48)) & np.uint64(0xFFFF))
+
+
+# ------------------------------------------------------------------ jhash (include/linux/jhash.h)
+@kernel
+def _rol32(x, k):
+    x = x & _M32
+    return ((x << np.uint64(k)) | (x >> np.uint64(32 - k))) & _M32
+
+
+@kernel
+def jhash2(words, n, initval):
+    """jhash2(k, length, initval) over uint64 array `words` holding u32 values."""
+    a = (np.uint64(0xDEADBEEF) + (np.uint64(n) << np.uint64(2)) + (np.uint64(initval) & _M32)) & _M32
+    b = a
+    c = a
+    i = 0
+    length = n
+    while length > 3:
+        a = (a + words[i]) & _M32
+        b = (b + words[i + 1]) & _M32
+        c = (c + words[i + 2]) & _M32
+        # __jhash_mix
+        a = (a - c) & _M32
+        a ^= _rol32(c, 4)
+        c = (c + b) & _M32
+        b = (b - a) & _M32
+        b ^= _rol32(a, 6)
+        a = (a + c) & _M32
+        c = (c - b) & _M32
+        c ^= _rol32(b, 8)
+        b = (b + a) & _M32
+        a = (a - c) & _M32
+        a ^= _rol32(c, 16)
+        c = (c + b) & _M32
+        b = (b - a) & _M32
+        b ^= _rol32(a, 19)
+        a = (a + c) & _M32
+        c = (c - b) & _M32
+        c ^= _rol32(b, 4)
+        b = (b + a) & _M32
+        length -= 3
+        i += 3
+    if length == 0:
+        return c
+    if length >= 3:
+        c = (c + words[i + 2]) & _M32
+    if length >= 2:
+        b = (b + words[i + 1]) & _M32
+    a = (a + words[i]) & _M32
+    # __jhash_final
+    c ^= b
+    c = (c - _rol32(b, 14)) & _M32
+    a ^= c
+    a = (a - _rol32(c, 11)) & _M32
+    b ^= a
+    b = (b - _rol32(a, 25)) & _M32
+    c ^= b
+    c = (c - _rol32(b, 16)) & _M32
+    a ^= c
+    a = (a - _rol32(c, 4)) & _M32
+    b ^= a
+    b = (b - _rol32(a, 14)) & _M32
+    c ^= b
+    c = (c - _rol32(b, 24)) & _M32
+    return c
+
+
+@kernel
+def _bswap32(x):
+    x = x & _M32
+    return (((x & np.uint64(0xFF)) << np.uint64(24)) | ((x & np.uint64(0xFF00)) << np.uint64(8))
+            | ((x >> np.uint64(8)) & np.uint64(0xFF00)) | ((x >> np.uint64(24)) & np.uint64(0xFF)))
+
+
+@kernel
+def _addr_words(family, hi, lo, out):
+    """The address as the kernel's union nf_inet_addr: 4 u32 words as read from memory on a
+    little-endian host (network-order bytes reinterpreted), v4 in word 0 and zeros after."""
+    if family == 4:
+        out[0] = _bswap32(lo & _M32)
+        out[1] = np.uint64(0)
+        out[2] = np.uint64(0)
+        out[3] = np.uint64(0)
+    else:
+        out[0] = _bswap32(hi >> np.uint64(32))
+        out[1] = _bswap32(hi & _M32)
+        out[2] = _bswap32(lo >> np.uint64(32))
+        out[3] = _bswap32(lo & _M32)
+
+
+@kernel
+def _word_host(family, hi, lo, i):
+    """Host-order (ntohl) value of address word i."""
+    if family == 4:
+        return lo & _M32
+    if i == 0:
+        return hi >> np.uint64(32)
+    if i == 1:
+        return hi & _M32
+    if i == 2:
+        return lo >> np.uint64(32)
+    return lo & _M32
+
+
+@kernel
+def find_best_ips(family, zone, t, manip, flags, min_hi, min_lo, max_hi, max_lo):
+    """find_best_ips_proto: choose the address of tuple t (uint64[6]) in [min, max]; writes t."""
+    if (flags & NAT_MAP_IPS) == 0:
+        return
+    si = 0 if manip == MANIP_SRC else 2
+    if min_hi == max_hi and min_lo == max_lo:
+        t[si] = min_hi
+        t[si + 1] = min_lo
+        return
+    mx = 0 if family == 4 else 3
+    w = np.zeros(4, dtype=np.uint64)
+    _addr_words(family, t[0], t[1], w)
+    dw = np.zeros(4, dtype=np.uint64)
+    _addr_words(family, t[2], t[3], dw)
+    if flags & NAT_PERSISTENT:
+        init = np.uint64(0)
+    else:
+        init = (dw[mx] ^ np.uint64(zone)) & _M32
+    j = jhash2(w, 4, init)
+    full = False
+    res = np.zeros(4, dtype=np.uint64)
+    for i in range(mx + 1):
+        if not full:
+            minip = _word_host(family, min_hi, min_lo, i)
+            maxip = _word_host(family, max_hi, max_lo, i)
+            dist = (maxip - minip + np.uint64(1)) & _M32
+        else:
+            minip = np.uint64(0)
+            dist = _M32
+        v = (minip + ((j * dist) >> np.uint64(32))) & _M32
+        res[i] = v
+        if v != _word_host(family, max_hi, max_lo, i):
+            full = True
+        if (flags & NAT_PERSISTENT) == 0:
+            j ^= dw[i]
+    if family == 4:
+        t[si] = np.uint64(0)
+        t[si + 1] = V4_MAPPED_HI_LO | res[0]
+    else:
+        t[si] = (res[0] << np.uint64(32)) | res[1]
+        t[si + 1] = (res[2] << np.uint64(32)) | res[3]
+
+
+@kernel
+def addr_in_range(hi, lo, min_hi, min_lo, max_hi, max_lo):
+    if hi < min_hi or (hi == min_hi and lo < min_lo):
+        return False
+    if hi > max_hi or (hi == max_hi and lo > max_lo):
+        return False
+    return True
+
+
+@kernel
+def _port_slot(manip):
+    return 4 if manip == MANIP_SRC else 5
+
+
+@kernel
+def l4_in_range(proto, t, manip, pmin, pmax):
+    """l4proto_in_range: ICMP checks the id (sport slot) for both manips; TCP/UDP the manip's port."""
+    if proto == 1 or proto == 58:
+        v = np.int64(t[4])
+    elif proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
+        v = np.int64(t[_port_slot(manip)])
+    else:
+        return True
+    return pmin <= v <= pmax
+
+
+@kernel
+def invert_into(family, proto, t, out):
+    """nf_ct_invert_tuple of an original-direction tuple t (uint64[6]) into out."""
+    out[0] = t[2]
+    out[1] = t[3]
+    out[2] = t[0]
+    out[3] = t[1]
+    if proto == 1 or proto == 58:
+        # id kept; type -> reply type (only query types reach NAT)
+        out[4] = t[4]
+        typ = (t[5] >> np.uint64(8)) & np.uint64(0xFF)
+        code = t[5] & np.uint64(0xFF)
+        rt = typ
+        if proto == 1:
+            if typ == 8:
+                rt = np.uint64(0)
+            elif typ == 0:
+                rt = np.uint64(8)
+            elif typ == 13:
+                rt = np.uint64(14)
+            elif typ == 14:
+                rt = np.uint64(13)
+            elif typ == 15:
+                rt = np.uint64(16)
+            elif typ == 16:
+                rt = np.uint64(15)
+            elif typ == 17:
+                rt = np.uint64(18)
+            elif typ == 18:
+                rt = np.uint64(17)
+        else:
+            if typ == 128:
+                rt = np.uint64(129)
+            elif typ == 129:
+                rt = np.uint64(128)
+            elif typ == 139:
+                rt = np.uint64(140)
+            elif typ == 140:
+                rt = np.uint64(139)
+        out[5] = (rt << np.uint64(8)) | code
+    else:
+        out[4] = t[5]
+        out[5] = t[4]
