@@ -167,7 +167,7 @@ class _Source:
                 n, npos, err = framing.frame_pcapng(d, pos, bound, self.st, self.ifs, rec, ro, t)
                 self._pcapng_info()
             n, npos, err = int(n), int(npos), int(err)
-            if self.kind == "pcapng" and err == framing.FR_BAD_SHB and npos == 0:
+            if self.kind == "pcapng" and err and npos == 0:  # the first section header itself is broken
                 raise CaptureError(self.path, "unreadable pcapng file: " + framing.FR_MESSAGES[err], 0, 0)
             if n:
                 if n < bound:
