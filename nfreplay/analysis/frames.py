@@ -1,0 +1,408 @@
+"""ReplayOutput -> the contract's DataFrames (contracts §3): packets, rules, flows, events.
+
+Pure pandas/numpy, vectorised: codes become categoricals through lookup tables, addresses are turned
+into text once per distinct address (not once per packet), times become datetime64[ns, UTC].
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..replay import codes
+from ..replay.result import FLOW_END_NAMES, ROUTE_REASONS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["packets_frame", "rules_frame", "flows_frame", "events_frame", "addresses_text",
+           "tcp_flags_text", "path_text", "status_text", "PACKET_FRAME_COLUMNS", "RULE_FRAME_COLUMNS",
+           "FLOW_FRAME_COLUMNS", "EVENT_FRAME_COLUMNS", "OUTCOME_CATEGORIES", "CT_STATE_CATEGORIES"]
+
+# Column order of every table (the contract's columns first, then extensions).
+PACKET_FRAME_COLUMNS = (
+    "index", "ts", "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code", "icmp_id",
+    "len", "tcp_flags", "in_iface", "out_iface", "path", "outcome", "reason", "verdict_table",
+    "verdict_chain", "verdict_rule", "rule_id", "ct_id", "ct_state", "ct_dir", "tcp_state",
+    "invalid_reason", "out_src", "out_dst", "out_sport", "out_dport", "mark", "ct_mark",
+    # extensions
+    "verdict_hook", "reject_with", "nat", "payload_len", "tcp_seq", "tcp_ack", "tcp_win", "ip_csum", "l4_csum",
+)
+RULE_FRAME_COLUMNS = ("rule_id", "family", "table", "chain", "rule_num", "text", "source", "packets", "bytes",
+                      "hook", "kind", "unsupported", "provenance")
+FLOW_FRAME_COLUMNS = (
+    "ct_id", "family", "proto", "orig_src", "orig_dst", "orig_sport", "orig_dport", "reply_src", "reply_dst",
+    "reply_sport", "reply_dport", "nat", "first_ts", "last_ts", "packets_orig", "bytes_orig", "packets_reply",
+    "bytes_reply", "final_state", "assured", "end", "first_packet", "last_packet",
+    # extensions
+    "conn_state", "history", "service", "status", "zone", "mark", "end_ts", "duration_s",
+)
+EVENT_FRAME_COLUMNS = ("ct_id", "packet_index", "ts", "event", "tcp_state", "status", "timeout_s")
+
+OUTCOME_CATEGORIES = list(codes.OUTCOME_NAMES[1:])
+CT_STATE_CATEGORIES = list(codes.CT_STATE_NAMES[1:])
+CT_DIR_CATEGORIES = ["ORIGINAL", "REPLY"]
+TCP_STATE_CATEGORIES = list(codes.TCP_STATE_NAMES[1:])
+NAT_CATEGORIES = ["SNAT", "DNAT", "both"]
+CSUM_CATEGORIES = ["unknown", "good", "bad"]
+HOOK_CATEGORIES = list(codes.HOOK_NAMES)
+_TCP_LETTERS = ((codes.TCP_FIN, "F"), (codes.TCP_SYN, "S"), (codes.TCP_RST, "R"), (codes.TCP_PSH, "P"),
+                (codes.TCP_ACK, "A"), (codes.TCP_URG, "U"), (codes.TCP_ECE, "E"), (codes.TCP_CWR, "C"))
+_UTC = "UTC"
+
+
+# ------------------------------------------------------------------ small vectorised helpers
+def _categorical(codes_arr: np.ndarray, names, *, none_value=None) -> pd.Categorical:
+    """int codes -> Categorical over names; code == none_value (or out of range) -> NA."""
+    names = list(names)
+    c = np.asarray(codes_arr).astype(np.int64)
+    if none_value is not None:
+        c = np.where(c == none_value, -1, c)
+    c = np.where((c < 0) | (c >= len(names)), -1, c)
+    return pd.Categorical.from_codes(c, categories=names)
+
+
+def tcp_flags_text(flags: np.ndarray, is_tcp: np.ndarray | None = None) -> pd.Categorical:
+    """TCP flag bytes -> 'S', 'SA', 'FPA' (the kernel oracle's letter order F S R P A U E C; '.' none)."""
+    table = ["".join(ch for bit, ch in _TCP_LETTERS if v & bit) or "." for v in range(256)]
+    c = np.asarray(flags).astype(np.int64) & 0xFF
+    if is_tcp is not None:
+        c = np.where(is_tcp, c, -1)
+    return pd.Categorical.from_codes(c, categories=table)
+
+
+def _path_name(mask: int) -> str:
+    hooks = [h for h in range(5) if mask & (1 << h)]
+    if codes.Hook.OUTPUT in hooks and codes.Hook.PREROUTING in hooks:  # looped back: out first, then in
+        order = [codes.Hook.OUTPUT, codes.Hook.POSTROUTING, codes.Hook.PREROUTING, codes.Hook.INPUT,
+                 codes.Hook.FORWARD]
+    else:
+        order = [codes.Hook.OUTPUT, codes.Hook.PREROUTING, codes.Hook.INPUT, codes.Hook.FORWARD,
+                 codes.Hook.POSTROUTING]
+    return ",".join(codes.HOOK_NAMES[h] for h in order if h in hooks)
+
+
+def path_text(path_mask: np.ndarray) -> pd.Categorical:
+    """Bitmask of hooks (1 << Hook) -> 'PREROUTING,FORWARD,POSTROUTING' in traversal order ('' none)."""
+    names = [_path_name(m) for m in range(32)]
+    # categories must be unique: '' only once (mask 0)
+    return pd.Categorical.from_codes(np.asarray(path_mask).astype(np.int64) & 31, categories=names)
+
+
+def status_text(status: np.ndarray) -> list[str]:
+    """ct status bitmasks -> 'SEEN_REPLY|ASSURED|CONFIRMED' (kernel bit order)."""
+    uniq, inv = np.unique(np.asarray(status, dtype=np.uint64), return_inverse=True)
+    texts = np.array(["|".join(s.name for s in codes.CtStatus if int(u) >> int(s) & 1) for u in uniq.tolist()],
+                     dtype=object)
+    return texts[inv.reshape(-1)].tolist() if len(uniq) else []
+
+
+def addresses_text(hi: np.ndarray, lo: np.ndarray, family: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """(hi, lo, family) arrays -> object array of address strings ('' where family is 0 or not valid).
+
+    Each distinct address is converted once, so this is fast on captures with few hosts."""
+    n = len(hi)
+    fam = np.asarray(family).astype(np.uint64)
+    if valid is not None:
+        fam = np.where(valid, fam, 0).astype(np.uint64)
+    key = np.empty(n, dtype=[("f", "u8"), ("h", "u8"), ("l", "u8")])
+    key["f"], key["h"], key["l"] = fam, np.asarray(hi, dtype=np.uint64), np.asarray(lo, dtype=np.uint64)
+    if n == 0:
+        return np.empty(0, dtype=object)
+    uniq, inv = np.unique(key, return_inverse=True)
+    texts = np.empty(len(uniq), dtype=object)
+    for i, (f, h, l) in enumerate(uniq.tolist()):
+        if f == 4:
+            texts[i] = str(ipaddress.IPv4Address(l & 0xFFFFFFFF))
+        elif f == 6:
+            texts[i] = str(ipaddress.IPv6Address((h << 64) | l))
+        else:
+            texts[i] = ""
+    return texts[inv.reshape(-1)]
+
+
+def _str_series(values, index=None) -> pd.Series:
+    return pd.Series(values, index=index, dtype="str")
+
+
+def _ts(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(ns, dtype=np.int64), unit="ns", utc=True)
+
+
+def _nullable(values: np.ndarray, valid: np.ndarray, dtype: str) -> pd.arrays.IntegerArray:
+    """A pandas nullable integer array (dtype 'UInt16', 'Int32', ...): NA where not valid."""
+    valid = np.broadcast_to(np.asarray(valid, dtype=bool), np.shape(values))
+    data = np.where(valid, np.asarray(values), 0).astype(dtype.lower())
+    return pd.arrays.IntegerArray(data, ~valid)
+
+
+def _rule_lookup(out, rule_ids: np.ndarray):
+    """compiled rule ids -> (table, chain, rule_num) arrays (NA where -1)."""
+    rules = out.rules
+    n_rules = len(rules)
+    tables = np.array([r.get("table", "") for r in rules] + [""], dtype=object)
+    chains = np.array([r.get("chain", "") for r in rules] + [""], dtype=object)
+    nums = np.array([int(r.get("rule_num", 0)) for r in rules] + [0], dtype=np.int64)
+    rid = np.asarray(rule_ids, dtype=np.int64)
+    valid = (rid >= 0) & (rid < n_rules)
+    idx = np.where(valid, rid, n_rules)
+    return tables[idx], chains[idx], nums[idx], valid
+
+
+# ------------------------------------------------------------------ packets
+def packets_frame(out) -> pd.DataFrame:
+    """One row per captured packet, contracts §3 `packets` plus extensions (see PACKET_FRAME_COLUMNS)."""
+    p, r = out.packets, out.results
+    n = len(p.ts_ns)
+    proto = np.asarray(p.proto)
+    family = np.asarray(p.family)
+    is_tcp = (proto == codes.IPPROTO_TCP) & (family > 0)
+    is_icmp = ((proto == codes.IPPROTO_ICMP) | (proto == codes.IPPROTO_ICMPV6)) & (family > 0)
+    outcome = np.asarray(r.outcome)
+    left = np.isin(outcome, (codes.Outcome.FORWARDED, codes.Outcome.EMITTED)) & (family > 0)
+    has_ports = np.isin(proto, (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE, codes.IPPROTO_SCTP))
+    ifnames = list(out.iface_names)
+    tables, chains, nums, rvalid = _rule_lookup(out, r.verdict_rule)
+    reason_names = ["" for _ in range(128)]
+    for i, nm in enumerate(codes.PKT_STATUS_NAMES):
+        reason_names[i] = nm if i else ""
+    for k, nm in ROUTE_REASONS.items():
+        reason_names[k] = nm
+    reason_codes = np.where(outcome == codes.Outcome.NOT_REPLAYED, np.asarray(r.reason).astype(np.int64), 0)
+    reason_cats = list(dict.fromkeys(reason_names))
+    reason_pos = {nm: i for i, nm in enumerate(reason_cats)}
+    reason_map = np.array([reason_pos[nm] for nm in reason_names], dtype=np.int64)
+    inv_names = list(out.invalid_reasons) if out.invalid_reasons else [""]
+    nat_flags = np.asarray(r.nat_flags).astype(np.int64) & 3
+    ct_id = np.asarray(r.ct_id)
+    data = {
+        "index": np.arange(n, dtype=np.int64),
+        "ts": _ts(p.ts_ns),
+        "family": np.asarray(family, dtype=np.uint8),
+        "proto": np.asarray(proto, dtype=np.uint8),
+        "src": _str_series(addresses_text(p.src_hi, p.src_lo, family)).array,
+        "dst": _str_series(addresses_text(p.dst_hi, p.dst_lo, family)).array,
+        "sport": _nullable(p.sport, has_ports & (family > 0), "UInt16"),
+        "dport": _nullable(p.dport, has_ports & (family > 0), "UInt16"),
+        "icmp_type": _nullable(p.icmp_type, is_icmp, "UInt8"),
+        "icmp_code": _nullable(p.icmp_code, is_icmp, "UInt8"),
+        "icmp_id": _nullable(p.icmp_id, is_icmp, "UInt16"),
+        "len": np.asarray(p.ip_len, dtype=np.int32),
+        "tcp_flags": tcp_flags_text(p.tcp_flags, is_tcp),
+        "in_iface": _categorical(r.in_iface, ifnames),
+        "out_iface": _categorical(r.out_iface, ifnames),
+        "path": path_text(r.path),
+        "outcome": _categorical(outcome - 1, OUTCOME_CATEGORIES),
+        "reason": pd.Categorical.from_codes(reason_map[np.clip(reason_codes, 0, 127)], categories=reason_cats),
+        "verdict_table": pd.Categorical(np.where(rvalid, tables, None)),
+        "verdict_chain": pd.Categorical(np.where(rvalid, chains, None)),
+        "verdict_rule": _nullable(nums, rvalid, "Int32"),
+        "rule_id": _nullable(np.asarray(r.verdict_rule), rvalid, "Int32"),
+        "ct_id": _nullable(ct_id, ct_id >= 0, "Int32"),
+        "ct_state": _categorical(np.asarray(r.ct_state).astype(np.int64) - 1, CT_STATE_CATEGORIES),
+        "ct_dir": _categorical(r.ct_dir, CT_DIR_CATEGORIES),
+        "tcp_state": _categorical(np.asarray(r.tcp_state).astype(np.int64) - 1, TCP_STATE_CATEGORIES),
+        "invalid_reason": _categorical(r.invalid_reason, inv_names, none_value=0),
+        "out_src": _str_series(addresses_text(r.out_src_hi, r.out_src_lo, family, left)).array,
+        "out_dst": _str_series(addresses_text(r.out_dst_hi, r.out_dst_lo, family, left)).array,
+        "out_sport": _nullable(r.out_sport, left & (has_ports | is_icmp), "UInt16"),
+        "out_dport": _nullable(r.out_dport, left & has_ports, "UInt16"),
+        "mark": np.asarray(r.mark, dtype=np.uint32),
+        "ct_mark": np.asarray(r.ct_mark, dtype=np.uint32),
+        "verdict_hook": _categorical(r.verdict_hook, HOOK_CATEGORIES),
+        "reject_with": _categorical(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
+        "nat": _categorical(nat_flags - 1, NAT_CATEGORIES),
+        "payload_len": np.asarray(p.payload_len, dtype=np.int32),
+        "tcp_seq": _nullable(p.tcp_seq, is_tcp, "UInt32"),
+        "tcp_ack": _nullable(p.tcp_ack, is_tcp, "UInt32"),
+        "tcp_win": _nullable(p.tcp_win, is_tcp, "UInt16"),
+        "ip_csum": _categorical(p.ip_csum, CSUM_CATEGORIES),
+        "l4_csum": _categorical(p.l4_csum, CSUM_CATEGORIES),
+    }
+    df = pd.DataFrame(data, columns=list(PACKET_FRAME_COLUMNS))
+    return df
+
+
+# ------------------------------------------------------------------ rules
+def rules_frame(out, provenance: list[str] | None = None) -> pd.DataFrame:
+    """One row per rule and per built-in chain policy, with the kernel's counters."""
+    rules = out.rules
+    n = len(rules)
+    rp = np.asarray(out.rule_packets, dtype=np.int64)
+    rb = np.asarray(out.rule_bytes, dtype=np.int64)
+    if provenance is None:
+        from .provenance import label_rules
+
+        provenance = label_rules(rules)
+    df = pd.DataFrame({
+        "rule_id": np.array([int(r.get("rule_id", i)) for i, r in enumerate(rules)], dtype=np.int32),
+        "family": pd.Categorical([r.get("family", "") for r in rules]),
+        "table": pd.Categorical([r.get("table", "") for r in rules]),
+        "chain": pd.Categorical([r.get("chain", "") for r in rules]),
+        "rule_num": np.array([int(r.get("rule_num", 0)) for r in rules], dtype=np.int32),
+        "text": _str_series([r.get("text", "") for r in rules]).array,
+        "source": _str_series([r.get("source", "") for r in rules]).array,
+        "packets": rp[:n] if len(rp) >= n else np.zeros(n, np.int64),
+        "bytes": rb[:n] if len(rb) >= n else np.zeros(n, np.int64),
+        "hook": pd.Categorical([_hook_name(r.get("hook")) for r in rules]),
+        "kind": pd.Categorical([r.get("kind", "rule") for r in rules], categories=["rule", "policy"]),
+        "unsupported": _str_series([r.get("unsupported", "") or "" for r in rules]).array,
+        "provenance": pd.Categorical(list(provenance)),
+    }, columns=list(RULE_FRAME_COLUMNS))
+    return df
+
+
+def _hook_name(h) -> str:
+    if h is None or h == "":
+        return ""
+    if isinstance(h, str):
+        return h.upper()
+    h = int(h)
+    return codes.HOOK_NAMES[h] if 0 <= h < 5 else ""
+
+
+# ------------------------------------------------------------------ flows
+def _service(proto: np.ndarray, dport: np.ndarray) -> list[str]:
+    names = {codes.IPPROTO_TCP: "tcp", codes.IPPROTO_UDP: "udp", codes.IPPROTO_ICMP: "icmp",
+             codes.IPPROTO_ICMPV6: "icmpv6", codes.IPPROTO_SCTP: "sctp", codes.IPPROTO_UDPLITE: "udplite",
+             codes.IPPROTO_GRE: "gre", codes.IPPROTO_ESP: "esp", codes.IPPROTO_AH: "ah"}
+    out = []
+    for pr, dp in zip(np.asarray(proto).tolist(), np.asarray(dport).tolist()):
+        nm = names.get(pr, str(pr))
+        if pr in (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_SCTP, codes.IPPROTO_UDPLITE):
+            out.append(f"{nm}/{dp}")
+        elif pr in (codes.IPPROTO_ICMP, codes.IPPROTO_ICMPV6):
+            out.append(f"{nm}/{dp >> 8}")
+        else:
+            out.append(nm)
+    return out
+
+
+def service_names(proto: np.ndarray, dport: np.ndarray) -> list[str]:
+    """'tcp/22', 'udp/53', 'icmp/8' (ICMP: orig_dport holds type << 8 | code), 'gre'."""
+    return _service(proto, dport)
+
+
+def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per conntrack entry lifetime (row = ct_id), with Zeek-style conn_state and history."""
+    f = out.flows
+    n = len(f["family"]) if f else 0
+    if n == 0:
+        return _empty_flows_frame()
+    fam = np.asarray(f["family"])
+    proto = np.asarray(f["proto"])
+    osrc = addresses_text(f["orig_src_hi"], f["orig_src_lo"], fam)
+    odst = addresses_text(f["orig_dst_hi"], f["orig_dst_lo"], fam)
+    rsrc = addresses_text(f["reply_src_hi"], f["reply_src_lo"], fam)
+    rdst = addresses_text(f["reply_dst_hi"], f["reply_dst_lo"], fam)
+    status = np.asarray(f["status"]).astype(np.int64)
+    osp, odp = np.asarray(f["orig_sport"]), np.asarray(f["orig_dport"])
+    rsp, rdp = np.asarray(f["reply_sport"]), np.asarray(f["reply_dport"])
+    is_icmp = np.isin(proto, (codes.IPPROTO_ICMP, codes.IPPROTO_ICMPV6))
+    # SNAT: the reply goes to a different address/port than the original came from.
+    snat = ((status >> codes.CtStatus.SRC_NAT) & 1).astype(bool) | (rdst != osrc) | (~is_icmp & (rdp != osp))
+    dnat = ((status >> codes.CtStatus.DST_NAT) & 1).astype(bool) | (rsrc != odst) | (~is_icmp & (rsp != odp))
+    nat_code = snat.astype(np.int64) + 2 * dnat.astype(np.int64) - 1
+    tcp_final = np.asarray(f["final_tcp_state"]).astype(np.int64)
+    final_state = np.where(proto == codes.IPPROTO_TCP, tcp_final - 1, -1)
+    end_ts_ns = np.asarray(f["end_ts_ns"], dtype=np.int64)
+    first_ns = np.asarray(f["first_ts_ns"], dtype=np.int64)
+    last_ns = np.asarray(f["last_ts_ns"], dtype=np.int64)
+    df = pd.DataFrame({
+        "ct_id": np.arange(n, dtype=np.int32),
+        "family": fam.astype(np.uint8),
+        "proto": proto.astype(np.uint8),
+        "orig_src": _str_series(osrc).array, "orig_dst": _str_series(odst).array,
+        "orig_sport": osp.astype(np.uint16), "orig_dport": odp.astype(np.uint16),
+        "reply_src": _str_series(rsrc).array, "reply_dst": _str_series(rdst).array,
+        "reply_sport": rsp.astype(np.uint16), "reply_dport": rdp.astype(np.uint16),
+        "nat": _categorical(nat_code, NAT_CATEGORIES),
+        "first_ts": _ts(first_ns), "last_ts": _ts(last_ns),
+        "packets_orig": np.asarray(f["packets_orig"], dtype=np.int64),
+        "bytes_orig": np.asarray(f["bytes_orig"], dtype=np.int64),
+        "packets_reply": np.asarray(f["packets_reply"], dtype=np.int64),
+        "bytes_reply": np.asarray(f["bytes_reply"], dtype=np.int64),
+        "final_state": _categorical(final_state, TCP_STATE_CATEGORIES),
+        "assured": ((status >> codes.CtStatus.ASSURED) & 1).astype(bool),
+        "end": _categorical(np.asarray(f["end"]).astype(np.int64), FLOW_END_NAMES),
+        "first_packet": np.asarray(f["first_packet"], dtype=np.int64),
+        "last_packet": np.asarray(f["last_packet"], dtype=np.int64),
+        "conn_state": pd.Categorical([""] * n),
+        "history": _str_series([""] * n).array,
+        "service": pd.Categorical(_service(proto, odp)),
+        "status": _str_series(status_text(status)).array,
+        "zone": np.asarray(f["zone"], dtype=np.uint16),
+        "mark": np.asarray(f["mark"], dtype=np.uint32),
+        "end_ts": pd.Series(_ts(np.where(end_ts_ns >= 0, end_ts_ns, 0))).where(end_ts_ns >= 0).array,
+        "duration_s": (last_ns - first_ns) / 1e9,
+    }, columns=list(FLOW_FRAME_COLUMNS))
+    if histories is not None and len(histories):
+        h = histories.reindex(df["ct_id"].to_numpy())
+        df["conn_state"] = pd.Categorical(h["conn_state"].fillna("OTH").to_numpy(),
+                                          categories=_zeek_states())
+        df["history"] = _str_series(h["history"].fillna("").to_numpy()).array
+    else:
+        df["conn_state"] = pd.Categorical(["OTH"] * n, categories=_zeek_states())
+    return df
+
+
+def _zeek_states():
+    from .zeek import CONN_STATES
+
+    return list(CONN_STATES)
+
+
+def _empty_flows_frame() -> pd.DataFrame:
+    """A flows frame with no rows and the same columns and dtypes."""
+    cols = {}
+    tpl = {
+        "ct_id": "int32", "family": "uint8", "proto": "uint8", "orig_src": "str", "orig_dst": "str",
+        "orig_sport": "uint16", "orig_dport": "uint16", "reply_src": "str", "reply_dst": "str",
+        "reply_sport": "uint16", "reply_dport": "uint16", "packets_orig": "int64", "bytes_orig": "int64",
+        "packets_reply": "int64", "bytes_reply": "int64", "assured": "bool", "first_packet": "int64",
+        "last_packet": "int64", "history": "str", "status": "str", "zone": "uint16", "mark": "uint32",
+        "duration_s": "float64",
+    }
+    for c in FLOW_FRAME_COLUMNS:
+        if c in tpl:
+            cols[c] = pd.Series([], dtype=tpl[c])
+        elif c in ("first_ts", "last_ts", "end_ts"):
+            cols[c] = pd.Series([], dtype="datetime64[ns, UTC]")
+        elif c == "nat":
+            cols[c] = pd.Categorical([], categories=NAT_CATEGORIES)
+        elif c == "final_state":
+            cols[c] = pd.Categorical([], categories=TCP_STATE_CATEGORIES)
+        elif c == "end":
+            cols[c] = pd.Categorical([], categories=list(FLOW_END_NAMES))
+        elif c == "conn_state":
+            cols[c] = pd.Categorical([], categories=_zeek_states())
+        else:
+            cols[c] = pd.Categorical([])
+    return pd.DataFrame(cols, columns=list(FLOW_FRAME_COLUMNS))
+
+
+# ------------------------------------------------------------------ events
+def events_frame(out) -> pd.DataFrame:
+    """The conntrack event stream, as `conntrack -E` shows it."""
+    e = out.events
+    n = len(e["ct_id"]) if e else 0
+    if n == 0:
+        return pd.DataFrame({
+            "ct_id": pd.Series([], dtype="int32"), "packet_index": pd.array([], dtype="Int64"),
+            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "event": pd.Categorical([], categories=list(codes.CT_EVENT_NAMES[1:])),
+            "tcp_state": pd.Categorical([], categories=TCP_STATE_CATEGORIES),
+            "status": pd.Series([], dtype="str"), "timeout_s": pd.Series([], dtype="int32")},
+            columns=list(EVENT_FRAME_COLUMNS))
+    pi = np.asarray(e["packet_index"], dtype=np.int64)
+    return pd.DataFrame({
+        "ct_id": np.asarray(e["ct_id"], dtype=np.int32),
+        "packet_index": _nullable(pi, pi >= 0, "Int64"),
+        "ts": _ts(e["ts_ns"]),
+        "event": _categorical(np.asarray(e["event"]).astype(np.int64) - 1, codes.CT_EVENT_NAMES[1:]),
+        "tcp_state": _categorical(np.asarray(e["tcp_state"]).astype(np.int64) - 1, TCP_STATE_CATEGORIES),
+        "status": _str_series(status_text(e["status"])).array,
+        "timeout_s": np.asarray(e["timeout_s"], dtype=np.int32),
+    }, columns=list(EVENT_FRAME_COLUMNS))
