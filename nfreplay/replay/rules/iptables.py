@@ -387,6 +387,7 @@ class _RuleParser:
                     self.err(invert.col, "!", f"option {s} cannot be inverted")
                 invert = None
                 args = []
+                arg_col = 0
                 j = i + 1
                 if opt.nargs and j < n and toks[j].text == "!" and opt.invert:  # old `--opt ! value` form
                     inv = True
@@ -396,10 +397,11 @@ class _RuleParser:
                         self.err(t.col, s, f"option {s} requires {opt.nargs} argument"
                                            f"{'s' if opt.nargs > 1 else ''}")
                     args.append(toks[j].text)
+                    arg_col = arg_col or toks[j].col
                     j += 1
                 if opt.name in owner.given and not opt.multi:
                     self.err(t.col, s, f"option {s} given twice")
-                owner.given[opt.name] = reg.Given(opt, tuple(args), inv, t.col, s)
+                owner.given[opt.name] = reg.Given(opt, tuple(args), inv, t.col, s, arg_col)
                 i = j
                 continue
             self.err(t.col, s, f"unexpected argument {s!r}")
@@ -596,12 +598,32 @@ class _FileParser:
         lines = self.text.splitlines()
         save_format = any(ln.lstrip().startswith("*") for ln in lines)
         cur: _TableBuild | None = None
+        self.implicit = "filter"  # -S / free form: the table lines without -t go to
+        self.implicit_policies: set = set()
+        pol_re = re.compile(r"^\s*(?:-P|--policy)\s+(\S+)")
         for no, raw in enumerate(lines, 1):
             self.lineno, self.line = no, raw
             if len(raw) > MAX_LINE:
                 self.err(MAX_LINE, raw[MAX_LINE:MAX_LINE + 10], f"line longer than {MAX_LINE} characters")
             s = raw.strip()
             col0 = len(raw) - len(raw.lstrip()) + 1
+            if not save_format:
+                mt = re.match(r"^#\s*table:?\s*(\w+)\s*$", s)
+                if mt and mt.group(1) in m.IPTABLES_BUILTINS:
+                    self._switch_implicit(mt.group(1))
+                    continue
+                mp = pol_re.match(raw)
+                if mp and " -t " not in f" {s} " and "--table" not in s:
+                    ch = mp.group(1)
+                    if ch not in m.IPTABLES_BUILTINS[self.implicit] or ch in self.implicit_policies:
+                        run = {ch}
+                        for later in lines[no:]:
+                            ml = pol_re.match(later)
+                            if not ml:
+                                break
+                            run.add(ml.group(1))
+                        self._switch_implicit(_table_for_chains(run, self.implicit))
+                    self.implicit_policies.add(ch)
             if not s or s.startswith("#"):
                 continue
             if s.startswith("*"):
@@ -629,6 +651,10 @@ class _FileParser:
         if cur is not None:
             self.err(1, "*" + cur.name, f"table {cur.name!r} has no COMMIT", line=cur.line)
         return self._finish()
+
+    def _switch_implicit(self, name: str):
+        self.implicit = name
+        self.implicit_policies = set()
 
     def _new_table(self, name, no) -> _TableBuild:
         if name in self.tables:
@@ -699,7 +725,7 @@ class _FileParser:
             toks = toks[1:]
         if not toks:
             return
-        table_name = cur.name if cur is not None else "filter"
+        table_name = cur.name if cur is not None else self.implicit
         # the table must be known before module checks: pre-scan -t
         tt = _split_getopt(toks)
         for k, t in enumerate(tt[:-1]):
@@ -773,8 +799,8 @@ class _FileParser:
             text = f"-A {chain}" + (" " + canon if canon else "")
             rule = m.Rule(exprs, ref, text, comment, counters)
             recs.append(_RuleRec(rule, pr.jump, pr.target_hooks, self.lineno))
-            for u in unsup:
-                self.unsupported.append((ref, u))
+            for u in unsup:  # the ruleset-level list names the whole rule; the expression keeps its part
+                self.unsupported.append((ref, m.Unsupported(f"{u.feature}: {u.text}", text)))
         rules = tb.chains[chain]
         if pr.command == "I":
             pos = (pr.rulenum or 1) - 1
@@ -851,6 +877,17 @@ class _FileParser:
                         raise RulesetSyntaxError(self.source, rec.line, col, tok,
                                                  f"{why} (chain {ch!r} is reached from "
                                                  f"{', '.join(h for h in BUILTIN_ORDER if h in bad)})")
+
+
+def _table_for_chains(chains: set, current: str) -> str:
+    """`iptables -S` prints one table's policies together: the table whose built-ins they are."""
+    for name in ("filter", "nat", "mangle", "raw", "security"):
+        if set(m.IPTABLES_BUILTINS[name]) == chains:
+            return name
+    for name in ("filter", "nat", "mangle", "raw", "security"):
+        if chains <= set(m.IPTABLES_BUILTINS[name]):
+            return name
+    return current
 
 
 def _iface_pos(toks, opt):

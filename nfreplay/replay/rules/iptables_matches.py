@@ -88,6 +88,7 @@ class Given:
     invert: bool
     col: int
     token: str
+    arg_col: int = 0  # column of the first argument (errors about the value point there)
 
 
 @dataclass
@@ -114,6 +115,8 @@ class Ctx:
     def error(self, given: Given | None, reason: str):
         if given is None:
             self._error(self.col, self.token, reason)
+        elif given.args and given.arg_col:
+            self._error(given.arg_col, given.args[0], reason)
         else:
             self._error(given.col, given.token, reason)
 
