@@ -10,6 +10,7 @@ responder; each letter is recorded the first time it happens in that direction, 
     D  a packet with payload ("data")     F  a FIN (alone of SYN/FIN/RST)   R  a RST (alone)
     I  an inconsistent packet (FIN+RST)   Q  a multi-flag packet (SYN+FIN or SYN+RST)
     C  bad L4 checksum   T  retransmitted payload   W  zero window advertised
+    A packet with a bad checksum yields only its C (Zeek drops it from further analysis).
     (C, T and W are repeated when their count reaches 10, 100, 1000, ... as Zeek does.)
 
 Not produced: G (content gaps need reassembly) and ^ (Zeek's direction flip; our originator is
@@ -90,7 +91,10 @@ def zeek_histories(out) -> pd.DataFrame:
     payload = np.asarray(p.payload_len)[sel].astype(np.int64)
     win = np.asarray(p.tcp_win)[sel].astype(np.int64)
     seq = np.asarray(p.tcp_seq)[sel].astype(np.int64)
-    csum_bad = np.asarray(p.l4_csum)[sel] == codes.CsumStatus.BAD
+    csum_bad = (np.asarray(p.l4_csum)[sel] == codes.CsumStatus.BAD) & is_tcp
+    # Zeek records 'C' for a bad checksum and then ignores the packet: no other letter, no state change
+    flags = np.where(csum_bad, 0, flags)
+    payload = np.where(csum_bad, 0, payload)
     df = pd.DataFrame({"ct": ct[sel], "dir": d[sel], "pos": np.arange(len(sel)), "tcp": is_tcp,
                        "proto": proto, "payload": payload})
     letter, syn, fin, rst, ack = _letters(flags, payload)

@@ -1,0 +1,165 @@
+"""The Python API: simulate() replays a capture and returns a Result whose tables are built on demand.
+
+    import nfreplay
+    res = nfreplay.simulate("capture.pcap", "rules.ipt", host="host.toml")
+    res.packets       # one row per packet (contracts §3)       res.flows   # one row per conntrack entry
+    res.rules         # rules with counters and provenance       res.events  # conntrack -E stream
+    res.summary       # dict, as written to summary.json         res.output  # the raw ReplayOutput
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from . import frames, summary, zeek
+
+log = logging.getLogger(__name__)
+
+__all__ = ["simulate", "Result"]
+
+
+class Result:
+    """The result of one replay. Tables are pandas DataFrames built lazily from the engine's arrays."""
+
+    def __init__(self, output, ruleset=None, *, wall_time_s: float | None = None, inputs: dict | None = None):
+        self.output = output
+        self.ruleset = ruleset
+        self.wall_time_s = wall_time_s
+        self.inputs = inputs or {}
+
+    def __repr__(self) -> str:
+        n = len(self.output.results.outcome)
+        return f"<nfreplay.Result: {n} packets, {len(self.output.flows.get('family', ())) if self.output.flows else 0} flows>"
+
+    # ---- the contract's tables
+    @cached_property
+    def packets(self) -> pd.DataFrame:
+        return frames.packets_frame(self.output)
+
+    @cached_property
+    def rules(self) -> pd.DataFrame:
+        return frames.rules_frame(self.output)
+
+    @cached_property
+    def histories(self) -> pd.DataFrame:
+        """Zeek conn_state and history per ct_id (also columns of .flows)."""
+        return zeek.zeek_histories(self.output)
+
+    @cached_property
+    def flows(self) -> pd.DataFrame:
+        return frames.flows_frame(self.output, self.histories)
+
+    @cached_property
+    def events(self) -> pd.DataFrame:
+        return frames.events_frame(self.output)
+
+    @cached_property
+    def summary(self) -> dict:
+        extra = {"inputs": self.inputs} if self.inputs else None
+        return summary.summarize(self.output, self.packets, self.rules, self.flows, ruleset=self.ruleset,
+                                 wall_time_s=self.wall_time_s, extra=extra)
+
+    # ---- analyses
+    def drops_by_rule(self) -> pd.DataFrame:
+        return summary.drops_by_rule(self.packets, self.rules)
+
+    def drops_by_service(self) -> pd.DataFrame:
+        return summary.drops_by_service(self.packets)
+
+    def drops_by_source(self) -> pd.DataFrame:
+        return summary.drops_by_source(self.packets)
+
+    def timeline(self, bins: int = 60) -> pd.DataFrame:
+        return summary.timeline(self.packets, bins)
+
+    def invalid_by_reason(self) -> pd.DataFrame:
+        return summary.invalid_by_reason(self.packets)
+
+    def invalid_by_flow(self) -> pd.DataFrame:
+        return summary.invalid_by_flow(self.packets)
+
+    def never_hit_rules(self) -> pd.DataFrame:
+        return summary.never_hit_rules(self.rules)
+
+    def shadowed_rules(self) -> pd.DataFrame:
+        return summary.shadowed_rules(self.rules, self.ruleset)
+
+    def nat(self) -> dict:
+        return summary.nat_report(self.packets, self.flows, self.rules)
+
+    def verdicts_by_hook(self) -> pd.DataFrame:
+        return summary.verdicts_by_hook(self.packets)
+
+    def flow_packets(self, ct_id: int) -> pd.DataFrame:
+        """The packets conntrack attached to flow ct_id, in capture order."""
+        return self.packets.loc[self.packets["ct_id"] == ct_id]
+
+    def flow_events(self, ct_id: int) -> pd.DataFrame:
+        """The conntrack event stream of flow ct_id."""
+        return self.events.loc[self.events["ct_id"] == ct_id]
+
+
+def _load_capture(capture):
+    if hasattr(capture, "packets") and hasattr(capture, "files"):
+        return capture
+    from ..replay.ingest import read_capture
+
+    paths = [str(capture)] if isinstance(capture, (str, Path)) else [str(c) for c in capture]
+    return read_capture(paths)
+
+
+def _load_rules(rules):
+    from ..replay.rules import load_ruleset
+    from ..replay.rules.model import Ruleset
+
+    if isinstance(rules, Ruleset):
+        return rules
+    if isinstance(rules, Path):
+        return load_ruleset(str(rules))
+    if isinstance(rules, (list, tuple)):
+        return load_ruleset([str(r) for r in rules])
+    return load_ruleset(rules)
+
+
+def _load_host(host, local):
+    from ..replay import host as host_mod
+
+    if host is None or isinstance(host, (str, Path)):
+        return host_mod.load_host(None if host is None else str(host), local=list(local))
+    if isinstance(host, dict):
+        for name in ("host_from_dict", "from_dict", "parse_host"):
+            fn = getattr(host_mod, name, None)
+            if fn is not None:
+                return fn(host) if not local else fn(host, local=list(local))
+        return host_mod.load_host(host, local=list(local))
+    return host  # already a HostModel
+
+
+def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = False, seed: int = 0,
+             assume_good_checksums: bool = False, capture_point: str = "arrival", progress=None) -> Result:
+    """Replay capture through rules on host and return a Result.
+
+    capture: path, list of paths or a Capture (nfreplay.read_capture); rules: path(s), ruleset text or a
+    Ruleset (nfreplay.load_ruleset); host: host file path (TOML/JSON, contracts §1), a dict with the same
+    fields, a HostModel, or None for the default gateway model (local: extra local addresses).
+    """
+    from ..replay.pipeline import run_replay
+
+    cap = _load_capture(capture)
+    rs = _load_rules(rules)
+    hm = _load_host(host, local)
+    t0 = time.perf_counter()
+    out = run_replay(cap, rs, hm, allow_unsupported=allow_unsupported, seed=seed,
+                     assume_good_checksums=assume_good_checksums, capture_point=capture_point, progress=progress)
+    wall = time.perf_counter() - t0
+    inputs = {"capture": [str(getattr(f, "path", f)) for f in getattr(cap, "files", [])],
+              "rules": getattr(rs, "source", None),
+              "host": str(host) if isinstance(host, (str, Path)) else (None if host is None else type(host).__name__),
+              "local": list(local), "allow_unsupported": allow_unsupported}
+    log.debug("replayed %d packets in %.3fs", len(out.results.outcome), wall)
+    return Result(out, rs, wall_time_s=wall, inputs=inputs)

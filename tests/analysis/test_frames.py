@@ -1,0 +1,175 @@
+"""Frames against the contract (columns, dtypes) and against the ReplayOutput arrays they come from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nfreplay.analysis import Result, frames, summary
+from nfreplay.replay import addr
+
+from .factories import FORWARD_RULES, forward_scenario, make_output, pkt, tcp_session
+
+CONTRACT_PACKETS = ["index", "ts", "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code",
+                    "icmp_id", "len", "tcp_flags", "in_iface", "out_iface", "path", "outcome", "verdict_table",
+                    "verdict_chain", "verdict_rule", "rule_id", "ct_id", "ct_state", "ct_dir", "tcp_state",
+                    "invalid_reason", "out_src", "out_dst", "out_sport", "out_dport", "mark", "ct_mark"]
+CONTRACT_RULES = ["rule_id", "family", "table", "chain", "rule_num", "text", "source", "packets", "bytes"]
+CONTRACT_FLOWS = ["ct_id", "family", "proto", "orig_src", "orig_dst", "orig_sport", "orig_dport", "reply_src",
+                  "reply_dst", "reply_sport", "reply_dport", "nat", "first_ts", "last_ts", "packets_orig", "bytes_orig",
+                  "packets_reply", "bytes_reply", "final_state", "assured", "end", "first_packet", "last_packet"]
+CONTRACT_EVENTS = ["ct_id", "packet_index", "ts", "event", "tcp_state", "status", "timeout_s"]
+
+
+@pytest.fixture(scope="module")
+def res():
+    return Result(make_output(forward_scenario()))
+
+
+def test_contract_columns_present_in_order(res):
+    for df, cols in ((res.packets, CONTRACT_PACKETS), (res.rules, CONTRACT_RULES), (res.flows, CONTRACT_FLOWS),
+                     (res.events, CONTRACT_EVENTS)):
+        got = [c for c in df.columns if c in cols]
+        assert got == cols
+
+
+def test_packet_dtypes(res):
+    p = res.packets
+    assert str(p["ts"].dtype) == "datetime64[ns, UTC]"
+    for c in ("tcp_flags", "outcome", "ct_state", "ct_dir", "tcp_state", "path", "in_iface", "invalid_reason",
+              "verdict_table", "verdict_chain"):
+        assert isinstance(p[c].dtype, pd.CategoricalDtype), c
+    assert str(p["sport"].dtype) == "UInt16" and str(p["verdict_rule"].dtype) == "Int32"
+    assert p["src"].dtype == "str"
+
+
+def test_packets_agree_with_arrays(res):
+    o, p = res.output, res.packets
+    assert len(p) == len(o.packets.ts_ns)
+    assert (p["ts"].astype("int64").to_numpy() == o.packets.ts_ns).all()
+    for i in range(len(p)):
+        assert p["src"].iat[i] == addr.to_text(o.packets.src_hi[i], o.packets.src_lo[i], 4)
+    assert (p["len"].to_numpy() == o.packets.ip_len).all()
+    first = p.iloc[0]
+    assert first["tcp_flags"] == "S" and first["path"] == "PREROUTING,FORWARD,POSTROUTING"
+    assert first["outcome"] == "forwarded" and first["ct_state"] == "NEW" and first["ct_dir"] == "ORIGINAL"
+    assert (first["verdict_table"], first["verdict_chain"], first["verdict_rule"]) == ("filter", "FORWARD", 3)
+    assert p["tcp_flags"].iat[6] == "FA" and p["tcp_flags"].iat[3] == "PA"
+    # a dropped packet did not leave: out_* empty
+    dropped = p.loc[p["outcome"] == "dropped"]
+    assert (dropped["out_src"] == "").all() and dropped["out_sport"].isna().all()
+    assert dropped["path"].iat[0] == "PREROUTING,FORWARD"
+    # the policy drop is rule_num 0
+    assert dropped["verdict_rule"].iat[0] == 0 and dropped["rule_id"].iat[0] == 6
+    icmp = p.loc[p["proto"] == 1]
+    assert list(icmp["icmp_type"]) == [8, 0] and list(icmp["icmp_id"]) == [77, 77] and icmp["sport"].isna().all()
+    inv = p.loc[p["ct_state"] == "INVALID"]
+    assert len(inv) == 1 and "upper bound" in inv["invalid_reason"].iat[0]
+    assert inv["tcp_seq"].iat[0] == 99_999_999
+
+
+def test_rules_counters(res):
+    r = res.rules
+    assert (r["packets"].to_numpy() == res.output.rule_packets).all()
+    assert (r["bytes"].to_numpy() == res.output.rule_bytes).all()
+    assert r.loc[r["rule_id"] == 5, "provenance"].iat[0] == "ufw"
+    assert r.loc[r["kind"] == "policy", "rule_num"].eq(0).all()
+
+
+def test_flows_agree_with_arrays(res):
+    f, o = res.flows, res.output
+    assert len(f) == 4
+    http = f.iloc[0]
+    assert (http["orig_src"], http["orig_dst"], http["orig_sport"], http["orig_dport"]) == \
+        ("10.0.0.2", "203.0.113.10", 40000, 80)
+    assert http["packets_orig"] == 5 and http["packets_reply"] == 4
+    assert http["bytes_orig"] == o.flows["bytes_orig"][0]
+    assert http["final_state"] == "TIME_WAIT" and http["end"] == "closed" and bool(http["assured"])
+    assert pd.isna(http["nat"])
+    assert (f["first_packet"].to_numpy() == o.flows["first_packet"]).all()
+    assert f["service"].astype(str).tolist() == ["tcp/80", "udp/53", "icmp/8", "tcp/80"]
+
+
+def test_events(res):
+    e = res.events
+    assert len(e) == len(res.output.events["ct_id"])
+    assert e["event"].iat[0] == "NEW" and e["status"].iat[0] == "CONFIRMED"
+    assert str(e["ts"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_nat_flow_and_leak():
+    """A DNAT+SNAT session: the reply tuple shows both, and an INVALID packet leaving wan0 with its
+    internal source is reported as escaped NAT."""
+    pk = tcp_session(0.0, "203.0.113.50", "198.51.100.1", 50000, 8080, 0, out_dst="10.0.0.10", out_dport=80,
+                     out_src="10.0.0.1", out_sport=61000, nat=3, in_iface="wan0", out_iface="lan0")
+    pk.append(pkt(1.0, "10.0.0.10", "203.0.113.50", sport=80, dport=50000, flags="RA", ct=-1, ct_state="INVALID",
+                  invalid=2, rule_id=-1, in_iface="lan0", out_iface="wan0", verdict_hook="FORWARD"))
+    pk.append(pkt(2.0, "10.0.0.5", "203.0.113.9", sport=1234, dport=443, flags="S", ct=1, rule_id=2,
+                  out_src="198.51.100.1", out_sport=1234, nat=1))
+    res = Result(make_output(pk))
+    f = res.flows
+    assert f["nat"].iat[0] == "both" and f["reply_src"].iat[0] == "10.0.0.10" and f["reply_dport"].iat[0] == 61000
+    assert f["nat"].iat[1] == "SNAT"
+    nat = res.nat()
+    assert nat["dnat_public"]["public"].tolist() == ["198.51.100.1:8080"]
+    assert nat["dnat_public"]["internal"].tolist() == ["10.0.0.10:80"]
+    assert set(nat["snat_public"]["public"]) == {"10.0.0.1:61000", "198.51.100.1:1234"}
+    assert nat["escaped"]["index"].tolist() == [9]
+    assert res.summary["nat"]["escaped_packets"] == 1
+
+
+def test_summary_counts(res):
+    s = res.summary
+    p = res.packets
+    assert s["packets"] == len(p)
+    assert s["outcomes"] == {"forwarded": 20, "dropped": 3}
+    assert s["ct_states"]["INVALID"] == 1
+    assert s["hooks"]["FORWARD"] == 23 and s["hooks"]["POSTROUTING"] == 20 and s["hooks"]["INPUT"] == 0
+    assert s["sysctls"] == {"net.netfilter.nf_conntrack_tcp_loose": 1}
+    assert s["seed"] == 0 and s["capture_point"] == "arrival" and s["nfreplay_version"]
+    assert s["checksums"]["l4"] == {"good": 23}
+    assert s["conn_states"] == {"SF": 2, "S1": 1, "OTH": 1}
+    import json
+
+    json.dumps(s)
+
+
+def test_drops_and_invalid(res):
+    d = res.drops_by_rule()
+    assert d["rule_id"].tolist() == [6, 0] and d["packets"].tolist() == [2, 1]
+    assert d["who"].iat[0] == "the policy of filter/FORWARD"
+    svc = res.drops_by_service()
+    assert svc.set_index("service")["packets"].to_dict() == {"tcp/22": 2, "tcp/40002": 1}
+    src = res.drops_by_source()
+    assert src.set_index("src")["packets"].to_dict() == {"10.0.0.2": 2, "203.0.113.10": 1}
+    tl = res.timeline(bins=10)
+    assert tl["accepted"].sum() == 20 and tl["dropped"].sum() == 3 and tl["invalid"].sum() == 1
+    inv = res.invalid_by_flow()
+    assert len(inv) == 1 and inv["tcp_flags"].iat[0] == "R" and inv["tcp_seq"].iat[0] == 99_999_999
+    assert inv["conversation"].iat[0] == "tcp 10.0.0.2:40002 <-> 203.0.113.10:80"
+    never = res.never_hit_rules()
+    assert never["rule_id"].tolist() == [5]
+    vh = res.verdicts_by_hook().set_index("hook")
+    assert vh.loc["FORWARD", "dropped"] == 3
+
+
+def test_empty_output():
+    res = Result(make_output([]))
+    assert len(res.packets) == 0 and len(res.flows) == 0 and len(res.events) == 0
+    assert list(res.flows.columns[:len(CONTRACT_FLOWS)]) == CONTRACT_FLOWS
+    assert res.summary["packets"] == 0
+
+
+def test_frames_vectorised_addresses_v6():
+    hi = np.array([0x20010DB800000000, 0], dtype=np.uint64)
+    lo = np.array([1, addr.V4_MAPPED_LO | 0x0A000001], dtype=np.uint64)
+    fam = np.array([6, 4], dtype=np.uint8)
+    assert frames.addresses_text(hi, lo, fam).tolist() == ["2001:db8::1", "10.0.0.1"]
+
+
+def test_rule_counters_policy_last(res):
+    rc = summary.rule_counters(res.rules)
+    fwd = rc.loc[rc["chain"] == "FORWARD", "rule_num"].tolist()
+    assert fwd == [1, 2, 3, 4, 5, 6, 0]
+    assert FORWARD_RULES[0]["text"] in rc["text"].tolist()
