@@ -1,0 +1,730 @@
+"""Ruleset model -> flat arrays for the fixed evaluator kernels in nfreplay.replay.chains.
+
+No code is generated per ruleset: `compile_ruleset()` lowers a `model.Ruleset` to `CompiledArrays`
+(a NamedTuple of numpy arrays, all int64 unless noted) that `chains.eval_chain` walks.
+
+Layout
+------
+Base chains (one per iptables built-in chain / nft base chain), sorted by (hook, slot, priority,
+registration order; equal priorities: later registration first, as nf_hook_entries_grow inserts):
+    bc_hook, bc_prio, bc_family (4, 6, 0 = both: inet), bc_type (BC_FILTER, BC_NAT, BC_ROUTE),
+    bc_chain (chain id), bc_policy_verdict (codes.Verdict), bc_policy_rule (rule id of the policy row),
+    bc_table (table index); hook_bc_start[5], hook_bc_end[5] index ranges per codes.Hook.
+    nat-type chains sit at the NAT core's slot (-100 PRE/OUT, +100 IN/POST) whatever their priority.
+Chains: chain_rule_start, chain_rule_end (rule-id ranges; the policy row of a base chain is the id
+    right after its range, so it is never walked as a rule).
+Rules: rule_expr_start, rule_expr_end into the expression rows; rule ids are dense 0..n_rules-1.
+Expression rows: ex_op (OP_*), ex_neg, ex_field, ex_pres (presence bit ctx[Field.PRESENT] must have;
+    0 = none; checked before the test so an absent header fails negated or not), ex_a0..ex_a5, ex_set.
+Interval sets (FIELD_IN, ADDR_IN, interfaces, named sets, maps), CSR over elements:
+    set_start/set_end (elements), set_nw (words per key), set_kind (SET_SORTED: single component,
+    disjoint sorted intervals, binary search; SET_CONCAT: several components, sorted by the first
+    component with a prefix maximum of its upper bound, binary search then a short backward scan),
+    set_nf / set_fields[s, MAX_FIELDS] (the ctx fields forming the key; address fields take 2 words),
+    set_w0 (words of the first component);
+    el_lo[k, MAX_WORDS], el_hi[k, MAX_WORDS] (bounds, each word XOR 1<<63 so that signed int64
+    comparison is unsigned order), el_pmax[k, 2] (prefix max of the first component's hi),
+    el_vcode, el_vchain, el_vqnum, el_vbypass (verdict-map data; -100 = no verdict).
+NAT rows: nat_kind (NAT_*), nat_family, nat_addr_lo_hi/_lo_lo/_hi_hi/_hi_lo (range, int64 bit
+    patterns), nat_has_addr, nat_port_lo, nat_port_hi, nat_flags (NATF_*), nat_rule,
+    nat_mask_hi/_lo (NETMAP prefix mask).
+Stateful matches: sf_kind[n_sf], sf_p[n_sf, 12] (see stateful.py); recent tables: rc_n_tables.
+host: the HostArrays of the host model (addrtype); max_depth: jump stack size needed; hz: CONFIG_HZ.
+
+Expression ops: see OP_* below. Match ops come before OP_FIRST_STMT; statements after.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ...errors import NfreplayError, UnsupportedRuleError
+from ..codes import ADDRESS_FIELDS, FIELD_GROUP, Field, Hook, Verdict
+from . import model as m
+
+log = logging.getLogger(__name__)
+
+__all__ = ["compile_ruleset", "CompiledRuleset", "CompiledArrays", "RulesetError", "REJECT_KINDS", "NAT_KINDS"]
+
+
+class RulesetError(NfreplayError, ValueError):
+    """The ruleset is structurally invalid (jump to an unknown chain, a jump loop, too deep)."""
+
+
+# ---- expression ops (match ops < OP_FIRST_STMT)
+OP_NOOP = 0
+OP_FIELD_IN = 1  # ctx[field] in interval set ex_set (1 word)
+OP_ADDR_IN = 2  # 128-bit ctx[field], ctx[field+1] in interval set ex_set
+OP_MASKED_EQ = 3  # (ctx[field] & a0) == a1
+OP_MASKED_ANY = 4  # (ctx[field] & a0) != 0
+OP_ADDR_MASKED = 5  # (hi & a0) == a2 and (lo & a1) == a3
+OP_IFACE = 6  # ctx[field] (iface index, -1 none) in interval set ex_set; never presence-gated
+OP_SET = 7  # concatenation of set fields in set ex_set
+OP_ADDRTYPE = 8  # field SRC/DST; a0 type mask; a1 limit iface (0 none, 1 in, 2 out)
+OP_STATEFUL = 9  # a0 = stateful index
+OP_NEVER = 10
+OP_FIRST_STMT = 20
+OP_VERDICT = 20  # a0 codes.Verdict value, a1 chain id (jump/goto), a2 queue num, a3 bypass
+OP_REJECT = 21  # a0 REJECT_KINDS index
+OP_LOG = 22  # a0 log index (CompiledRuleset.logs)
+OP_NFLOG = 23  # a0 log index
+OP_MARK = 24  # a0 dest (0 mark, 1 ctmark), a1 and, a2 xor, a3 src (0 const, 1 mark, 2 ctmark), a4 src mask, a5 or
+OP_CTSET = 25  # a0 notrack, a1 helper id (-1 none), a2 zone (-1 none)
+OP_NAT = 26  # a0 nat row
+OP_COUNTER = 27
+OP_VMAP = 28  # ex_set = map set id
+OP_NOOP_STMT = 29  # a0 index into CompiledRuleset.noops
+
+BC_FILTER, BC_NAT, BC_ROUTE = 0, 1, 2
+SET_SORTED, SET_CONCAT = 0, 1
+MAX_WORDS = 8
+MAX_FIELDS = 6
+NO_VERDICT = -100
+
+NAT_KINDS = ("", "snat", "dnat", "masquerade", "redirect", "netmap")
+NATF_RANDOM, NATF_RANDOM_FULLY, NATF_PERSISTENT, NATF_PROTO_SPECIFIED, NATF_MAP_IPS = 1, 2, 4, 8, 16
+
+REJECT_KINDS = ("", "icmp-port-unreachable", "icmp-net-unreachable", "icmp-host-unreachable",
+                "icmp-proto-unreachable", "icmp-net-prohibited", "icmp-host-prohibited", "icmp-admin-prohibited",
+                "tcp-reset", "icmp6-no-route", "icmp6-adm-prohibited", "icmp6-addr-unreachable",
+                "icmp6-port-unreachable", "icmpx-port-unreachable", "icmpx-admin-prohibited",
+                "icmpx-no-route", "icmpx-host-unreachable", "icmp6-policy-fail", "icmp6-reject-route",
+                "icmp6-beyond-scope")
+_REJECT_ALIASES = {"net-unreach": "icmp-net-unreachable", "host-unreach": "icmp-host-unreachable",
+                   "proto-unreach": "icmp-proto-unreachable", "port-unreach": "icmp-port-unreachable",
+                   "net-prohib": "icmp-net-prohibited", "host-prohib": "icmp-host-prohibited",
+                   "admin-prohib": "icmp-admin-prohibited", "tcp-rst": "tcp-reset",
+                   "no-route": "icmp6-no-route", "adm-prohibited": "icmp6-adm-prohibited",
+                   "addr-unreach": "icmp6-addr-unreachable", "port-unreachable": "icmp6-port-unreachable",
+                   "icmp6-adm-prohib": "icmp6-adm-prohibited"}
+
+HELPERS = {"ftp": 1}
+HOOKS = {"prerouting": Hook.PREROUTING, "input": Hook.INPUT, "forward": Hook.FORWARD, "output": Hook.OUTPUT,
+         "postrouting": Hook.POSTROUTING}
+_VERDICT_CODES = {"accept": Verdict.ACCEPT, "drop": Verdict.DROP, "queue": Verdict.QUEUE,
+                  "continue": Verdict.CONTINUE, "return": Verdict.RETURN, "jump": Verdict.JUMP,
+                  "goto": Verdict.GOTO}
+_FAMILY = {"ip": 4, "ip6": 6, "inet": 0}
+_SIGN = 1 << 63
+_M64 = (1 << 64) - 1
+_M128 = (1 << 128) - 1
+
+
+def _s64(v: int) -> int:
+    v &= _M64
+    return v - (1 << 64) if v >= _SIGN else v
+
+
+def _flip(v: int) -> int:
+    """uint64 word -> int64 whose signed order is the word's unsigned order."""
+    return _s64((v & _M64) ^ _SIGN)
+
+
+def _nwords(f) -> int:
+    return 2 if int(f) in ADDRESS_FIELDS else 1
+
+
+class CompiledArrays(NamedTuple):
+    bc_hook: np.ndarray
+    bc_prio: np.ndarray
+    bc_family: np.ndarray
+    bc_type: np.ndarray
+    bc_chain: np.ndarray
+    bc_policy_verdict: np.ndarray
+    bc_policy_rule: np.ndarray
+    bc_table: np.ndarray
+    hook_bc_start: np.ndarray
+    hook_bc_end: np.ndarray
+    chain_rule_start: np.ndarray
+    chain_rule_end: np.ndarray
+    rule_expr_start: np.ndarray
+    rule_expr_end: np.ndarray
+    ex_op: np.ndarray
+    ex_neg: np.ndarray
+    ex_field: np.ndarray
+    ex_pres: np.ndarray
+    ex_a0: np.ndarray
+    ex_a1: np.ndarray
+    ex_a2: np.ndarray
+    ex_a3: np.ndarray
+    ex_a4: np.ndarray
+    ex_a5: np.ndarray
+    ex_set: np.ndarray
+    set_start: np.ndarray
+    set_end: np.ndarray
+    set_nw: np.ndarray
+    set_kind: np.ndarray
+    set_nf: np.ndarray
+    set_fields: np.ndarray
+    set_w0: np.ndarray
+    el_lo: np.ndarray
+    el_hi: np.ndarray
+    el_pmax: np.ndarray
+    el_vcode: np.ndarray
+    el_vchain: np.ndarray
+    el_vqnum: np.ndarray
+    el_vbypass: np.ndarray
+    nat_kind: np.ndarray
+    nat_family: np.ndarray
+    nat_addr_lo_hi: np.ndarray
+    nat_addr_lo_lo: np.ndarray
+    nat_addr_hi_hi: np.ndarray
+    nat_addr_hi_lo: np.ndarray
+    nat_has_addr: np.ndarray
+    nat_port_lo: np.ndarray
+    nat_port_hi: np.ndarray
+    nat_flags: np.ndarray
+    nat_rule: np.ndarray
+    nat_mask_hi: np.ndarray
+    nat_mask_lo: np.ndarray
+    sf_kind: np.ndarray
+    sf_p: np.ndarray
+    rc_n_tables: int
+    max_depth: int
+    n_rules: int
+    hz: int
+    host: object  # host.HostArrays (addrtype)
+
+
+@dataclass
+class CompiledRuleset:
+    arrays: CompiledArrays
+    rules: list  # one dict per rule id (contracts §3 rules table)
+    n_rules: int
+    reject_kinds: tuple
+    nat: list  # one dict per NAT row (Python view)
+    base_chains: list  # one dict per base chain, in hook/priority order
+    chains: list  # one dict per chain id: table, chain, family
+    logs: list  # model.Log per log index
+    noops: list  # model.Noop per noop index
+    stateful: list  # (rule id, model.Stateful) per stateful index
+    recent_tables: list  # names, index = recent table id
+    seed: int
+    ruleset: m.Ruleset
+    host: object
+
+    def rule_id(self, table: str, chain: str, rule_num: int, family: str | None = None) -> int:
+        for r in self.rules:
+            if r["table"] == table and r["chain"] == chain and r["rule_num"] == rule_num and \
+                    (family is None or r["family"] == family):
+                return r["rule_id"]
+        raise KeyError((table, chain, rule_num))
+
+
+# ------------------------------------------------------------------ interval sets
+class _Sets:
+    def __init__(self):
+        self.sets = []  # (kind, nw, fields, w0, elements: list of (lo_words, hi_words, vdata))
+
+    def add(self, fields, elements, is_map=False) -> int:
+        """elements: list of (tuple of (lo, hi) per component, vdata or None). Returns the set id."""
+        fields = tuple(int(f) for f in fields)
+        if len(fields) > MAX_FIELDS:
+            raise _Unsup(f"concatenation of {len(fields)} fields")
+        nw = sum(_nwords(f) for f in fields)
+        if nw > MAX_WORDS:
+            raise _Unsup(f"set key of {nw} words")
+        w0 = _nwords(fields[0])
+        rows = []
+        for comps, vd in elements:
+            if len(comps) != len(fields):
+                raise _Unsup(f"set element with {len(comps)} components for a key of {len(fields)}")
+            lo_w, hi_w = [], []
+            for f, (lo, hi) in zip(fields, comps):
+                if _nwords(f) == 2:
+                    lo_w += [_flip(lo >> 64), _flip(lo)]
+                    hi_w += [_flip(hi >> 64), _flip(hi)]
+                else:
+                    lo_w.append(_flip(lo))
+                    hi_w.append(_flip(hi))
+            rows.append((tuple(lo_w), tuple(hi_w), vd))
+        if len(fields) == 1:
+            rows.sort(key=lambda r: r[0])
+            if not is_map:  # merge overlapping / adjacent
+                merged = []
+                for lo_w, hi_w, _vd in rows:
+                    if merged and _succ(merged[-1][1]) >= lo_w:
+                        if hi_w > merged[-1][1]:
+                            merged[-1] = (merged[-1][0], hi_w, None)
+                    else:
+                        merged.append((lo_w, hi_w, None))
+                rows = merged
+            kind = SET_SORTED
+        else:
+            rows.sort(key=lambda r: r[0][:w0])
+            kind = SET_CONCAT
+        self.sets.append((kind, nw, fields, w0, rows))
+        return len(self.sets) - 1
+
+
+def _succ(words: tuple) -> tuple:
+    """Next key after `words` (flipped words), for merging adjacent intervals; saturates."""
+    w = list(words)
+    for i in range(len(w) - 1, -1, -1):
+        if w[i] != (1 << 63) - 1:
+            w[i] += 1
+            for j in range(i + 1, len(w)):
+                w[j] = -(1 << 63)
+            return tuple(w)
+    return tuple(w)
+
+
+class _Unsup(Exception):
+    """Internal: a construct the compiler cannot lower; becomes an unsupported rule."""
+
+
+# ------------------------------------------------------------------ compiler
+class _Compiler:
+    def __init__(self, rs, host, ipsets, allow_unsupported, seed):
+        self.rs, self.host, self.allow, self.seed = rs, host, allow_unsupported, seed
+        self.ipsets = {s.name: s for s in ipsets}
+        self.sets = _Sets()
+        self.rows = []  # (op, neg, field, pres, a0..a5, set)
+        self.rules = []
+        self.rule_ranges = []
+        self.chains = []  # dicts
+        self.chain_ranges = []
+        self.bcs = []
+        self.nat = []
+        self.logs, self.noops, self.stateful, self.recent = [], [], [], []
+        self.unsupported = []  # (source, text, feature)
+        self.hz = int(host.hz) if host is not None else 1000
+
+    # -- rows
+    def row(self, op, neg=0, field=0, pres=0, a=(), set_id=-1):
+        a = list(a) + [0] * (6 - len(a))
+        self.rows.append((op, int(neg), int(field), int(pres), *[_s64(int(x)) for x in a], set_id))
+
+    def iface_set(self, fld, names):
+        idx = []
+        absent = False
+        hnames = self.host.iface_names if self.host is not None else []
+        for n in names:
+            if n.endswith("+") or n.endswith("*"):
+                p = n[:-1]
+                idx += [i for i, h in enumerate(hnames) if h.startswith(p)]
+                if p == "":
+                    absent = True
+            else:
+                idx += [i for i, h in enumerate(hnames) if h == n]
+                if n == "":
+                    absent = True
+        vals = sorted(set(idx + ([-1] if absent else [])))
+        return self.sets.add((fld,), [(((v, v),), None) for v in vals])
+
+    def set_by_name(self, table, name):
+        for s in table.sets:
+            if s.name == name:
+                return s
+        if name in self.ipsets:
+            return self.ipsets[name]
+        raise _Unsup(f"set {name!r} not defined (supply ipset contents)")
+
+    def verdict_args(self, v: m.Verdict, table, chain_ids):
+        code = _VERDICT_CODES.get(v.kind)
+        if code is None:
+            raise _Unsup(f"verdict {v.kind}")
+        target = -1
+        if v.kind in ("jump", "goto"):
+            key = (id(table), v.chain)
+            if key not in chain_ids:
+                raise RulesetError(f"{self.rs.source}: {v.kind} to unknown chain {v.chain!r} in table "
+                                   f"{table.family} {table.name}")
+            target = chain_ids[key]
+            if self.chains[target]["base"]:
+                raise RulesetError(f"{self.rs.source}: {v.kind} to base chain {v.chain!r} in table {table.name}")
+        return int(code), target, int(v.queue_num), int(bool(v.bypass))
+
+    def expr(self, e, table, chain_ids, rid, fam):
+        if isinstance(e, m.FieldIn):
+            f = int(e.field)
+            if f in ADDRESS_FIELDS:
+                sid = self.sets.add((f,), [(((lo, hi),), None) for lo, hi in e.values])
+                self.row(OP_ADDR_IN, e.negate, f, FIELD_GROUP.get(e.field, 0), set_id=sid)
+            elif f in (Field.IIF, Field.OIF):
+                sid = self.sets.add((f,), [(((lo, hi),), None) for lo, hi in e.values])
+                self.row(OP_IFACE, e.negate, f, 0, set_id=sid)
+            else:
+                sid = self.sets.add((f,), [(((lo, hi),), None) for lo, hi in e.values])
+                self.row(OP_FIELD_IN, e.negate, f, FIELD_GROUP.get(e.field, 0), set_id=sid)
+        elif isinstance(e, m.Masked):
+            if e.op not in ("eq", "any"):
+                raise _Unsup(f"masked op {e.op}")
+            if int(e.field) in ADDRESS_FIELDS:
+                mk = e.mask & _M128
+                if e.op != "eq":
+                    raise _Unsup("address bit test")
+                self.row(OP_ADDR_MASKED, e.negate, e.field, FIELD_GROUP.get(e.field, 0),
+                         (mk >> 64, mk, (e.value & mk) >> 64, e.value & mk))
+            else:
+                self.row(OP_MASKED_EQ if e.op == "eq" else OP_MASKED_ANY, e.negate, e.field,
+                         FIELD_GROUP.get(e.field, 0), (e.mask, e.value & e.mask))
+        elif isinstance(e, m.AddrMasked):
+            mk = e.mask & _M128
+            v = e.value & mk
+            self.row(OP_ADDR_MASKED, e.negate, e.field, FIELD_GROUP.get(e.field, 0), (mk >> 64, mk, v >> 64, v))
+        elif isinstance(e, m.Iface):
+            sid = self.iface_set(e.field, e.names)
+            self.row(OP_IFACE, e.negate, e.field, 0, set_id=sid)
+        elif isinstance(e, m.SetMatch):
+            s = self.set_by_name(table, e.set_name)
+            if len(s.key_fields) != len(e.fields):
+                raise _Unsup(f"set {e.set_name} has {len(s.key_fields)} key fields, match uses {len(e.fields)}")
+            sid = self.sets.add(e.fields, [(el, None) for el in s.elements])
+            pres = 0
+            for f in e.fields:
+                pres |= FIELD_GROUP.get(f, 0)
+            self.row(OP_SET, e.negate, e.fields[0], pres, set_id=sid)
+        elif isinstance(e, m.AddrType):
+            from ..host import ADDRTYPE_BITS
+
+            mask = 0
+            for t in e.types:
+                if t.upper() not in ADDRTYPE_BITS:
+                    raise _Unsup(f"addrtype {t}")
+                mask |= ADDRTYPE_BITS[t.upper()]
+            fld = Field.SRC if e.which == "src" else Field.DST
+            lim = {None: 0, "in": 1, "out": 2}.get(e.limit_iface)
+            if lim is None:
+                raise _Unsup(f"addrtype limit-iface {e.limit_iface}")
+            self.row(OP_ADDRTYPE, e.negate, fld, 0, (mask, lim))
+        elif isinstance(e, m.Stateful):
+            from .. import stateful as sfm
+
+            idx = len(self.stateful)
+            sfm.check_stateful(e, table.origin)  # raises _Unsup-compatible ValueError
+            self.stateful.append((rid, e, table.origin))
+            if e.kind == "recent":
+                name = e.get("name", "DEFAULT")
+                if name not in self.recent:
+                    self.recent.append(name)
+            self.row(OP_STATEFUL, 0 if e.kind == "recent" else e.negate, 0, 0, (idx,))
+        elif isinstance(e, m.Never):
+            self.row(OP_NEVER)
+        elif isinstance(e, m.Unsupported):
+            raise _Unsup(e.feature)
+        # ---- statements
+        elif isinstance(e, m.Verdict):
+            self.row(OP_VERDICT, 0, 0, 0, self.verdict_args(e, table, chain_ids))
+        elif isinstance(e, m.Reject):
+            k = _REJECT_ALIASES.get(e.with_, e.with_)
+            if k not in REJECT_KINDS:
+                raise _Unsup(f"reject with {e.with_}")
+            self.row(OP_REJECT, 0, 0, 0, (REJECT_KINDS.index(k),))
+        elif isinstance(e, m.Log):
+            self.logs.append(e)
+            self.row(OP_NFLOG if e.kind == "nflog" else OP_LOG, 0, 0, 0, (len(self.logs) - 1,))
+        elif isinstance(e, m.MarkOp):
+            dest = {"mark": 0, "ctmark": 1}.get(e.dest)
+            src = {"const": 0, "mark": 1, "ctmark": 2}.get(e.src)
+            if dest is None or src is None:
+                raise _Unsup(f"mark op {e.dest} from {e.src}")
+            self.row(OP_MARK, 0, 0, 0, (dest, e.and_mask & 0xFFFFFFFF, e.xor_value & 0xFFFFFFFF, src,
+                                        e.src_mask & 0xFFFFFFFF, e.or_value & 0xFFFFFFFF))
+        elif isinstance(e, m.CtSet):
+            h = -1
+            if e.helper is not None:
+                if e.helper not in HELPERS:
+                    raise _Unsup(f"conntrack helper {e.helper}")
+                h = HELPERS[e.helper]
+            self.row(OP_CTSET, 0, 0, 0, (int(e.notrack), h, -1 if e.zone is None else int(e.zone)))
+        elif isinstance(e, m.Nat):
+            self.row(OP_NAT, 0, 0, 0, (self.nat_row(e, rid, fam),))
+        elif isinstance(e, m.Counter):
+            self.rules[-1]["counter"] = True
+            self.row(OP_COUNTER)
+        elif isinstance(e, m.VerdictMap):
+            s = self.set_by_name(table, e.map_name)
+            if s.data is None or len(s.data) != len(s.elements):
+                raise _Unsup(f"map {e.map_name} without verdict data")
+            els = []
+            for el, d in zip(s.elements, s.data):
+                if not isinstance(d, m.Verdict):
+                    raise _Unsup(f"map {e.map_name} is not a verdict map")
+                els.append((el, self.verdict_args(d, table, chain_ids)))
+            sid = self.sets.add(e.fields, els, is_map=True)
+            pres = 0
+            for f in e.fields:
+                pres |= FIELD_GROUP.get(f, 0)
+            self.row(OP_VMAP, 0, e.fields[0], pres, set_id=sid)
+        elif isinstance(e, m.Noop):
+            self.noops.append(e)
+            self.row(OP_NOOP_STMT, 0, 0, 0, (len(self.noops) - 1,))
+        else:
+            raise _Unsup(f"expression {type(e).__name__}")
+
+    def nat_row(self, e: m.Nat, rid, fam):
+        if e.kind not in NAT_KINDS[1:]:
+            raise _Unsup(f"nat {e.kind}")
+        flags = 0
+        for fl in e.flags:
+            bit = {"random": NATF_RANDOM, "random-fully": NATF_RANDOM_FULLY, "fully-random": NATF_RANDOM_FULLY,
+                   "persistent": NATF_PERSISTENT}.get(fl)
+            if bit is None:
+                raise _Unsup(f"nat flag {fl}")
+            flags |= bit
+        if e.port_lo or e.port_hi:
+            flags |= NATF_PROTO_SPECIFIED
+        has = e.addr_lo is not None
+        if has:
+            flags |= NATF_MAP_IPS
+        lo = e.addr_lo or 0
+        hi = e.addr_hi if e.addr_hi is not None else lo
+        f = e.family or fam
+        if not f and has:
+            f = 4 if (lo >> 32) == 0xFFFF else 6
+        pm = e.prefix_mask & _M128
+        self.nat.append(dict(kind=NAT_KINDS.index(e.kind), family=f, lo=lo, hi=hi, has=int(has),
+                             port_lo=e.port_lo, port_hi=e.port_hi or e.port_lo, flags=flags, rule=rid,
+                             mask=pm, text=e.kind))
+        return len(self.nat) - 1
+
+    # -- whole ruleset
+    def run(self):
+        rs = self.rs
+        tables = []
+        for ti, t in enumerate(rs.tables):
+            fam = _FAMILY.get(t.family)
+            tables.append((ti, t, fam))
+        # chain ids first (jumps refer forward)
+        chain_ids = {}
+        for ti, t, _fam in tables:
+            for c in t.chains:
+                chain_ids[(id(t), c.name)] = len(self.chains)
+                self.chains.append(dict(table=t.name, family=t.family, chain=c.name, base=c.hook is not None,
+                                        table_index=ti))
+        self.chain_ranges = [None] * len(self.chains)
+        order = 0
+        bcs = []
+        for ti, t, fam in tables:
+            for c in t.chains:
+                cid = chain_ids[(id(t), c.name)]
+                start = len(self.rules)
+                for num, r in enumerate(c.rules, 1):
+                    self.compile_rule(t, c, num, r, chain_ids, fam)
+                end = len(self.rules)
+                self.chain_ranges[cid] = (start, end)
+                if c.hook is not None:
+                    pol = (c.policy or "accept").lower()
+                    hook = HOOKS.get(c.hook)
+                    prid = len(self.rules)
+                    feature = ""
+                    if fam is None:
+                        feature = f"table family {t.family}"
+                    elif hook is None:
+                        feature = f"hook {c.hook}"
+                    elif pol not in ("accept", "drop"):
+                        feature = f"policy {pol}"
+                    self.rules.append(self.meta(t, c, 0, None, "policy", feature))
+                    self.rule_ranges.append((len(self.rows), len(self.rows)))
+                    if feature:
+                        self.flag(c.source or m.SourceRef(rs.source, 0, c.name), c.name, feature, prid)
+                        continue
+                    prio = c.priority if c.priority is not None else 0
+                    typ = {"filter": BC_FILTER, "nat": BC_NAT, "route": BC_ROUTE}.get(c.type, BC_FILTER)
+                    slot = prio
+                    if typ == BC_NAT:
+                        slot = -100 if hook in (Hook.PREROUTING, Hook.OUTPUT) else 100
+                    bcs.append(dict(hook=int(hook), prio=prio, slot=slot, family=fam, type=typ, chain=cid,
+                                    policy=int(Verdict.ACCEPT if pol == "accept" else Verdict.DROP),
+                                    policy_rule=prid, table=ti, order=order, table_name=t.name,
+                                    table_family=t.family, chain_name=c.name))
+                    order += 1
+        bcs.sort(key=lambda b: (b["hook"], b["slot"], b["prio"], -b["order"]))
+        self.bcs = bcs
+        self.check_loops(chain_ids)
+        if self.unsupported and not self.allow:
+            src, text, feat = self.unsupported[0]
+            n = len(self.unsupported)
+            more = f" ({n} unsupported rules in total; --allow-unsupported replays with them never matching)" \
+                if n > 1 else " (--allow-unsupported replays with it never matching)"
+            raise UnsupportedRuleError(str(src), text, feat + more)
+
+    def meta(self, t, c, num, r, kind, unsupported=""):
+        rid = len(self.rules)
+        src = r.source if r is not None else c.source
+        return dict(rule_id=rid, family=t.family, table=t.name, chain=c.name, rule_num=num,
+                    text=(r.text if r is not None else f"policy {(c.policy or 'accept').upper()}"),
+                    source=str(src) if src is not None else "", hook=c.hook or "", kind=kind,
+                    unsupported=unsupported, comment=(r.comment or "") if r is not None else "", counter=False)
+
+    def flag(self, src, text, feature, rid):
+        if not any(str(s) == str(src) and t == text for s, t, _ in self.unsupported):
+            self.unsupported.append((src, text, feature))
+        self.rules[rid]["unsupported"] = feature
+
+    def compile_rule(self, t, c, num, r, chain_ids, fam):
+        rid = len(self.rules)
+        self.rules.append(self.meta(t, c, num, r, "rule"))
+        start = len(self.rows)
+        n_stateful, n_recent, n_nat = len(self.stateful), len(self.recent), len(self.nat)
+        n_logs, n_noops = len(self.logs), len(self.noops)
+        feature = ""
+        if fam is None:
+            feature = f"table family {t.family}"
+        else:
+            try:
+                for e in r.exprs:
+                    self.expr(e, t, chain_ids, rid, fam)
+            except (_Unsup, ValueError) as ex:
+                if isinstance(ex, RulesetError):
+                    raise
+                feature = str(ex)
+        if feature:
+            del self.rows[start:]
+            del self.stateful[n_stateful:]
+            del self.recent[n_recent:]
+            del self.nat[n_nat:]
+            del self.logs[n_logs:]
+            del self.noops[n_noops:]
+            self.row(OP_NEVER)
+            self.flag(r.source, r.text, feature, rid)
+        self.rule_ranges.append((start, len(self.rows)))
+
+    def check_loops(self, chain_ids):
+        """Reject jump loops (mark_source_chains / nft loop check) and size the jump stack: the longest
+        chain of jumps (gotos do not push) reachable from a base chain."""
+        edges = {i: [] for i in range(len(self.chains))}
+        for cid, (s, e) in enumerate(self.chain_ranges):
+            for rid in range(s, e):
+                rs_, re_ = self.rule_ranges[rid]
+                for k in range(rs_, re_):
+                    op, a0, a1 = self.rows[k][0], self.rows[k][4], self.rows[k][5]
+                    if op == OP_VERDICT and a0 in (int(Verdict.JUMP), int(Verdict.GOTO)):
+                        edges[cid].append((a1, 1 if a0 == int(Verdict.JUMP) else 0))
+                    elif op == OP_VMAP:
+                        kind, nw, fields, w0, rows = self.sets.sets[self.rows[k][-1]]
+                        for _, _, vd in rows:
+                            if vd is not None and vd[0] in (int(Verdict.JUMP), int(Verdict.GOTO)):
+                                edges[cid].append((vd[1], 1 if vd[0] == int(Verdict.JUMP) else 0))
+        depth = {}
+        state = {}
+
+        def visit(c, path):
+            st = state.get(c)
+            if st == 1:
+                cyc = " -> ".join(self.chains[x]["chain"] for x in path[path.index(c):] + [c])
+                raise RulesetError(f"{self.rs.source}: jump loop: {cyc} (the kernel refuses this ruleset)")
+            if st == 2:
+                return depth[c]
+            state[c] = 1
+            d = 0
+            for t, w in edges[c]:
+                d = max(d, w + visit(t, path + [c]))
+            state[c] = 2
+            depth[c] = d
+            return d
+
+        self.max_depth = 0
+        for cid in range(len(self.chains)):
+            self.max_depth = max(self.max_depth, visit(cid, []))
+
+    def arrays(self) -> CompiledArrays:
+        from .. import stateful as sfm
+
+        i64 = np.int64
+
+        def col(rows, i):
+            return np.array([r[i] for r in rows], dtype=i64) if rows else np.zeros(0, i64)
+
+        bcs = self.bcs
+        hs, he = np.zeros(5, i64), np.zeros(5, i64)
+        for h in range(5):
+            idx = [i for i, b in enumerate(bcs) if b["hook"] == h]
+            hs[h] = idx[0] if idx else 0
+            he[h] = idx[-1] + 1 if idx else 0
+        rr = self.rule_ranges
+        rows = self.rows
+        # sets
+        ss, se, snw, sk, snf, sw0 = [], [], [], [], [], []
+        sfields = np.full((max(1, len(self.sets.sets)), MAX_FIELDS), -1, i64)
+        lo_l, hi_l, pm_l, vd_l = [], [], [], []
+        for sid, (kind, nw, fields, w0, els) in enumerate(self.sets.sets):
+            ss.append(len(lo_l))
+            pmax = None
+            for lo_w, hi_w, vd in els:
+                lo_l.append(list(lo_w) + [0] * (MAX_WORDS - len(lo_w)))
+                hi_l.append(list(hi_w) + [0] * (MAX_WORDS - len(hi_w)))
+                h0 = tuple(hi_w[:w0]) + (0,) * (2 - w0)
+                pmax = h0 if pmax is None or h0 > pmax else pmax
+                pm_l.append(list(pmax))
+                vd_l.append(vd if vd is not None else (NO_VERDICT, -1, 0, 0))
+            se.append(len(lo_l))
+            snw.append(nw)
+            sk.append(kind)
+            snf.append(len(fields))
+            sw0.append(w0)
+            sfields[sid, :len(fields)] = fields
+
+        def arr2(x, w):
+            return np.array(x, dtype=i64).reshape(-1, w) if x else np.zeros((0, w), i64)
+
+        nat = self.nat
+        sf_kind, sf_p = sfm.compile_stateful([(s, o) for _, s, o in self.stateful], self.recent, self.hz)
+        return CompiledArrays(
+            bc_hook=np.array([b["hook"] for b in bcs], i64), bc_prio=np.array([b["prio"] for b in bcs], i64),
+            bc_family=np.array([b["family"] for b in bcs], i64), bc_type=np.array([b["type"] for b in bcs], i64),
+            bc_chain=np.array([b["chain"] for b in bcs], i64),
+            bc_policy_verdict=np.array([b["policy"] for b in bcs], i64),
+            bc_policy_rule=np.array([b["policy_rule"] for b in bcs], i64),
+            bc_table=np.array([b["table"] for b in bcs], i64), hook_bc_start=hs, hook_bc_end=he,
+            chain_rule_start=np.array([r[0] for r in self.chain_ranges], i64),
+            chain_rule_end=np.array([r[1] for r in self.chain_ranges], i64),
+            rule_expr_start=col(rr, 0), rule_expr_end=col(rr, 1),
+            ex_op=col(rows, 0), ex_neg=col(rows, 1), ex_field=col(rows, 2), ex_pres=col(rows, 3),
+            ex_a0=col(rows, 4), ex_a1=col(rows, 5), ex_a2=col(rows, 6), ex_a3=col(rows, 7), ex_a4=col(rows, 8),
+            ex_a5=col(rows, 9), ex_set=col(rows, 10),
+            set_start=np.array(ss, i64), set_end=np.array(se, i64), set_nw=np.array(snw, i64),
+            set_kind=np.array(sk, i64), set_nf=np.array(snf, i64), set_fields=sfields, set_w0=np.array(sw0, i64),
+            el_lo=arr2(lo_l, MAX_WORDS), el_hi=arr2(hi_l, MAX_WORDS), el_pmax=arr2(pm_l, 2),
+            el_vcode=col(vd_l, 0), el_vchain=col(vd_l, 1), el_vqnum=col(vd_l, 2), el_vbypass=col(vd_l, 3),
+            nat_kind=np.array([n["kind"] for n in nat], i64), nat_family=np.array([n["family"] for n in nat], i64),
+            nat_addr_lo_hi=np.array([_s64(n["lo"] >> 64) for n in nat], i64),
+            nat_addr_lo_lo=np.array([_s64(n["lo"]) for n in nat], i64),
+            nat_addr_hi_hi=np.array([_s64(n["hi"] >> 64) for n in nat], i64),
+            nat_addr_hi_lo=np.array([_s64(n["hi"]) for n in nat], i64),
+            nat_has_addr=np.array([n["has"] for n in nat], i64),
+            nat_port_lo=np.array([n["port_lo"] for n in nat], i64),
+            nat_port_hi=np.array([n["port_hi"] for n in nat], i64),
+            nat_flags=np.array([n["flags"] for n in nat], i64), nat_rule=np.array([n["rule"] for n in nat], i64),
+            nat_mask_hi=np.array([_s64(n["mask"] >> 64) for n in nat], i64),
+            nat_mask_lo=np.array([_s64(n["mask"]) for n in nat], i64),
+            sf_kind=sf_kind, sf_p=sf_p, rc_n_tables=len(self.recent), max_depth=int(self.max_depth),
+            n_rules=len(self.rules), hz=self.hz, host=self.host.arrays(),
+        )
+
+
+def compile_ruleset(rs: m.Ruleset, host=None, ipsets: tuple = (), allow_unsupported: bool = False,
+                    seed: int = 0) -> CompiledRuleset:
+    """Lower a model.Ruleset to arrays for chains.eval_chain.
+
+    host: the HostModel (interface names for -i/-o, HZ for limit/recent); None = default model.
+    ipsets: model.SetDef contents for `-m set` names. Unsupported constructs raise UnsupportedRuleError
+    (first one named, total count given) unless allow_unsupported: then such a rule never matches and
+    its rules row names the feature. Structural errors (jump to an unknown chain, loops) raise
+    RulesetError always.
+    """
+    if host is None:
+        from ..host import default_host
+
+        host = default_host()
+    c = _Compiler(rs, host, ipsets, allow_unsupported, seed)
+    for src, u in rs.unsupported:
+        c.unsupported.append((src, u.text, u.feature))
+    c.run()
+    arrays = c.arrays()
+    nat_view = [dict(row=i, kind=NAT_KINDS[n["kind"]], family=n["family"], addr_lo=n["lo"] if n["has"] else None,
+                     addr_hi=n["hi"] if n["has"] else None, port_lo=n["port_lo"], port_hi=n["port_hi"],
+                     flags=n["flags"], rule_id=n["rule"]) for i, n in enumerate(c.nat)]
+    base = [dict(index=i, hook=b["hook"], priority=b["prio"], family=b["table_family"], table=b["table_name"],
+                 chain=b["chain_name"], type=("filter", "nat", "route")[b["type"]],
+                 policy="accept" if b["policy"] == int(Verdict.ACCEPT) else "drop", policy_rule=b["policy_rule"])
+            for i, b in enumerate(c.bcs)]
+    return CompiledRuleset(arrays=arrays, rules=c.rules, n_rules=len(c.rules), reject_kinds=REJECT_KINDS,
+                           nat=nat_view, base_chains=base, chains=c.chains, logs=c.logs, noops=c.noops,
+                           stateful=[(r, s) for r, s, _ in c.stateful], recent_tables=list(c.recent), seed=seed,
+                           ruleset=rs, host=host)
