@@ -125,6 +125,19 @@ class Agreement:
 
     __str__ = render_text
 
+    def html_section(self) -> str:
+        """The agreement as an HTML <section> (for the HTML report)."""
+        return _html_section(self)
+
+    def to_html(self, title: str = "nfreplay verify") -> str:
+        """A standalone HTML page holding the agreement section."""
+        import html
+
+        return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+                "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+                "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style></head>"
+                f"<body><h1>{html.escape(title)}</h1>{_html_section(self)}</body></html>\n")
+
 
 def _short(v):
     s = json.dumps(v, default=_jsonable) if not isinstance(v, str) else v
@@ -398,7 +411,7 @@ def _compare_rules(kernel, ours, ag, lim):
         pk = r["packets"] if r.get("packets") is not None else r.get("trace_packets")
         by = r["bytes"] if r.get("bytes") is not None else r.get("trace_bytes")
         rows.append(((r["table"], r["chain"], 0), pk, by, f"policy {r.get('policy')}"))
-    for key, pk, by, text in rows:
+    for key, pk, by, _text in rows:
         o = orules.get(key)
         where = f"{key[0]}/{key[1]} " + (f"rule {key[2]}" if key[2] else "policy")
         if o is None:
@@ -482,3 +495,27 @@ def _ev_eq(a, b):
     if a[0] == "DESTROY":   # the state in a DESTROY is the last one; compare the event only
         return True
     return a == b
+
+
+
+def _pct(v):
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def _html_section(ag: Agreement) -> str:
+    import html
+
+    d = ag.to_dict()
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_pct(v['percent'])}</td>"
+                   f"<td>{v['agree']}/{v['compared']}</td></tr>" for k, v in d["fields"].items())
+    dis = "".join(
+        f"<tr><td>{html.escape(x['kind'])}</td><td>{html.escape(str(x['where']))}</td>"
+        f"<td>{html.escape(x['field'])}</td><td><code>{html.escape(_short(x['kernel']))}</code></td>"
+        f"<td><code>{html.escape(_short(x['ours']))}</code></td></tr>" for x in d["disagreements"])
+    return (f"<section class='verify'><h2>Agreement with the kernel</h2>"
+            f"<p>{_pct(d['packet_score'])} of {d['packet_fields_compared']} per-packet fields agree "
+            f"({d['packets']} packets).</p>"
+            f"<table><tr><th>field</th><th>agree</th><th>count</th></tr>{rows}</table>"
+            + (f"<h3>Disagreements</h3><table><tr><th>kind</th><th>where</th><th>field</th><th>kernel</th>"
+               f"<th>nfreplay</th></tr>{dis}</table>" if dis else "<p>No disagreements.</p>")
+            + "</section>")
