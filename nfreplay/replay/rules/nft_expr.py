@@ -100,7 +100,7 @@ CT_STATUS = {"expected": 1 << CtStatus.EXPECTED, "seen-reply": 1 << CtStatus.SEE
 CT_DIRS = {"original": 0, "reply": 1}
 PKTTYPES = {"host": 0, "unicast": 0, "broadcast": 1, "multicast": 2, "other": 3}
 NFPROTOS = {"ipv4": 2, "ipv6": 10}
-ETHERTYPES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "vlan": 0x8100, "8021ad": 0x88A8}
+ETHERTYPES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "vlan": 0x8100, "8021q": 0x8100, "8021ad": 0x88A8}
 IFTYPES = {"ether": 1, "ppp": 512, "ipip": 768, "ipip6": 769, "loopback": 772, "sit": 776, "ipgre": 778}
 DSCP = {"cs0": 0, "cs1": 8, "cs2": 16, "cs3": 24, "cs4": 32, "cs5": 40, "cs6": 48, "cs7": 56, "df": 0,
         "be": 0, "lephb": 1, "af11": 10, "af12": 12, "af13": 14, "af21": 18, "af22": 20, "af23": 22,
@@ -205,7 +205,7 @@ _CT_DIR_FIELDS = {
 # unqualified meta keys (`mark`, `iifname` without `meta`), nft's meta_key_unqualified
 META_UNQUALIFIED = ("mark", "iif", "iifname", "iiftype", "oif", "oifname", "oiftype", "skuid", "skgid",
                     "nftrace", "rtclassid", "ibriport", "obriport", "ibrname", "obrname", "pkttype", "cpu",
-                    "iifgroup", "oifgroup", "cgroup", "ipsec")
+                    "iifgroup", "oifgroup", "cgroup")
 
 
 def family_num(table_family: str) -> int:
@@ -302,7 +302,7 @@ def scalar(v, dt: Dtype) -> tuple[int, int]:
             a, b = s.split("-", 1)
             return _addr(a, dt)[0], _addr(b, dt)[1]
         return _addr(s, dt)
-    if dt.name == "ifname":
+    if dt.name == "ifname" or dt.name == "iface_index" and isinstance(v, str) and not _INT_RE.match(v):
         return ifname_int(str(v)), ifname_int(str(v))
     if dt.name == "ether_addr":
         s = str(v)
@@ -318,6 +318,8 @@ def scalar(v, dt: Dtype) -> tuple[int, int]:
             return parse_time_s(a), parse_time_s(b)
         t = parse_time_s(v)
         return t, t
+    if dt.name == "ct_helper" and str(v) not in CT_HELPERS:
+        raise _Unsup(f"ct helper {v} (only ftp is modelled)")
     if isinstance(v, str):
         s = v.strip()
         if dt.symbols and s in dt.symbols:
@@ -385,7 +387,8 @@ class TableContext:
         self.fam = family_num(family)
         self.sets: dict[str, SetInfo] = {}
         self.helpers: dict[str, str] = {}  # object name -> helper type ("ftp")
-        self.objects: dict[tuple[str, str], dict] = {}  # ("quota"|"limit"|"counter", name) -> spec
+        self.objects: dict[tuple[str, str], dict | None] = {}  # ("quota"|"limit", name) -> spec (None: unmodelled)
+        self.unsupported_sets: set[str] = set()  # declared with a type or attribute not modelled
         self._anon = 0
 
     def anon_name(self, kind: str) -> str:
@@ -584,7 +587,7 @@ class RuleLowering:
             name = right[1:]
             info = self.ctx.sets.get(name)
             if info is None:
-                raise NftValueError(right, "unknown set")
+                self._unknown_set(right)
             out.append(m.SetMatch((f,), name, negate=op == "!="))
             return out
         if isinstance(right, dict) and "set" in right:
@@ -618,6 +621,11 @@ class RuleLowering:
         else:
             raise NftValueError(op, "unknown relational operator")
         return out
+
+    def _unknown_set(self, ref: str):
+        if ref[1:] in self.ctx.unsupported_sets:
+            raise _Unsup(f"lookup in set {ref} of an unmodelled type")
+        raise NftValueError(ref, "unknown set")
 
     @staticmethod
     def _offset(key: Key, iv):
@@ -653,7 +661,7 @@ class RuleLowering:
         elif isinstance(right, str) and right.startswith("@"):
             info = self.ctx.sets.get(right[1:])
             if info is None:
-                raise NftValueError(right, "unknown set")
+                self._unknown_set(right)
             if "dynamic" in info.flags or "timeout" in info.flags:
                 raise _Unsup("interface name lookup in a dynamic set")
             names = tuple(info.names)
@@ -685,7 +693,7 @@ class RuleLowering:
         fields = tuple(kk.field for kk in keys)
         if isinstance(right, str) and right.startswith("@"):
             if right[1:] not in self.ctx.sets:
-                raise NftValueError(right, "unknown set")
+                self._unknown_set(right)
             out.append(m.SetMatch(fields, right[1:], negate=op == "!="))
             return out
         elems = right["set"] if isinstance(right, dict) and "set" in right else [right]
@@ -759,9 +767,11 @@ class RuleLowering:
 
     def _limit(self, v) -> m.Stateful:
         if isinstance(v, str):
-            obj = self.ctx.objects.get(("limit", v))
-            if obj is None:
+            if ("limit", v) not in self.ctx.objects:
                 raise NftValueError(v, "unknown limit object")
+            obj = self.ctx.objects[("limit", v)]
+            if obj is None:
+                raise _Unsup(f"limit object {v}")
             v = obj
         per = v.get("per", "second")
         if per not in TIME_UNITS:
@@ -781,9 +791,11 @@ class RuleLowering:
 
     def _quota(self, v) -> m.Stateful:
         if isinstance(v, str):
-            obj = self.ctx.objects.get(("quota", v))
-            if obj is None:
+            if ("quota", v) not in self.ctx.objects:
                 raise NftValueError(v, "unknown quota object")
+            obj = self.ctx.objects[("quota", v)]
+            if obj is None:
+                raise _Unsup(f"quota object {v}")
             v = obj
         n = parse_int(v["val"]) * BYTE_UNITS.get(v.get("val_unit", "bytes"), 1)
         used = parse_int(v.get("used", 0)) * BYTE_UNITS.get(v.get("used_unit", "bytes"), 1)
@@ -928,7 +940,7 @@ class RuleLowering:
         fields = tuple(kk.field for kk in keys)
         if isinstance(data, str) and data.startswith("@"):
             if data[1:] not in self.ctx.sets:
-                raise NftValueError(data, "unknown map")
+                self._unknown_set(data)
             out.append(m.VerdictMap(fields, data[1:]))
             return out
         if not (isinstance(data, dict) and "set" in data):
@@ -976,8 +988,7 @@ def _rv(v) -> str:
             return _rv(v["elem"].get("val"))
         for op in ("&", "|", "^", "<<", ">>"):
             if op in v:
-                a, b = v[op]
-                return f"{_rv(a)} {op} {_rv(b)}"
+                return f" {op} ".join(_rv(x) for x in v[op])
         if len(v) == 1 and next(iter(v)) in ("accept", "drop", "continue", "return", "jump", "goto"):
             return render_stmt(v)
         return render_expr(v)
@@ -1021,7 +1032,7 @@ def render_expr(e) -> str:
     if k == "concat":
         return " . ".join(render_expr(x) for x in v)
     if k in ("&", "|", "^", "<<", ">>"):
-        return f"{render_expr(v[0])} {k} {_rv(v[1])}"
+        return f" {k} ".join(render_expr(x) if isinstance(x, dict) else _rv(x) for x in v)
     if k == "map":
         return f"{render_expr(v['key'])} map {_rv(v['data'])}"
     return f"{k} {_rv(v) if not isinstance(v, dict) else ' '.join(f'{a} {_rv(b)}' for a, b in v.items())}"

@@ -28,7 +28,7 @@ BITMASK_KEYS = (("payload", "tcp", "flags"), ("ct", "state"), ("ct", "status"))
 TERMINATORS = ("\n", ";", "}", "EOF", "HANDLE")
 VERDICT_WORDS = ("accept", "drop", "continue", "return")
 
-_WORD = re.compile(r"[A-Za-z0-9_.:/\-*$@\[\]%~]+")
+_WORD = re.compile(r"[A-Za-z0-9_.:/\-+*$@\[\]%~]+")
 _PUNCT = ("==", "!=", "<=", ">=", "<<", ">>", "{", "}", "(", ")", ";", ",", "=", "<", ">", "&", "|", "^", "!")
 _HANDLE = re.compile(r"#\s*handle\s+(\d+)")
 
@@ -413,13 +413,26 @@ class _Parser:
             if "type" not in words:
                 raise self.err(toks[0] if toks else t, "ct helper needs a type")
             tb.ctx.helpers[name] = words[words.index("type") + 1]
-        elif kind == "quota":
+        elif kind in ("quota", "limit"):
+            if "comment" in words:
+                k = words.index("comment")
+                del words[k:k + 2]
+            try:
+                tb.ctx.objects[(kind, name)] = self._object_spec(kind, words)
+            except (_Unsup, IndexError, ValueError):
+                tb.ctx.objects[(kind, name)] = None  # declared, not modelled: rules using it are unsupported
+
+    def _object_spec(self, kind: str, words: list[str]) -> dict:
+        if kind == "quota":
             inv = "over" in words
             ws = [x for x in words if x not in ("over", "until")]
-            tb.ctx.objects[("quota", name)] = {"val": ws[0], "val_unit": ws[1] if len(ws) > 1 else "bytes",
-                                               "inv": inv}
-        elif kind == "limit":
-            tb.ctx.objects[("limit", name)] = self._limit_words(words)
+            used = {}
+            if "used" in ws:
+                k = ws.index("used")
+                used = {"used": int(ws[k + 1]), "used_unit": ws[k + 2] if len(ws) > k + 2 else "bytes"}
+                del ws[k:]
+            return {"val": int(ws[0]), "val_unit": ws[1] if len(ws) > 1 else "bytes", "inv": inv, **used}
+        return self._limit_words(words)
 
     # -- chain
     def chain_body(self, tb, c) -> None:
@@ -502,10 +515,10 @@ class _Parser:
     # -- sets
     def set_body(self, tb, name: str, is_map: bool, stok: Tok) -> None:
         types: list = []
-        data = None
         flags: list[str] = []
-        elems: list = []
-        etok = stok
+        eb: list = [[], stok]  # elements, token where they start
+        db: list = [None]  # map data type
+        unsupported = None
         while True:
             self.skip_nl()
             t = self.t
@@ -514,58 +527,83 @@ class _Parser:
                 break
             if t.kind == "EOF":
                 raise self.err(t, "missing '}' at the end of the set")
-            w = self.word("a set attribute")
-            if w == "type":
-                types.append(self.word("a type"))
-                while self.is_("."):
-                    self.next()
-                    types.append(self.word("a type"))
-                if self.is_(":"):
-                    self.next()
-                    data = self.word("a type")
-                    if data == "interval":
-                        data = self.word("a type")
-            elif w == "typeof":
-                keys = [self.key_expr()]
-                while self.is_("."):
-                    self.next()
-                    keys.append(self.key_expr())
-                types = [_typeof(k, t, self) for k in keys]
-                if self.is_(":"):
-                    self.next()
-                    if self.t.text in ("verdict",):
-                        data = self.next().text
+            try:
+                self._set_attr(tb, types, flags, eb, db)
+            except _UnsupTail as u:
+                unsupported = u.feature
+                while not self.is_("}") and self.t.kind != "EOF":
+                    if self.is_("{"):
+                        self.skip_block()
                     else:
-                        dk = self.key_expr()
-                        data = _typeof(dk, t, self)
-            elif w == "flags":
-                flags.append(self.word("a flag"))
-                while self.is_(","):
-                    self.next()
-                    flags.append(self.word("a flag"))
-            elif w == "elements":
-                self.expect("=")
-                etok = self.t
-                elems = self.elements_block()
-            elif w in ("timeout", "gc-interval", "size", "policy", "comment"):
-                self.word("a value")
-            elif w in ("counter", "auto-merge"):
-                pass
-            else:
-                raise self.err(t, "unknown set attribute")
+                        self.next()
+                continue
             if not self.end_of_stmt():
                 raise self.err(self.t, "expected a new line or ';'")
-        if not types:
-            raise self.err(stok, "set without type")
         ref = self.ref(stok, f"{'map' if is_map else 'set'} {tb.family} {tb.name} {name}")
-        try:
-            dts = tuple(dtype_named(x) for x in types)
-            dd = (dtype_named(data) if data else None) if is_map else None
-        except _Unsup as u:
-            self.b.unsupported.append((ref, m.Unsupported(f"{u.feature} (column {stok.col})", ref.text)))
+        data = db[0]
+        if unsupported is None and not types:
+            raise self.err(stok, "set without type")
+        if unsupported is None:
+            try:
+                dts = tuple(dtype_named(x) for x in types)
+                dd = (dtype_named(data) if data else None) if is_map else None
+            except _Unsup as u:
+                unsupported = u.feature
+        if unsupported is not None:
+            tb.ctx.unsupported_sets.add(name)
+            self.b.unsupported.append((ref, m.Unsupported(f"{unsupported} in set {name} (line {stok.line} column "
+                                                          f"{stok.col})", ref.text)))
             return
         info = SetInfo(name, dts, dd, is_map, frozenset(flags), source=ref)
-        self.b.set(tb, info, elems, self._locator(etok))
+        self.b.set(tb, info, eb[0], self._locator(eb[1]))
+
+    def _set_attr(self, tb, types: list, flags: list, eb: list, db: list) -> None:
+        t = self.t
+        w = self.word("a set attribute")
+        if w == "type":
+            types.append(self.word("a type"))
+            while self.is_("."):
+                self.next()
+                types.append(self.word("a type"))
+            if self.is_(":"):
+                self.next()
+                if self.is_("interval"):
+                    self.next()
+                db[0] = self.word("a type")
+                if self.is_("."):
+                    raise _UnsupTail("map data concatenation", self.t)
+        elif w == "typeof":
+            keys = [self.key_expr()]
+            while self.is_("."):
+                self.next()
+                keys.append(self.key_expr())
+            types.extend(_typeof(k, tb) for k in keys)
+            if self.is_(":"):
+                self.next()
+                if self.is_("interval"):
+                    self.next()
+                if self.t.text in ("verdict", "counter", "quota", "limit", "queue", "secmark"):
+                    db[0] = self.next().text
+                else:
+                    dk = self.key_expr()
+                    if self.is_("."):
+                        raise _UnsupTail("map data concatenation", self.t)
+                    db[0] = _typeof(dk, tb)
+        elif w == "flags":
+            flags.append(self.word("a flag"))
+            while self.is_(","):
+                self.next()
+                flags.append(self.word("a flag"))
+        elif w == "elements":
+            self.expect("=")
+            eb[1] = self.t
+            eb[0] = self.elements_block()
+        elif w in ("timeout", "gc-interval", "size", "policy", "comment"):
+            self.word("a value")
+        elif w in ("counter", "auto-merge", "limit", "quota", "ct", "last"):
+            self.skip_to_eol()
+        else:
+            raise self.err(t, "unknown set attribute")
 
     def _locator(self, tok: Tok):
         lines = self.lines
@@ -599,29 +637,34 @@ class _Parser:
                 return {"concat": []} if False else v  # merged by caller below
             return v
         key = self.value_concat()
-        while self.t.kind == "word" and self.t.text in ("timeout", "expires", "comment", "counter"):
-            w = self.next().text
-            if w == "counter":
-                if self.is_("packets"):
-                    self.next()
-                    self.next()
-                    self.next()
-                    self.next()
-            else:
-                self.next()
-        while self.t.kind == "p" and self.t.text == "\n":
-            self.next()
+        self._skip_elem_attrs()
         if self.is_(":"):
             self.next()
             if self.t.kind == "word" and self.t.text in VERDICT_WORDS + ("jump", "goto"):
                 data = self.verdict_obj()
             else:
                 data = self.value_concat()
+                if self.is_(":") and self.t.pos == self._endpos() and self.peek().kind == "word" \
+                        and self.peek().pos == self.t.pos + 1 and isinstance(data, str):
+                    self.next()
+                    data = data + ":" + self.next().text  # classid 1:bbf8
+            self._skip_elem_attrs()
             return [key, data]
         return key
 
+    def _skip_elem_attrs(self) -> None:
+        """Per-element timeout/expires/comment/counter/limit/quota: state, not matching data."""
+        while self.t.kind == "word" and self.t.text in ("timeout", "expires", "comment", "counter", "limit",
+                                                         "quota", "ct", "last"):
+            while not (self.t.kind == "EOF" or self.t.kind == "p" and self.t.text in (",", "}", ":", "\n")):
+                self.next()
+        while self.t.kind == "p" and self.t.text == "\n":
+            self.next()
+
     def verdict_obj(self):
         w = self.next().text
+        if w in ("jump", "goto") and self.is_("{"):
+            raise _UnsupTail(f"{w} to an anonymous chain", self.toks[self.i - 1])
         if w in ("jump", "goto"):
             return {w: {"target": self.word("a chain name")}}
         return {w: None}
@@ -752,7 +795,7 @@ class _Parser:
                 self.next()
                 o["offset"] = int(self.word("a number"), 0)
             return {"numgen": o}
-        if w.startswith("@") and "," in w or w in OTHER_EXPRS:
+        if w.startswith("@") and self.peek().text == "," or w in OTHER_EXPRS:
             raise _UnsupTail(f"{w} expression", t)
         raise self.err(t, "unknown expression or statement")
 
@@ -763,6 +806,8 @@ class _Parser:
             parts = [k]
             while self.is_("."):
                 self.next()
+                if self.t.kind != "word" or self.t.text not in _KEY_WORDS:
+                    raise _UnsupTail("concatenation with a constant", self.t)
                 parts.append(self.key_expr())
             k = {"concat": parts}
         while self.t.kind == "p" and self.t.text in ("&", "|", "^", "<<", ">>") or \
@@ -839,6 +884,8 @@ class _Parser:
             self.next()
             if self.is_("name"):
                 self.next()
+                if self.t.kind == "word" and self.t.text in _KEY_WORDS:
+                    raise _UnsupTail("counter name from a map lookup", t)
                 return {"counter": self.word("a counter name")}
             if self.is_("packets"):
                 self.next()
@@ -853,6 +900,8 @@ class _Parser:
             self.next()
             if self.is_("name"):
                 self.next()
+                if self.t.kind == "word" and self.t.text in _KEY_WORDS:
+                    raise _UnsupTail("limit name from a map lookup", t)
                 return {"limit": self.word("a limit name")}
             self.expect("rate")
             words = []
@@ -863,6 +912,8 @@ class _Parser:
             self.next()
             if self.is_("name"):
                 self.next()
+                if self.t.kind == "word" and self.t.text in _KEY_WORDS:
+                    raise _UnsupTail("quota name from a map lookup", t)
                 return {"quota": self.word("a quota name")}
             inv = False
             if self.t.text in ("over", "until"):
@@ -897,6 +948,8 @@ class _Parser:
             self.next()
             self.next()
             self.next()
+            if not (self.t.kind == "str" or self.t.kind == "word" and self.t.text not in _KEY_WORDS):
+                raise _UnsupTail("ct helper set from an expression", t)
             return {"ct helper": self.word("a helper name")}
         if w == "ct" and self.peek().text in ("timeout", "expectation") and self.peek(2).text == "set":
             raise _UnsupTail(f"ct {self.peek().text} set", t)
@@ -933,20 +986,35 @@ class _Parser:
                                                              "limit", "mark")
 
     def set_value(self):
-        t = self.t
-        if t.kind == "word" and (t.text in ("meta", "ct", "numgen", "jhash", "symhash") or
-                                 t.text in META_UNQUALIFIED or t.text in PAYLOAD_PROTOS):
-            v = self.key_full()
-            if self.is_("map"):
-                raise _UnsupTail("set from a map lookup", t)
-            return v
-        v = self.value_bitwise()
-        while self.t.kind == "p" and self.t.text in ("&", "|", "^") or \
+        """Value of `meta mark set ...`: operands (keys, constants, parentheses) joined by & | ^ << >>."""
+        t0 = self.t
+        v = self._operand()
+        while self.t.kind == "p" and self.t.text in ("&", "|", "^", "<<", ">>") or \
                 self.t.kind == "word" and self.t.text in ("and", "or", "xor"):
             op = {"and": "&", "or": "|", "xor": "^"}.get(self.t.text, self.t.text)
             self.next()
-            v = {op: [v, self.value()]}
+            v = {op: [v, self._operand()]}
+        if self.is_("map"):
+            raise _UnsupTail("set from a map lookup", t0)
         return v
+
+    def _operand(self):
+        t = self.t
+        if t.kind == "p" and t.text == "(":
+            self.next()
+            v = self.set_value()
+            self.expect(")")
+            return v
+        if t.kind == "word" and t.text in _KEY_WORDS:
+            k = self.key_expr()
+            if self.is_("."):
+                parts = [k]
+                while self.is_("."):
+                    self.next()
+                    parts.append(self.key_expr() if self.t.text in _KEY_WORDS else self.value())
+                k = {"concat": parts}
+            return k
+        return self.value()
 
     def queue(self):
         self.next()
@@ -955,6 +1023,8 @@ class _Parser:
         while not self.end_of_stmt() and not self._stmt_start():
             w = self.next().text
             if w in ("num", "to"):
+                if self.t.kind == "word" and self.t.text in _KEY_WORDS:
+                    raise _UnsupTail("queue number from an expression", self.toks[self.i - 1])
                 n = self.word("a queue number")
                 if "-" in n:
                     a, b = n.split("-", 1)
@@ -1049,21 +1119,19 @@ class _Parser:
             self.next()
             if self.is_(":"):
                 self.next()
+                if self.t.kind == "word" and self.t.text in _KEY_WORDS:
+                    raise _UnsupTail(f"{kind} port from an expression", self.t)
                 o["port"] = self.word("a port")
             elif kind in ("masquerade", "redirect"):
                 o["port"] = self.word("a port")
             else:
                 t = self.t
-                if t.kind == "word" and (t.text in ("meta", "ct", "numgen", "jhash", "symhash") or
-                                         t.text in PAYLOAD_PROTOS and self.peek().kind == "word"
-                                         and not self.peek().text.startswith("$")
-                                         and self.peek().kind == "word" and self.peek().text not in (":",)
-                                         and re.fullmatch(r"[a-z-]+", self.peek().text) is not None):
+                if t.kind == "word" and t.text in _KEY_WORDS:
                     raise _UnsupTail(f"{kind} to an expression or map lookup", t)
                 o["addr"] = self.value()
                 if self.is_(":"):
                     self.next()
-                    if self.t.kind == "word" and self.t.text in ("numgen", "jhash", "symhash", "meta", "ct"):
+                    if self.t.kind == "word" and self.t.text in _KEY_WORDS:
                         raise _UnsupTail(f"{kind} port from an expression", self.t)
                     o["port"] = self.word("a port")
         flags = []
@@ -1076,6 +1144,10 @@ class _Parser:
         if flags:
             o["flags"] = flags
         return {kind: o or None}
+
+
+_KEY_WORDS = frozenset(PAYLOAD_PROTOS) | frozenset(META_UNQUALIFIED) | frozenset(OTHER_EXPRS) | {
+    "meta", "ct", "numgen", "jhash", "symhash", "fib"}
 
 
 class _UnsupTail(Exception):
@@ -1097,39 +1169,14 @@ def _is_bitmask(left) -> bool:
     return False
 
 
-_TYPEOF = {
-    ("payload", "ip", "saddr"): "ipv4_addr", ("payload", "ip", "daddr"): "ipv4_addr",
-    ("payload", "ip6", "saddr"): "ipv6_addr", ("payload", "ip6", "daddr"): "ipv6_addr",
-    ("payload", "ip", "protocol"): "inet_proto", ("payload", "ip6", "nexthdr"): "inet_proto",
-    ("payload", "ether", "saddr"): "ether_addr", ("payload", "ether", "daddr"): "ether_addr",
-    ("meta", "mark"): "mark", ("meta", "iifname"): "ifname", ("meta", "oifname"): "ifname",
-    ("meta", "l4proto"): "inet_proto", ("meta", "nfproto"): "nf_proto", ("ct", "mark"): "mark",
-    ("ct", "state"): "ct_state", ("ct", "status"): "ct_status", ("payload", "tcp", "flags"): "tcp_flag",
-    ("payload", "icmp", "type"): "icmp_type", ("payload", "icmpv6", "type"): "icmpv6_type",
-    ("payload", "vlan", "id"): "u16", ("meta", "pkttype"): "pkt_type", ("meta", "iiftype"): "iface_type",
-    ("meta", "protocol"): "ether_type",
-}
+def _typeof(k, tb) -> str:
+    """`typeof EXPR` -> the datatype name the lowering gives that expression."""
+    from .nft_expr import RuleLowering
 
-
-def _typeof(k, tok, parser):
-    if "payload" in k:
-        p = k["payload"]
-        if p["field"] in ("sport", "dport"):
-            return "inet_service"
-        key = ("payload", p["protocol"], p["field"])
-    elif "meta" in k:
-        key = ("meta", k["meta"]["key"])
-    elif "ct" in k:
-        key = ("ct", k["ct"]["key"])
-        if k["ct"]["key"].endswith("saddr") or k["ct"]["key"].endswith("daddr"):
-            return "ipv6_addr" if k["ct"]["key"].startswith("ip6") else "ipv4_addr"
-    elif "numgen" in k:
-        return "integer"
-    else:
-        raise parser.err(tok, "unsupported typeof expression")
-    if key not in _TYPEOF:
-        return "u32"
-    return _TYPEOF[key]
+    try:
+        return RuleLowering(tb.ctx).key(k).dtype.name
+    except _Unsup as u:
+        raise _UnsupTail(f"typeof {u.feature}", Tok("word", "typeof", 0, 0, 0)) from None
 
 
 def parse_text(text: str, source: str, digest: str = "") -> m.Ruleset:
