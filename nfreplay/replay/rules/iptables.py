@@ -258,6 +258,8 @@ class _RuleParser:
                 a = need_arg(i + 1, t)
                 if short == "c":
                     take_invert(t, False)
+                    if not a.text:
+                        self.err(a.col, a.raw or '""', "bad packet/byte counters")
                     if "," in a.text:
                         pk, _, by = a.text.partition(",")
                         i += 2
