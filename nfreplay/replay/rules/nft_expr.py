@@ -366,9 +366,14 @@ class SetInfo:
     source: m.SourceRef | None = None
 
     def to_def(self) -> m.SetDef:
-        return m.SetDef(name=self.name, key_fields=tuple(d.field if d.field is not None else Field.NUMGEN for d in self.dtypes),
-                        elements=tuple(self.elements), data=tuple(self.data) if self.is_map else None,
-                        flags=self.flags, source=self.source)
+        """Elements sorted (a set has no order; nft lists them in hash order); flag "dynamic" dropped
+        (nft -j does not print it; sets filled by add/update statements are unsupported anyway)."""
+        order = sorted(range(len(self.elements)), key=lambda k: self.elements[k])
+        return m.SetDef(name=self.name,
+                        key_fields=tuple(d.field if d.field is not None else Field.NUMGEN for d in self.dtypes),
+                        elements=tuple(self.elements[k] for k in order),
+                        data=tuple(self.data[k] for k in order) if self.is_map else None,
+                        flags=self.flags - {"dynamic"}, source=self.source)
 
 
 def dtype_named(name: str) -> Dtype:
@@ -669,7 +674,7 @@ class RuleLowering:
             names = (str(right),)
         else:
             raise NftValueError(right, "not an interface name")
-        names = tuple(n[:-1] + "*" if n.endswith("\\*") else n for n in names)
+        names = tuple(sorted(n[:-1] + "*" if n.endswith("\\*") else n for n in names))
         return m.Iface(key.field, names, negate=neg)
 
     def _fib(self, key: Key, op, right) -> m.Match:
@@ -712,8 +717,10 @@ class RuleLowering:
     # -- statements
     def statement(self, st) -> list:
         if not isinstance(st, dict) or len(st) != 1:
-            raise NftValueError(st, "not a statement")
+            raise _Unsup(f"statement nft printed without a JSON form ({str(st)[:40]})")
         k, v = next(iter(st.items()))
+        if k in ("counter", "limit", "quota", "ct helper") and isinstance(v, dict) and "map" in v:
+            raise _Unsup(f"{k} from a map lookup")
         if k == "match":
             return self.match(v)
         if k in ("accept", "drop", "continue", "return", "jump", "goto"):
@@ -721,6 +728,8 @@ class RuleLowering:
         if k == "queue":
             return [_queue(v or {})]
         if k == "counter":
+            if isinstance(v, dict) and v and not ({"packets", "bytes"} & v.keys()):
+                raise _Unsup(f"counter {next(iter(v))}")
             return [m.Counter()]
         if k == "log":
             return [self._log(v or {})]
@@ -904,7 +913,7 @@ class RuleLowering:
             raise _Unsup(f"ct {ck} set")
         if isinstance(key, dict) and "meta" in key:
             mk = key["meta"].get("key")
-            if mk in ("priority", "nftrace", "pkttype"):
+            if mk in ("priority", "nftrace", "pkttype") and isinstance(val, (int, str)):
                 return m.Noop(f"meta {mk} set")
             raise _Unsup(f"meta {mk} set")
         if isinstance(key, dict) and "payload" in key:
@@ -963,9 +972,12 @@ class RuleLowering:
             try:
                 out.extend(self.statement(st))
             except _Unsup as u:
+                # the rule never matches from here on: what follows is not lowered (same as the text parser,
+                # which skips the rest of a rule after a construct it does not model)
                 x = m.Unsupported(f"{u.feature} ({where(i)})", render_stmt(st))
                 out.append(x)
                 uns.append(x)
+                break
             except (KeyError, TypeError, IndexError, ValueError) as e:
                 if isinstance(e, NftValueError):
                     raise
@@ -1039,6 +1051,16 @@ def render_expr(e) -> str:
 
 
 def render_stmt(st) -> str:
+    """One JSON statement as nft text (best effort: unknown shapes fall back to their JSON)."""
+    try:
+        return _render_stmt(st)
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError, StopIteration):
+        import json
+
+        return json.dumps(st, separators=(",", ":"))
+
+
+def _render_stmt(st) -> str:
     if not isinstance(st, dict) or not st:
         return str(st)
     k, v = next(iter(st.items()))

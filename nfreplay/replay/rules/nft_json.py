@@ -170,8 +170,10 @@ class Builder:
                     line, col = locate(e)
                     raise self.error(line, col, e.token, e.reason) from None
                 except _Unsup as u:
-                    raise self.error(info.source.line if info.source else 0, 0, info.name,
-                                     f"unsupported set element: {u.feature}") from None
+                    ctx.unsupported_sets.add(info.name)
+                    ref = info.source or t.ref
+                    self.unsupported.append((ref, m.Unsupported(f"{u.feature} in set {info.name}", ref.text)))
+                    continue
                 ctx.sets[info.name] = info
             if t.family not in REPLAYED_FAMILIES:
                 self.unsupported.append((t.ref, m.Unsupported(
@@ -196,6 +198,8 @@ class Builder:
                         self.unsupported.append((r.ref, u))
                     counters = None
                     for st in r.exprs:
+                        if isinstance(st, dict) and isinstance(st.get("unsupported"), dict):
+                            st = st["unsupported"]
                         if isinstance(st, dict) and isinstance(st.get("counter"), dict) \
                                 and ("packets" in st["counter"] or "bytes" in st["counter"]):
                             counters = (int(st["counter"].get("packets", 0)), int(st["counter"].get("bytes", 0)))

@@ -600,6 +600,8 @@ class _Parser:
             eb[0] = self.elements_block()
         elif w in ("timeout", "gc-interval", "size", "policy", "comment"):
             self.word("a value")
+            if w == "timeout":
+                flags.append("timeout")
         elif w in ("counter", "auto-merge", "limit", "quota", "ct", "last"):
             self.skip_to_eol()
         else:
@@ -834,13 +836,19 @@ class _Parser:
                 s = self.statement()
             except _UnsupTail as u:
                 start = u.tok
-                while not self.end_of_stmt():
+                while not self.end_of_stmt() and not (self.is_("comment") and self.peek().kind == "str"):
                     if self.is_("{"):
                         self.skip_block()
                     else:
                         self.next()
                 s = {"unsupported": {"feature": u.feature, "col": start.col,
                                      "text": self.text[start.pos:self._endpos()].strip()}}
+                outer = s["unsupported"]["text"]
+                while re.search(r"\{[^{}]*\}", outer):  # not the counters of an anonymous chain's rules
+                    outer = re.sub(r"\{[^{}]*\}", "", outer)
+                mc = re.search(r"\bcounter packets (\d+) bytes (\d+)", outer)
+                if mc:  # informational counters of the rule still count
+                    s["unsupported"]["counter"] = {"packets": int(mc.group(1)), "bytes": int(mc.group(2))}
                 col = start.col
             stmts.append(s)
             cols.append(col)
