@@ -1,0 +1,175 @@
+"""Conntrack tunables (sysctls with the kernel's names and defaults) and the INVALID reason texts."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from nfreplay.errors import HostModelError
+
+_P = "net.netfilter."
+
+# Kernel names and 6.x defaults (Documentation/networking/nf_conntrack-sysctl.rst; spec §3, §6-§9).
+SYSCTL_DEFAULTS: dict[str, int] = {
+    _P + "nf_conntrack_tcp_loose": 1,
+    _P + "nf_conntrack_tcp_be_liberal": 0,
+    _P + "nf_conntrack_tcp_max_retrans": 3,
+    _P + "nf_conntrack_tcp_ignore_invalid_rst": 0,
+    _P + "nf_conntrack_checksum": 1,
+    _P + "nf_conntrack_max": 262144,
+    _P + "nf_conntrack_buckets": 262144,
+    _P + "nf_conntrack_expect_max": 4096,
+    _P + "nf_conntrack_acct": 0,
+    _P + "nf_conntrack_events": 1,
+    _P + "nf_conntrack_log_invalid": 0,
+    _P + "nf_conntrack_tcp_timeout_syn_sent": 120,
+    _P + "nf_conntrack_tcp_timeout_syn_recv": 60,
+    _P + "nf_conntrack_tcp_timeout_established": 432000,
+    _P + "nf_conntrack_tcp_timeout_fin_wait": 120,
+    _P + "nf_conntrack_tcp_timeout_close_wait": 60,
+    _P + "nf_conntrack_tcp_timeout_last_ack": 30,
+    _P + "nf_conntrack_tcp_timeout_time_wait": 120,
+    _P + "nf_conntrack_tcp_timeout_close": 10,
+    _P + "nf_conntrack_tcp_timeout_max_retrans": 300,
+    _P + "nf_conntrack_tcp_timeout_unacknowledged": 300,
+    _P + "nf_conntrack_udp_timeout": 30,
+    _P + "nf_conntrack_udp_timeout_stream": 120,
+    _P + "nf_conntrack_icmp_timeout": 30,
+    _P + "nf_conntrack_icmpv6_timeout": 30,
+    _P + "nf_conntrack_generic_timeout": 600,
+    _P + "nf_conntrack_gre_timeout": 30,
+    _P + "nf_conntrack_gre_timeout_stream": 180,
+    _P + "nf_conntrack_sctp_timeout_established": 210,
+}
+
+# INVALID reasons: index 0 = none. Texts are the kernel's nf_conntrack_log_invalid messages (6.x,
+# the "%u" numbers removed); entries marked (nfreplay) have no kernel log line.
+INVALID_REASONS: tuple[str, ...] = (
+    "",
+    "short packet",  # 1 tcp/udp/icmp header shorter than its minimum
+    "truncated packet",  # 2 tcp doff
+    "bad checksum",  # 3
+    "invalid tcp flag combination",  # 4
+    "invalid new",  # 5 tcp_new: first packet cannot create an entry
+    "invalid new: no pickup with nf_conntrack_tcp_loose=0",  # 6 (kernel: silent)
+    "invalid state",  # 7 tcp_conntracks says sIV ("packet (index) in dir invalid, state ...")
+    "invalid rst",  # 8
+    "SEQ is over upper bound (over the window of the receiver)",  # 9
+    "ACK is over upper bound (ACKed data not seen yet)",  # 10
+    "truncated/malformed packet",  # 11 udp length field
+    "invalid icmp type",  # 12
+    "can't invert tuple (untrackable ICMP type)",  # 13 (kernel: silent)
+    "invalid new icmp type (reply without request)",  # 14
+    "ICMP error: inner packet not parseable",  # 15
+    "ICMP error: no matching connection",  # 16
+    "ICMP error: outer daddr != inner",  # 17
+    "non-first fragment",  # 18 (nf_conntrack_in get_l4proto)
+    "bad L3/L4 header",  # 19 (nfreplay: packet not decodable)
+    "ICMP protocol in wrong address family",  # 20
+    "table full, dropping packet",  # 21: the packet is DROPPED by conntrack (not INVALID)
+    "L4 header not in capture (snaplen)",  # 22 (nfreplay)
+)
+
+R_SHORT = 1
+R_TRUNC = 2
+R_CSUM = 3
+R_FLAGS = 4
+R_INVALID_NEW = 5
+R_NO_PICKUP = 6
+R_STATE = 7
+R_RST = 8
+R_SEQ_OVER = 9
+R_ACK_OVER = 10
+R_UDP_LEN = 11
+R_ICMP_TYPE = 12
+R_NO_INVERT = 13
+R_ICMP_NEW = 14
+R_ICMP_INNER = 15
+R_ICMP_NOMATCH = 16
+R_ICMP_DADDR = 17
+R_FRAGMENT = 18
+R_BAD_HDR = 19
+R_ICMP_FAMILY = 20
+R_TABLE_FULL = 21
+R_CAPTURE_TRUNC = 22
+
+CTINFO_INVALID = -1
+CTINFO_UNTRACKED = 7
+
+
+class CtParams(NamedTuple):
+    """Scalars for the kernels; timeouts in ns. tcp_timeouts is indexed by codes.TcpState (0..13)."""
+
+    loose: int
+    be_liberal: int
+    max_retrans: int
+    ignore_invalid_rst: int
+    checksum: int
+    assume_good_checksums: int
+    ct_max: int
+    expect_max: int
+    tcp_timeouts: np.ndarray
+    udp_timeout: int
+    udp_timeout_stream: int
+    icmp_timeout: int
+    icmpv6_timeout: int
+    generic_timeout: int
+    gre_timeout: int
+    gre_timeout_stream: int
+    sctp_timeout: int
+    ftp_expect_timeout: int
+
+
+_NS = 1_000_000_000
+
+
+def make_params(sysctls: dict | None = None, assume_good_checksums: bool = False) -> CtParams:
+    """CtParams from sysctl overrides (full names, or without the 'net.netfilter.' prefix)."""
+    v = dict(SYSCTL_DEFAULTS)
+    for k, val in (sysctls or {}).items():
+        name = k if k.startswith(_P) else _P + k
+        if name not in v:
+            raise HostModelError(f"unknown conntrack sysctl {k!r}")
+        try:
+            iv = int(val)
+        except (TypeError, ValueError):
+            raise HostModelError(f"sysctl {k}: expected an integer, got {val!r}") from None
+        if iv < 0:
+            raise HostModelError(f"sysctl {k}: negative value {iv}")
+        v[name] = iv
+
+    def g(n):
+        return v[_P + n]
+
+    tt = np.zeros(14, dtype=np.int64)
+    tt[0] = g("nf_conntrack_tcp_timeout_syn_sent")
+    tt[1] = g("nf_conntrack_tcp_timeout_syn_sent")
+    tt[2] = g("nf_conntrack_tcp_timeout_syn_recv")
+    tt[3] = g("nf_conntrack_tcp_timeout_established")
+    tt[4] = g("nf_conntrack_tcp_timeout_fin_wait")
+    tt[5] = g("nf_conntrack_tcp_timeout_close_wait")
+    tt[6] = g("nf_conntrack_tcp_timeout_last_ack")
+    tt[7] = g("nf_conntrack_tcp_timeout_time_wait")
+    tt[8] = g("nf_conntrack_tcp_timeout_close")
+    tt[9] = g("nf_conntrack_tcp_timeout_syn_sent")  # SYN_SENT2: 120 s, no own sysctl
+    tt[12] = g("nf_conntrack_tcp_timeout_max_retrans")
+    tt[13] = g("nf_conntrack_tcp_timeout_unacknowledged")
+    tt *= _NS
+    return CtParams(
+        loose=g("nf_conntrack_tcp_loose"), be_liberal=g("nf_conntrack_tcp_be_liberal"),
+        max_retrans=g("nf_conntrack_tcp_max_retrans"),
+        ignore_invalid_rst=g("nf_conntrack_tcp_ignore_invalid_rst"),
+        checksum=g("nf_conntrack_checksum"), assume_good_checksums=int(bool(assume_good_checksums)),
+        ct_max=g("nf_conntrack_max"), expect_max=g("nf_conntrack_expect_max"),
+        tcp_timeouts=tt,
+        udp_timeout=g("nf_conntrack_udp_timeout") * _NS,
+        udp_timeout_stream=g("nf_conntrack_udp_timeout_stream") * _NS,
+        icmp_timeout=g("nf_conntrack_icmp_timeout") * _NS,
+        icmpv6_timeout=g("nf_conntrack_icmpv6_timeout") * _NS,
+        generic_timeout=g("nf_conntrack_generic_timeout") * _NS,
+        gre_timeout=g("nf_conntrack_gre_timeout") * _NS,
+        gre_timeout_stream=g("nf_conntrack_gre_timeout_stream") * _NS,
+        sctp_timeout=g("nf_conntrack_sctp_timeout_established") * _NS,
+        ftp_expect_timeout=300 * _NS,
+    )
