@@ -145,7 +145,7 @@ def compile_stateful(items, recent_names, hz: int):
                     cost = nsecs // num
                     p[i, :3] = (cost, cost * burst, over)
             else:
-                avg = XT_LIMIT_SCALE * den // num
+                avg = int(e.get("avg") or XT_LIMIT_SCALE * den // num)  # the parser's exact user value
                 burst = burst or 5
                 kind[i] = SF_LIMIT
                 p[i, :4] = (user2credits(avg, hz), user2credits((avg * burst) & _M32, hz), credits_per_jiffy(hz), hz)
