@@ -634,6 +634,15 @@ def _rate_text(n: int, den: int, scale: int = 10000) -> str:
     return f"{mult // avg}/{name}"
 
 
+_UNIT_S = {"day": 86400, "hour": 3600, "min": 60, "sec": 1}
+
+
+def _rate_saved(n: int, den: int, scale: int = 10000) -> tuple[int, int]:
+    """The rate as iptables-save prints it back from the kernel's avg: (num, seconds)."""
+    num, _, unit = _rate_text(n, den, scale).partition("/")
+    return int(num), _UNIT_S[unit]
+
+
 def _limit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     g = v.get("limit")
     n, den = _rate(ctx, g, g.args[0]) if g else (3, 3600)
@@ -644,8 +653,10 @@ def _limit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     gb = v.get("limit-burst")
     burst = _uint(ctx, gb, gb.args[0], 0, 10000, "burst") if gb else 5
     canon = f"--limit {_rate_text(n, den)}" + (f" --limit-burst {burst}" if burst != 5 else "")
+    avg = 10000 * den // n  # XT_LIMIT_SCALE: what the kernel keeps
+    n, den = _rate_saved(n, den)  # the rate as iptables-save shows it back
     return Built([m.Stateful("limit", (("rate_num", n), ("rate_den_s", den), ("burst", burst),
-                                       ("avg", 10000 * den // n)))], canon)
+                                       ("avg", avg)))], canon)
 
 
 def _hashlimit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
@@ -659,7 +670,7 @@ def _hashlimit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     rate_s = g.args[0]
     if rate_s[:1].isdigit() and rate_s.rstrip("0123456789/").lower().endswith("b/s") or "b/s" in rate_s.lower():
         return Built(canon=_hashlimit_canon(v), unsupported="hashlimit in byte mode")
-    n, den = _rate(ctx, g, rate_s)
+    n, den = _rate_saved(*_rate(ctx, g, rate_s), 1000000)
     mode = v.get("hashlimit-mode")
     modes = tuple(mode.args[0].split(",")) if mode else ()
     for md in modes:
@@ -766,7 +777,7 @@ def _statistic_build(ctx: Ctx, v: dict[str, Given]) -> Built:
             ctx.error(g, "probability must be between 0 and 1")
         stored = int(p * 0x80000000 + 0.5)  # lround
         canon = f"--mode random {_neg(g)}--probability {stored / 0x80000000:.11f}"
-        params = (("mode", "random"), ("probability", p), ("probability_u31", stored))
+        params = (("mode", "random"), ("probability", stored / 0x80000000), ("probability_u31", stored))
         return Built([m.Stateful("statistic", params, g.invert)], canon)
     if mode.args[0] == "nth":
         g = v.get("every")
