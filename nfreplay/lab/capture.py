@@ -8,6 +8,7 @@ in namespaces with random names and is removed on exit."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -118,6 +119,7 @@ def capture(topo, side_hosts, rules_text, rules_fmt, servers, steps, workdir=Non
         with open(os.path.join(www, "hello.txt"), "w") as f:
             f.write("hello from the nfreplay capture lab\n" * 6)
     captured = []
+    lost = []
     nl = None
     stop = threading.Event()
     th = None
@@ -161,6 +163,20 @@ def capture(topo, side_hosts, rules_text, rules_fmt, servers, steps, workdir=Non
                 run(["ip", "-n", side] + (["-6"] if ":" in gw else []) +
                     ["route", "add", "default", "via", gw, "dev", "eth0"])
             sides[n] = side
+        # IPv6 neighbours are static (like the replay lab's): NDP would otherwise depend on the
+        # ruleset letting neighbour solicitations through, and would add chatter to the capture
+        for itf in topo["interfaces"]:
+            n, side = itf["name"], sides[itf["name"]]
+            fw_mac = json.loads(run(["ip", "-n", fw, "-j", "link", "show", n]))[0]["address"]
+            side_mac = json.loads(run(["ip", "-n", side, "-j", "link", "show", "eth0"]))[0]["address"]
+            for a in side_hosts.get(n, {}).get("addresses", []):
+                if ":" in a:
+                    run(["ip", "-n", fw, "neigh", "replace", a.split("/")[0], "lladdr", side_mac, "dev", n,
+                         "nud", "permanent"])
+            for a in itf["addresses"]:
+                if ":" in a:
+                    run(["ip", "-n", side, "neigh", "replace", a.split("/")[0], "lladdr", fw_mac, "dev",
+                         "eth0", "nud", "permanent"])
         for r in topo.get("routes", []):
             run(["ip", "-n", fw] + (["-6"] if ":" in r["prefix"] else []) +
                 ["route", "add", r["prefix"], "via", r["via"], "dev", r["interface"]])
@@ -186,6 +202,9 @@ def capture(topo, side_hosts, rules_text, rules_fmt, servers, steps, workdir=Non
                 try:
                     data = nl.s.recv(1 << 20)
                 except (socket.timeout, BlockingIOError):
+                    continue
+                except OSError as e:   # ENOBUFS after a burst: keep reading, note the loss
+                    lost.append(str(e))
                     continue
                 now = time.time()
                 for typ, _fl, pl in nl_split(data):
@@ -232,5 +251,7 @@ def capture(topo, side_hosts, rules_text, rules_fmt, servers, steps, workdir=Non
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
             shutil.rmtree(f"/etc/netns/{n}", ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    if lost:
+        step_log.append({"capture_socket_errors": lost[:5], "count": len(lost)})
     recs = [(ts, l3) for ts, l3 in captured if l3 and l3[0] >> 4 in (4, 6) and not is_link_chatter(l3)]
     return recs, step_log

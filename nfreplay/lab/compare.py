@@ -205,8 +205,8 @@ def _reason_key(text, mode):
     text = str(text).strip()
     if mode == "exact":
         return text
-    m = re.match(r"^[^0-9]*", text)
-    return (m.group(0) if m else text).strip().rstrip(":").strip()
+    m = re.match(r"^(nf_ct_[a-z0-9_]+:)?\s*([^0-9]*)", text)   # "nf_ct_proto_6: SEQ is over upper bound"
+    return ((m.group(1) or "") + " " + m.group(2)).strip() if m else text
 
 
 def _records(df):

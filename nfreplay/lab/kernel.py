@@ -913,6 +913,7 @@ def run_kernel(capture_path, rules_path, host, timing="fast", checksums="fix", l
                 (run(["ip", "-n", lab.fw, "-6", "route", "show"]).strip().splitlines()
                  if lab.ipv6 else []),
                 "conntrack_probes": use_ct,
+                "namespaces": [lab.fw] + [i["side_ns"] for i in lab.ifaces.values()],
             },
             "ruleset": ruleset_listing.strip().splitlines(),
             "summary": {"outcomes": dict(sorted(outcomes.items())),
