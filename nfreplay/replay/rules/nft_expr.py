@@ -205,7 +205,7 @@ _CT_DIR_FIELDS = {
 # unqualified meta keys (`mark`, `iifname` without `meta`), nft's meta_key_unqualified
 META_UNQUALIFIED = ("mark", "iif", "iifname", "iiftype", "oif", "oifname", "oiftype", "skuid", "skgid",
                     "nftrace", "rtclassid", "ibriport", "obriport", "ibrname", "obrname", "pkttype", "cpu",
-                    "iifgroup", "oifgroup", "cgroup")
+                    "iifgroup", "oifgroup", "cgroup", "time", "day", "hour")
 
 
 def family_num(table_family: str) -> int:
@@ -235,6 +235,8 @@ def parse_time_s(v) -> int:
     if isinstance(v, int):
         return v
     s = str(v)
+    if s.isdigit():
+        return int(s)
     mt = _TIME_RE.match(s)
     if not s or not mt or not any(mt.groups()):
         raise NftValueError(v, "not a valid time")
@@ -244,8 +246,8 @@ def parse_time_s(v) -> int:
 
 def _addr(v, dt: Dtype) -> tuple[int, int]:
     s = str(v).strip()
-    if s.startswith("[") and s.endswith("]"):
-        s = s[1:-1]
+    if s.startswith("["):
+        s = s[1:].replace("]", "", 1)
     try:
         if "/" in s:
             net = ipaddress.ip_network(s, strict=False)
@@ -464,7 +466,10 @@ def _queue(v: dict) -> m.Verdict:
     flags = v.get("flags") or []
     if isinstance(flags, str):
         flags = [flags]
-    return m.Verdict("queue", queue_num=parse_int(num), bypass="bypass" in flags)
+    n = parse_int(num)
+    if not 0 <= n <= 65535:
+        raise NftValueError(num, "queue number out of range")
+    return m.Verdict("queue", queue_num=n, bypass="bypass" in flags)
 
 
 # ---------------------------------------------------------------- rule lowering
@@ -593,6 +598,7 @@ class RuleLowering:
             info = self.ctx.sets.get(name)
             if info is None:
                 self._unknown_set(right)
+            self._check_set_types(right, (dt,))
             out.append(m.SetMatch((f,), name, negate=op == "!="))
             return out
         if isinstance(right, dict) and "set" in right:
@@ -600,6 +606,11 @@ class RuleLowering:
                 raise NftValueError(right, "bad set")
             iv = [self._offset(key, scalar(x, dt)) for x in right["set"]]
             out.append(m.FieldIn(f, _merge(iv), negate=op == "!="))
+            return out
+        if op == "!":  # nft "!" : (x & value) == 0
+            bits = scalar(right if isinstance(right, list) else [right], dt)[0] if dt.bitmask \
+                else scalar(right, dt)[0]
+            out.append(m.Masked(f, bits, 0, op="any", negate=True))
             return out
         if dt.bitmask and (op == "in" or (op == "!=" and isinstance(right, list))):
             bits = scalar(right if isinstance(right, list) else [right], dt)[0]
@@ -627,6 +638,18 @@ class RuleLowering:
             raise NftValueError(op, "unknown relational operator")
         return out
 
+    _CANON = frozenset({"ipv4_addr", "ipv6_addr", "inet_service", "inet_proto", "ether_addr", "mark", "ct_state"})
+
+    def _check_set_types(self, ref: str, dts: tuple) -> None:
+        info = self.ctx.sets.get(ref[1:])
+        if info is None or len(info.dtypes) != len(dts):
+            if info is not None:
+                raise NftValueError(ref, "set key does not match the expression's concatenation")
+            return
+        for a, b in zip(info.dtypes, dts):
+            if a.name != b.name and a.name in self._CANON and b.name in self._CANON:
+                raise NftValueError(ref, f"datatype mismatch: set has {a.name}, expression is {b.name}")
+
     def _unknown_set(self, ref: str):
         if ref[1:] in self.ctx.unsupported_sets:
             raise _Unsup(f"lookup in set {ref} of an unmodelled type")
@@ -638,14 +661,20 @@ class RuleLowering:
 
     def _masked(self, key: Key, op, mask, right) -> m.Match:
         dt, f = key.dtype, key.field
-        mk = scalar(mask if not isinstance(mask, list) else mask, dt)[0]
         if dt.name in ("ipv4_addr", "ipv6_addr"):
+            def addr_or_int(x):
+                if isinstance(x, int) or _INT_RE.match(str(x)):
+                    n = parse_int(x)
+                    return (V4_MAPPED | (n & 0xFFFFFFFF)) if dt.name == "ipv4_addr" else n
+                return scalar(x, dt)[0]
+            mk = addr_or_int(mask)
             if dt.name == "ipv4_addr":
                 mk = (mk & 0xFFFFFFFF) | ((1 << 128) - (1 << 32))
-            val = scalar(right, dt)[0]
+            val = addr_or_int(right)
             if op not in ("==", "!="):
                 raise _Unsup(f"address mask with {op}")
             return m.AddrMasked(f, mk, val & mk, negate=op == "!=")
+        mk = scalar(mask, dt)[0]
         if isinstance(right, dict) and "set" in right:
             raise _Unsup("masked value compared to a set")
         val = scalar(right, dt)[0]
@@ -674,6 +703,8 @@ class RuleLowering:
             names = (str(right),)
         else:
             raise NftValueError(right, "not an interface name")
+        if any(str(n) == "" for n in names):
+            raise NftValueError('""', "empty interface name")
         names = tuple(sorted(n[:-1] + "*" if n.endswith("\\*") else n for n in names))
         return m.Iface(key.field, names, negate=neg)
 
@@ -699,6 +730,7 @@ class RuleLowering:
         if isinstance(right, str) and right.startswith("@"):
             if right[1:] not in self.ctx.sets:
                 self._unknown_set(right)
+            self._check_set_types(right, tuple(kk.dtype for kk in keys))
             out.append(m.SetMatch(fields, right[1:], negate=op == "!="))
             return out
         elems = right["set"] if isinstance(right, dict) and "set" in right else [right]
@@ -730,6 +762,8 @@ class RuleLowering:
         if k == "counter":
             if isinstance(v, dict) and v and not ({"packets", "bytes"} & v.keys()):
                 raise _Unsup(f"counter {next(iter(v))}")
+            if isinstance(v, str) and ("counter", v) not in self.ctx.objects:
+                raise NftValueError(v, "unknown counter object")
             return [m.Counter()]
         if k == "log":
             return [self._log(v or {})]
@@ -770,6 +804,8 @@ class RuleLowering:
         if isinstance(flags, str):
             flags = [flags]
         if "group" in v:
+            if "level" in v:
+                raise NftValueError(v["level"], "log level cannot be used with log group")
             return m.Log("nflog", prefix=v.get("prefix", ""), level=lv, group=parse_int(v["group"]),
                          flags=tuple(flags))
         return m.Log("log", prefix=v.get("prefix", ""), level=lv, flags=tuple(flags))
@@ -819,6 +855,16 @@ class RuleLowering:
         if typ in ("tcp reset", "tcp-reset"):
             return m.Reject("tcp-reset")
         code = code or "port-unreachable"
+        if isinstance(code, int) or str(code).isdigit():
+            table = {"icmp": ICMP_CODES, "icmpv6": ICMPV6_CODES, "icmpx": ICMPX_CODES}.get(typ, {})
+            names = [k for k, x in table.items() if x == int(code)]
+            if not names:
+                raise NftValueError(code, f"not a {typ} reject code")
+            code = names[0]
+        fam_n = self.ctx.fam or self.l3
+        if (typ == "icmp" and fam_n == 6) or (typ == "icmpv6" and fam_n == 4):
+            raise NftValueError(typ, f"reject with {typ} in an {self.ctx.family} table or ip{'6' if fam_n == 6 else ''}"
+                                     " rule")
         if typ == "icmp":
             if code not in ICMP_CODES:
                 raise NftValueError(code, "not an icmp reject code")
@@ -857,10 +903,12 @@ class RuleLowering:
                 raise _Unsup(f"{kind} to a map lookup")
             if isinstance(a, dict) and not ({"range", "prefix"} & a.keys()):
                 raise _Unsup(f"{kind} to a {next(iter(a))} expression")
-            if fam == 0:
-                fam = 6 if ":" in str(a) and "." not in str(a) else 4
-                if self.ctx.fam == 0 and not v.get("family"):
+            if fam == 0:  # inet without ip/ip6: nft takes it from the rule's ip/ip6/nfproto match
+                if self.l3 is None:
                     raise NftValueError(a, f"{kind} in an inet table needs 'ip' or 'ip6' before 'to'")
+                fam = self.l3
+            elif self.l3 is not None and fam != self.l3:
+                raise NftValueError(a, f"{kind} address family conflicts with the rule's network protocol")
             lo, hi = scalar(a, DTYPES["ipv4_addr" if fam == 4 else "ipv6_addr"])
         plo = phi = 0
         if "port" in v and v["port"] is not None:
@@ -880,8 +928,11 @@ class RuleLowering:
                 return m.MarkOp(dest, 0, 0, src="mark")
             if "ct" in val and val["ct"].get("key") == "mark":
                 return m.MarkOp(dest, 0, 0, src="ctmark")
-            if len(val) == 1:
+            if len(val) == 1 and next(iter(val)) in ("&", "|", "^") and len(next(iter(val.values()))) == 2:
                 op, (a, b) = next(iter(val.items()))
+                if isinstance(a, (int, str)) and isinstance(b, (int, str)):  # constant folding
+                    x, y = scalar(a, DTYPES["mark"])[0], scalar(b, DTYPES["mark"])[0]
+                    return m.MarkOp(dest, 0, {"&": x & y, "|": x | y, "^": x ^ y}[op])
                 if op in ("&", "|", "^") and isinstance(b, (int, str)):
                     inner = self._mark_value(a, dest) if not isinstance(a, (int, str)) else None
                     c = scalar(b, DTYPES["mark"])[0]
@@ -968,9 +1019,22 @@ class RuleLowering:
         Returns (model expressions, unsupported features)."""
         out: list = []
         uns: list[m.Unsupported] = []
+        self.l3 = {4: 4, 6: 6}.get(self.ctx.fam)  # network protocol the rule is known to match
+        terminal = None
         for i, st in enumerate(exprs):
             try:
-                out.extend(self.statement(st))
+                got = self.statement(st)
+                for x in got:
+                    if isinstance(x, m.FieldIn) and x.field == Field.NFPROTO and not x.negate \
+                            and len(x.values) == 1 and x.values[0][0] == x.values[0][1]:
+                        self.l3 = {2: 4, 10: 6}.get(x.values[0][0], self.l3)
+                    if terminal is not None and (isinstance(x, (m.Verdict, m.Reject, m.Nat, m.VerdictMap))
+                                                 or isinstance(terminal, m.Verdict)):
+                        raise NftValueError(render_stmt(st), "statement after a terminal statement")
+                    if isinstance(x, (m.Verdict, m.Reject, m.Nat)) and not (
+                            isinstance(x, m.Verdict) and x.kind == "continue"):
+                        terminal = x
+                out.extend(got)
             except _Unsup as u:
                 # the rule never matches from here on: what follows is not lowered (same as the text parser,
                 # which skips the rest of a rule after a construct it does not model)

@@ -305,7 +305,9 @@ def _json_command(b: Builder, cmd: str, obj, i: int, source: str, verb: str = "a
         t.ctx.helpers[obj["name"]] = obj.get("type")
     elif cmd in ("quota", "limit"):
         t.ctx.objects[(cmd, obj["name"])] = obj
-    elif cmd in ("counter", "flowtable", "secmark", "ct timeout", "ct expectation", "synproxy"):
+    elif cmd == "counter":
+        t.ctx.objects[("counter", obj["name"])] = {}
+    elif cmd in ("flowtable", "secmark", "ct timeout", "ct expectation", "synproxy"):
         log.debug("nft object %s %s ignored (no replay effect by itself)", cmd, obj.get("name"))
     else:
         raise _Unsup(f"nft JSON object {cmd!r}")

@@ -22,7 +22,7 @@ PAYLOAD_PROTOS = ("ip", "ip6", "tcp", "udp", "udplite", "sctp", "dccp", "th", "i
                   "arp", "ah", "esp", "comp", "gre", "geneve", "vxlan", "gretap", "igmp", "icmpx")
 OTHER_EXPRS = ("jhash", "symhash", "rt", "socket", "osf", "ipsec", "hbh", "rt0", "rt2", "rt4", "srh", "frag",
                "dst", "mh", "exthdr", "tunnel", "dccp", "cgroupv2", "sctp", "tcpopt")
-RELOPS = {"==": "==", "!=": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "eq": "==", "ne": "!=",
+RELOPS = {"==": "==", "!=": "!=", "!": "!", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "eq": "==", "ne": "!=",
           "lt": "<", "gt": ">", "le": "<=", "ge": ">="}
 BITMASK_KEYS = (("payload", "tcp", "flags"), ("ct", "state"), ("ct", "status"))
 TERMINATORS = ("\n", ";", "}", "EOF", "HANDLE")
@@ -105,6 +105,12 @@ def _split_word(w: str, line: int, col: int, pos: int) -> list[Tok]:
         k = w.index("]:")
         return [Tok("word", w[:k + 1], line, col, pos), Tok("p", ":", line, col + k + 1, pos + k + 1),
                 Tok("word", w[k + 2:], line, col + k + 2, pos + k + 2)]
+    if ":::" in w and re.fullmatch(r"[a-z]+", w[w.index(":::") + 3:] or "0"):  # aaaa:::accept (v6 :: then :)
+        k = w.index(":::") + 2
+        return [Tok("word", w[:k], line, col, pos), Tok("p", ":", line, col + k, pos + k),
+                Tok("word", w[k + 1:], line, col + k + 1, pos + k + 1)]
+    if w.endswith(":") and not w.endswith("::") and w.count(":") > 1:  # ::dddd: drop
+        return [Tok("word", w[:-1], line, col, pos), Tok("p", ":", line, col + len(w) - 1, pos + len(w) - 1)]
     if w.count(":") == 1:
         k = w.index(":")
         out = []
@@ -122,6 +128,7 @@ class _Parser:
         self.text, self.source, self.b, self.defines, self.depth = text, source, builder, defines, depth
         self.toks = tokenize(text, source)
         self.i = 0
+        self.join_colon = True
         self.lines = text.splitlines()
 
     # -- token helpers
@@ -409,7 +416,9 @@ class _Parser:
                     break
             toks.append(t)
         words = [x.text for x in toks if not (x.kind == "p" and x.text in ("\n", ";"))]
-        if kind == "ct helper":
+        if kind == "counter":
+            tb.ctx.objects[("counter", name)] = {}
+        elif kind == "ct helper":
             if "type" not in words:
                 raise self.err(toks[0] if toks else t, "ct helper needs a type")
             tb.ctx.helpers[name] = words[words.index("type") + 1]
@@ -677,6 +686,9 @@ class _Parser:
         t = self.t
         if t.kind == "str":
             self.next()
+            if self.is_("-") and self.peek().kind == "str":  # "00:00"-"02:02"
+                self.next()
+                return {"range": [t.text, self.next().text]}
             return t.text
         if t.kind == "p" and t.text == "(":
             self.next()
@@ -689,6 +701,11 @@ class _Parser:
                 return self._define(t)
             if t.text == "-" or t.text == ".":
                 raise self.err(t, "expected a value")
+            if self.join_colon and self.is_(":") and self.t.pos == t.pos + len(t.text) \
+                    and self.peek().kind == "word" and self.peek().pos == self.t.pos + 1 \
+                    and re.fullmatch(r"[0-9a-fA-F]+", t.text) and re.fullmatch(r"[0-9a-fA-F]+", self.peek().text):
+                self.next()
+                return t.text + ":" + self.next().text  # tc classid major:minor
             return t.text
         raise self.err(t, "expected a value")
 
@@ -749,6 +766,8 @@ class _Parser:
         if t.kind != "word":
             raise self.err(t, "expected an expression")
         w = t.text
+        if w in ("gre", "gretap", "geneve", "vxlan") and self.peek().text in PAYLOAD_PROTOS:
+            raise _UnsupTail(f"{w} inner header expression", t)
         if w in PAYLOAD_PROTOS and self.peek().kind == "word":
             nxt = self.peek().text
             if w == "tcp" and nxt == "option" or w == "ip" and nxt == "option" or w == "sctp" and nxt == "chunk":
@@ -895,12 +914,16 @@ class _Parser:
                 if self.t.kind == "word" and self.t.text in _KEY_WORDS:
                     raise _UnsupTail("counter name from a map lookup", t)
                 return {"counter": self.word("a counter name")}
-            if self.is_("packets"):
-                self.next()
-                p = self.word("a number")
-                self.expect("bytes")
-                by = self.word("a number")
-                return {"counter": {"packets": int(p), "bytes": int(by)}}
+            if self.is_("packets") or self.is_("bytes"):
+                vals = {}
+                while self.t.text in ("packets", "bytes") and self.t.text not in vals:
+                    k = self.next().text
+                    vt = self.t
+                    try:
+                        vals[k] = int(self.word("a number"))
+                    except ValueError:
+                        raise self.err(vt, "expected a number") from None
+                return {"counter": {"packets": vals.get("packets", 0), "bytes": vals.get("bytes", 0)}}
             return {"counter": None}
         if w == "log":
             return self.log()
@@ -977,10 +1000,10 @@ class _Parser:
         if self.end_of_stmt():
             raise self.err(self.t, "expression without a value to compare with")
         right = self.rhs()
-        if self.t.kind == "word" and self.t.text == "/" and op is None:  # tcp flags syn / syn,ack
+        if self.t.kind == "word" and self.t.text == "/":  # tcp flags syn / syn,ack
             self.next()
             mask = self.rhs()
-            return {"match": {"op": "==", "left": {"&": [left, mask]}, "right": right}}
+            return {"match": {"op": op if op in ("==", "!=") else "==", "left": {"&": [left, mask]}, "right": right}}
         if op is None:
             op = "in" if _is_bitmask(left) and not (isinstance(right, dict) and "set" in right) \
                 and not (isinstance(right, str) and right.startswith("@")) else "=="
@@ -1136,7 +1159,11 @@ class _Parser:
                 t = self.t
                 if t.kind == "word" and t.text in _KEY_WORDS:
                     raise _UnsupTail(f"{kind} to an expression or map lookup", t)
-                o["addr"] = self.value()
+                self.join_colon = False
+                try:
+                    o["addr"] = self.value()
+                finally:
+                    self.join_colon = True
                 if self.is_(":"):
                     self.next()
                     if self.t.kind == "word" and self.t.text in _KEY_WORDS:
