@@ -49,7 +49,7 @@ def _write_csv(df: pd.DataFrame, path: Path, row_group: int) -> None:
         return
     for start in range(0, len(df), row_group):
         df.iloc[start:start + row_group].to_csv(path, index=False, mode="w" if start == 0 else "a",
-                                                header=start == 0, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
+                                                header=start == 0)
 
 
 def write_tables(result, out_dir, fmt: str = "parquet", *, row_group: int = ROW_GROUP) -> dict[str, Path]:
