@@ -427,3 +427,12 @@ def test_ipset_save_contents():
     assert (e.value.line, e.value.token) == (1, "nope")
     r = parse_rule("-m set ! --match-set web src,dst -j DROP", chain="FORWARD")
     assert r.exprs[0] == m.SetMatch((Field.SRC, Field.DPORT), "web", True)
+
+
+def test_docs_module_reference_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from nfreplay.replay.rules.iptables_matches import help_text
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "iptables.md").read_text()
+    assert help_text() in doc
