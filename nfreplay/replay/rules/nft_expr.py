@@ -842,8 +842,11 @@ class RuleLowering:
             if obj is None:
                 raise _Unsup(f"quota object {v}")
             v = obj
-        n = parse_int(v["val"]) * BYTE_UNITS.get(v.get("val_unit", "bytes"), 1)
-        used = parse_int(v.get("used", 0)) * BYTE_UNITS.get(v.get("used_unit", "bytes"), 1)
+        if "bytes" in v and "val" not in v:  # quota object as nft -j lists it: plain byte counts
+            n, used = parse_int(v["bytes"]), parse_int(v.get("used", 0))
+        else:
+            n = parse_int(v["val"]) * BYTE_UNITS.get(v.get("val_unit", "bytes"), 1)
+            used = parse_int(v.get("used", 0)) * BYTE_UNITS.get(v.get("used_unit", "bytes"), 1)
         return m.Stateful("quota", (("bytes", n), ("over", bool(v.get("inv", False))), ("used", used)))
 
     def _reject(self, v: dict) -> m.Reject:

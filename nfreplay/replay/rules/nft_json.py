@@ -200,9 +200,10 @@ class Builder:
                     for st in r.exprs:
                         if isinstance(st, dict) and isinstance(st.get("unsupported"), dict):
                             st = st["unsupported"]
-                        if isinstance(st, dict) and isinstance(st.get("counter"), dict) \
-                                and ("packets" in st["counter"] or "bytes" in st["counter"]):
-                            counters = (int(st["counter"].get("packets", 0)), int(st["counter"].get("bytes", 0)))
+                        if isinstance(st, dict) and "counter" in st and (
+                                st["counter"] is None or isinstance(st["counter"], dict) and "map" not in st["counter"]):
+                            cv = st["counter"] or {}
+                            counters = (int(cv.get("packets", 0)), int(cv.get("bytes", 0)))
                     rules.append(m.Rule(tuple(exprs), r.ref, r.text, r.comment, counters, r.handle))
                 chains.append(m.Chain(c.name, tuple(rules), hook=hook,
                                       priority=c.priority if hook else None,

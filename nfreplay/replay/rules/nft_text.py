@@ -363,6 +363,10 @@ class _Parser:
     def table_block(self, t0: Tok) -> None:
         fam, name = self.family_name()
         tb = self.b.table(fam, name, self.ref(t0, f"table {fam} {name}"))
+        if not self.is_("{"):  # `table inet fw4` alone declares the table (like `add table`)
+            if not self.end_of_stmt():
+                raise self.err(self.t, "expected '{' or the end of the line")
+            return
         self.table_body(tb)
 
     def table_body(self, tb) -> None:
@@ -377,7 +381,13 @@ class _Parser:
                 raise self.err(t, "expected chain, set, map, flags or an object in a table")
             w = t.text
             self.next()
-            if w == "chain":
+            if w in ("define", "redefine"):  # scoped define (nft allows them in table blocks)
+                name = self.word("a variable name")
+                self.expect("=")
+                self.defines[name] = self.rhs(allow_list=True)
+            elif w == "include":
+                self.include(t)
+            elif w == "chain":
                 ctok = self.t
                 name = self.word("a chain name")
                 c = self.b.chain(tb, name, self.ref(ctok, f"chain {tb.family} {tb.name} {name}"))
@@ -1090,7 +1100,7 @@ class _Parser:
                 while self.is_(","):
                     self.next()
                     fl.append(self.word("a log flag"))
-                o["flags"] = fl
+                o["flags"] = o.get("flags", []) + fl
             elif w in ("prefix", "level"):
                 o[w] = self.word(f"a log {w}")
             else:
