@@ -436,3 +436,47 @@ def test_docs_module_reference_is_generated_from_the_registry():
 
     doc = (Path(__file__).resolve().parents[3] / "docs" / "iptables.md").read_text()
     assert help_text() in doc
+
+
+def _spec_iptables_blocks(shared_dir):
+    """The iptables rulesets of hooks-rules-nat.md §8 (code blocks with a *table line). The spec
+    abbreviates: a table's COMMIT is often left out, so one is added before each following table."""
+    text = (shared_dir / "spec" / "hooks-rules-nat.md").read_text()
+    sec = text[text.index("## 8. Test vectors"):text.index("## 9.")]
+    blocks = []
+    for chunk in sec.split("**TV-")[1:]:
+        tv = "TV-" + re.match(r"\d+", chunk).group()
+        code = re.search(r"```\n(.*?)```", chunk, re.S)
+        if code is None:
+            continue
+        body = code.group(1)
+        if not re.search(r"^\*(filter|nat|raw|mangle|security)\s*$", body, re.M):
+            continue
+        out, open_ = [], False
+        for ln in body.splitlines():
+            if ln.startswith("*"):
+                if open_:
+                    out.append("COMMIT")
+                open_ = True
+            elif ln.strip() == "COMMIT":
+                open_ = False
+            out.append(ln)
+        if open_:
+            out.append("COMMIT")
+        blocks.append((tv, "\n".join(out) + "\n"))
+    return blocks
+
+
+def test_spec_section8_rulesets_parse(shared_dir):
+    blocks = _spec_iptables_blocks(shared_dir)
+    assert len(blocks) >= 15
+    for tv, text in blocks:
+        rs = parse_iptables(text, tv)
+        n = sum(1 for ln in text.splitlines() if ln.startswith("-A "))
+        assert sum(1 for _ in rs.rules()) == n, tv
+        assert not rs.unsupported, (tv, rs.unsupported)
+    by = dict(blocks)
+    tv3 = parse_iptables(by["TV-3"]).tables[0].chain("INPUT").rules[0]
+    assert tv3.exprs[:2] == (m.FieldIn(Field.PROTO, ((6, 6),)), m.Masked(Field.TCP_FLAGS, 0x17, 0x02, "eq", True))
+    tv7 = parse_iptables(by["TV-7"]).tables[0]
+    assert tv7.chain("A").rules[0].exprs == (m.Verdict("goto", "B"),)
