@@ -37,11 +37,28 @@ def sniff_format(text: str) -> str:
     return "iptables"
 
 
+def _read_text(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        from ...errors import NfreplayError
+
+        raise NfreplayError(f"{path}: cannot read ruleset: {e.strerror}") from None
+
+
 def load_ruleset(src, fmt: str = "auto", family: str | None = None) -> Ruleset:
     """Load one ruleset file (path), text (str containing a newline) or several files (list).
 
     family: for iptables text, "ip" or "ip6" (default: sniffed from the addresses / file name).
     """
+    if isinstance(src, (list, tuple)) and len(src) > 1 and fmt in ("auto", "iptables"):
+        # several iptables files are applied in order like `iptables-restore --noflush` (ufw's fragments)
+        items = [(_read_text(s), str(s)) if not (isinstance(s, str) and "\n" in s) else (s, "<string>")
+                 for s in src]
+        if fmt == "iptables" or all(sniff_format(t) == "iptables" for t, _n in items):
+            from .iptables import parse_iptables_files
+
+            return parse_iptables_files(items, family)
     if isinstance(src, (list, tuple)):
         parts = [load_ruleset(s, fmt, family) for s in src]
         if len(parts) == 1:

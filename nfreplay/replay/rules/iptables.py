@@ -28,7 +28,7 @@ from . import model as m
 
 log = logging.getLogger(__name__)
 
-__all__ = ["parse_iptables", "parse_rule", "load_ipset_save", "sniff_family", "tokenize"]
+__all__ = ["parse_iptables", "parse_iptables_files", "parse_rule", "load_ipset_save", "sniff_family", "tokenize"]
 
 MAX_LINE = 10240
 IFNAMSIZ = 16
@@ -587,6 +587,7 @@ class _TableBuild:
     chains: dict = field(default_factory=dict)  # name -> list[_RuleRec] (ordered: builtins then user chains)
     user: list = field(default_factory=list)
     chain_src: dict = field(default_factory=dict)
+    chain_file: dict = field(default_factory=dict)  # user chain -> index of the file that declared it
 
 
 class _FileParser:
@@ -597,11 +598,26 @@ class _FileParser:
         self.unsupported: list = []
         self.lineno = 0
         self.line = ""
+        self.noflush = False  # later files continue tables (iptables-restore --noflush)
+        self.file_no = 0
+        self.texts = [text]
 
     def err(self, col, token, reason, line=None):
         raise RulesetSyntaxError(self.source, line if line is not None else self.lineno, col, token, reason)
 
     def parse(self) -> m.Ruleset:
+        self.feed()
+        return self._finish()
+
+    def feed_more(self, text: str, source: str):
+        """Continue with another file, as `iptables-restore --noflush` applies ufw's fragments."""
+        self.text, self.source = text, source
+        self.texts.append(text)
+        self.noflush = True
+        self.file_no += 1
+        self.feed()
+
+    def feed(self):
         lines = self.text.splitlines()
         save_format = any(ln.lstrip().startswith("*") for ln in lines)
         cur: _TableBuild | None = None
@@ -657,13 +673,14 @@ class _FileParser:
             self._rule_line(cur, raw)
         if cur is not None:
             self.err(1, "*" + cur.name, f"table {cur.name!r} has no COMMIT", line=cur.line)
-        return self._finish()
 
     def _switch_implicit(self, name: str):
         self.implicit = name
         self.implicit_policies = set()
 
     def _new_table(self, name, no) -> _TableBuild:
+        if name in self.tables and self.noflush:
+            return self.tables[name]
         if name in self.tables:
             log.warning("%s:%d: table %s given again: it replaces the earlier block (iptables-restore flushes)",
                         self.source, no, name)
@@ -707,7 +724,10 @@ class _FileParser:
             if name not in tb.chains:
                 tb.chains[name] = []
                 tb.user.append(name)
+            elif self.noflush and tb.chain_file.get(name, self.file_no) != self.file_no:
+                tb.chains[name] = []  # --noflush: declaring an existing user chain flushes it
             tb.chain_src[name] = ref
+            tb.chain_file[name] = self.file_no
 
     def _check_chain_name(self, name, col):
         if len(name) > 28:
@@ -831,7 +851,8 @@ class _FileParser:
                 chains.append(m.Chain(ch, tuple(self._resolve(tb, r) for r in tb.chains[ch]), None, None,
                                       "filter", None, tb.chain_src.get(ch)))
             tables.append(m.Table(self.family, name, tuple(chains), origin="iptables"))
-        return m.Ruleset(tuple(tables), self.source, "iptables", hashlib.sha256(self.text.encode()).hexdigest(),
+        return m.Ruleset(tuple(tables), self.source, "iptables",
+                         hashlib.sha256("".join(self.texts).encode()).hexdigest(),
                          tuple(self.unsupported))
 
     def _resolve(self, tb: _TableBuild, rec: _RuleRec) -> m.Rule:
@@ -841,8 +862,9 @@ class _FileParser:
         if name in tb.chains and name not in m.IPTABLES_BUILTINS[tb.name]:
             return rec.rule
         if name in m.IPTABLES_BUILTINS[tb.name]:
-            raise RulesetSyntaxError(self.source, rec.line, col, tok, f"cannot jump to built-in chain {name!r}")
-        u = m.Unsupported(f"{kind} to chain {name!r} that is not defined in this file", rec.rule.text)
+            raise RulesetSyntaxError(rec.rule.source.file, rec.line, col, tok,
+                                     f"cannot jump to built-in chain {name!r}")
+        u = m.Unsupported(f"{kind} to chain {name!r} that is not defined in the ruleset", rec.rule.text)
         self.unsupported.append((rec.rule.source, u))
         exprs = tuple(e for e in rec.rule.exprs if not isinstance(e, m.Verdict)) + (u,)
         return m.Rule(exprs, rec.rule.source, rec.rule.text, rec.rule.comment, rec.rule.counters)
@@ -858,7 +880,7 @@ class _FileParser:
             state[ch] = 1
             for nxt, rec in edges[ch]:
                 if state.get(nxt) == 1:
-                    raise RulesetSyntaxError(self.source, rec.line, rec.jump[2], rec.jump[3],
+                    raise RulesetSyntaxError(rec.rule.source.file, rec.line, rec.jump[2], rec.jump[3],
                                              f"loop: chain {nxt!r} jumps back to itself via {ch!r}")
                 if state.get(nxt) is None:
                     dfs(nxt, stack + [ch])
@@ -881,7 +903,7 @@ class _FileParser:
                 for hooks, why, col, tok in rec.hooks:
                     bad = reach[ch] - set(hooks)
                     if bad:
-                        raise RulesetSyntaxError(self.source, rec.line, col, tok,
+                        raise RulesetSyntaxError(rec.rule.source.file, rec.line, col, tok,
                                                  f"{why} (chain {ch!r} is reached from "
                                                  f"{', '.join(h for h in BUILTIN_ORDER if h in bad)})")
 
@@ -937,6 +959,27 @@ def parse_iptables(text: str, source: str = "<string>", family: str | None = Non
     if family not in ("ip", "ip6"):
         raise RulesetSyntaxError(source, 0, 0, str(family), "family must be 'ip' or 'ip6'")
     return _FileParser(text, source, family).parse()
+
+
+def parse_iptables_files(items, family: str | None = None) -> m.Ruleset:
+    """Several iptables files applied in order like `iptables-restore --noflush` (ufw's before.rules,
+    user.rules, after.rules): a repeated `*table` continues the table, a repeated user chain declaration
+    flushes that chain, jumps resolve across files. items: (text, source) pairs. Files of the two
+    families are grouped (family None: sniffed per file)."""
+    groups: dict[str, _FileParser] = {}
+    sources = []
+    for text, source in items:
+        fam = family or sniff_family(text, source)
+        sources.append(source)
+        if fam not in groups:
+            groups[fam] = _FileParser(text, source, fam)
+            groups[fam].feed()
+        else:
+            groups[fam].feed_more(text, source)
+    parts = [p._finish() for p in groups.values()]
+    return m.Ruleset(tuple(t for p in parts for t in p.tables), ",".join(sources), "iptables",
+                     hashlib.sha256("".join(p.digest for p in parts).encode()).hexdigest(),
+                     tuple(u for p in parts for u in p.unsupported))
 
 
 def parse_rule(line: str, family: str = "ip", table: str = "filter", chain: str = "INPUT") -> m.Rule:

@@ -272,7 +272,7 @@ def test_unsupported_constructs_are_recorded_not_errors():
     feats = [(ref.line, u.feature.split(" (")[0].split(":")[0]) for ref, u in rs.unsupported]
     assert feats == [(4, "owner match"), (5, "physdev match"), (6, "TEE target"),
                      (7, "unknown target 'SOMETHINGNEW'"), (8, "unknown match 'brandnew'"),
-                     (9, "jump to chain 'NOSUCHCHAIN' that is not defined in this file")]
+                     (9, "jump to chain 'NOSUCHCHAIN' that is not defined in the ruleset")]
     rules = rs.tables[0].chain("INPUT").rules
     assert rules[0].text == "-A INPUT -m owner --uid-owner 1000 -j ACCEPT"
     assert all(any(isinstance(e, m.Unsupported) for e in r.exprs) for r in rules[:6])
@@ -480,3 +480,26 @@ def test_spec_section8_rulesets_parse(shared_dir):
     assert tv3.exprs[:2] == (m.FieldIn(Field.PROTO, ((6, 6),)), m.Masked(Field.TCP_FLAGS, 0x17, 0x02, "eq", True))
     tv7 = parse_iptables(by["TV-7"]).tables[0]
     assert tv7.chain("A").rules[0].exprs == (m.Verdict("goto", "B"),)
+
+
+def test_several_files_apply_like_iptables_restore_noflush(corpus_dir, tmp_path):
+    d = corpus_dir / "rulesets"
+    rs = load_ruleset([d / "ufw__before.rules", d / "ufw__user.rules", d / "ufw__after.rules",
+                       d / "ufw__before6.rules"])
+    assert [(t.family, t.name) for t in rs.tables] == [("ip", "filter"), ("ip6", "filter")]
+    f = rs.tables[0]
+    names = [c.name for c in f.chains]
+    assert "ufw-before-input" in names and "ufw-user-input" in names and "ufw-after-input" in names
+    # only chains ufw itself creates (outside these files) remain undefined
+    assert {re.search(r"'(.+?)'", u.feature).group(1) for _r, u in rs.unsupported if "jump" in u.feature} <= {
+        "ufw-logging-deny", "ufw-skip-to-policy-input", "ufw6-logging-deny"}
+    a = tmp_path / "a.rules"
+    a.write_text("*filter\n:X - [0:0]\n-A INPUT -j X\n-A X -j DROP\nCOMMIT\n")
+    b = tmp_path / "b.rules"
+    b.write_text("*filter\n:INPUT DROP [0:0]\n:X - [0:0]\n-A X -j ACCEPT\n-A INPUT -j LOG\nCOMMIT\n")
+    rs = load_ruleset([a, b])
+    t = rs.tables[0]
+    assert [r.text for r in t.chain("X").rules] == ["-A X -j ACCEPT"]  # redeclared: flushed
+    assert [r.text for r in t.chain("INPUT").rules] == ["-A INPUT -j X", "-A INPUT -j LOG"]
+    assert t.chain("INPUT").policy == "drop"
+    assert [str(r.source) for r in t.chain("INPUT").rules] == [f"{a}:3", f"{b}:5"]
