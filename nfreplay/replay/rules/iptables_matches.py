@@ -414,10 +414,8 @@ def _icmp_build(v6: bool):
 
     def build(ctx: Ctx, v: dict[str, Given]) -> Built:
         g = v.get(opt)
-        if g is None:  # `-m icmp` alone: matches any ICMP (type 0xFF "any" for v4; v6 type 0 code 0..255)
-            return Built(exprs=[m.FieldIn(Field.ICMP_TYPE, ((0, 255),))] if not v6 else
-                         [m.FieldIn(Field.ICMP_TYPE, ((0, 0),)), m.FieldIn(Field.ICMP_CODE, ((0, 255),))],
-                         canon="" if not v6 else f"--{opt} 0")
+        if g is None:  # XTOPT_MAND in libxt_icmp / libip6t_icmp6
+            ctx.error(None, f"--{opt} is required")
         t = g.args[0]
         if t in names:
             typ, c0, c1 = names[t]
