@@ -593,6 +593,14 @@ class RuleLowering:
         if mask is not None:
             out.append(self._masked(key, op, mask, right))
             return out
+        if dt.name == "ether_type":  # meta protocol / ether type: IP hooks see only IPv4 (2) and IPv6 (10)
+            if op not in ("==", "!=", "in") or isinstance(right, str) and right.startswith("@"):
+                raise _Unsup(f"ether type compare with {op}")
+            vals = right["set"] if isinstance(right, dict) and "set" in right else [right]
+            ets = [scalar(x, dt) for x in vals]
+            nf = tuple(sorted({p for lo, hi in ets for e, p in ((0x0800, 2), (0x86DD, 10)) if lo <= e <= hi}))
+            out.append(m.FieldIn(Field.NFPROTO, tuple((p, p) for p in nf), negate=op == "!="))
+            return out
         if isinstance(right, str) and right.startswith("@"):
             name = right[1:]
             info = self.ctx.sets.get(name)
@@ -1037,7 +1045,9 @@ class RuleLowering:
                     if isinstance(x, (m.Verdict, m.Reject, m.Nat)) and not (
                             isinstance(x, m.Verdict) and x.kind == "continue"):
                         terminal = x
-                out.extend(got)
+                # a repeated identical match is redundant (nft drops the implicit dependency when the rule
+                # already has it: `meta l4proto icmp icmp type ...` lists as `icmp type ...`)
+                out.extend(x for x in got if not (isinstance(x, (m.FieldIn, m.Never)) and x in out))
             except _Unsup as u:
                 # the rule never matches from here on: what follows is not lowered (same as the text parser,
                 # which skips the rest of a rule after a construct it does not model)
