@@ -28,7 +28,7 @@ from . import model as m
 
 log = logging.getLogger(__name__)
 
-__all__ = ["parse_iptables", "parse_iptables_files", "parse_rule", "load_ipset_save", "sniff_family", "tokenize"]
+__all__ = ["parse_iptables", "parse_iptables_files", "parse_rule", "load_ipset_save", "resolve_set_matches", "sniff_family", "tokenize"]
 
 MAX_LINE = 10240
 IFNAMSIZ = 16
@@ -1067,6 +1067,36 @@ def load_ipset_save(text: str, source: str = "<ipset>") -> tuple[m.SetDef, ...]:
             err(toks[0].col, cmd, f"unknown ipset command {cmd!r}")
     return tuple(m.SetDef(n, tuple(_IPSET_FIELDS[k] for k in sets[n]["kinds"]), tuple(sets[n]["elements"]),
                           None, sets[n]["flags"], sets[n]["ref"]) for n in order)
+
+
+_SRC_SIDE = {Field.SRC, Field.SPORT, Field.IIF, Field.ETH_SRC}
+
+
+def resolve_set_matches(rs: m.Ruleset, sets) -> m.Ruleset:
+    """Rewrite the fields of `-m set` matches for the actual ipset types (the parser assumes the usual
+    ip / ip,port / ip,port,ip layout because set types live in a separate file): hash:net,net,
+    bitmap:port, hash:ip,mark, hash:net,iface ... get their exact fields. sets: load_ipset_save output."""
+    types = {}
+    for sd in sets:
+        for f in sd.flags:
+            if f.startswith("type:"):
+                types[sd.name] = f[5:]
+    if not types:
+        return rs
+
+    def fix(e):
+        if isinstance(e, m.SetMatch) and e.set_name in types:
+            dirs = ["src" if f in _SRC_SIDE else "dst" for f in e.fields]
+            return m.SetMatch(reg.set_fields(dirs, types[e.set_name]), e.set_name, e.negate)
+        return e
+
+    tables = []
+    for t in rs.tables:
+        chains = tuple(m.Chain(c.name, tuple(m.Rule(tuple(fix(e) for e in r.exprs), r.source, r.text, r.comment,
+                                                   r.counters, r.handle) for r in c.rules),
+                               c.hook, c.priority, c.type, c.policy, c.source) for c in t.chains)
+        tables.append(m.Table(t.family, t.name, chains, t.sets, t.origin))
+    return m.Ruleset(tuple(tables), rs.source, rs.fmt, rs.digest, rs.unsupported)
 
 
 def _ipset_component(text: str, kind: str, family: str, err) -> tuple[int, int]:

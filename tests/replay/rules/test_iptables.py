@@ -503,3 +503,18 @@ def test_several_files_apply_like_iptables_restore_noflush(corpus_dir, tmp_path)
     assert [r.text for r in t.chain("INPUT").rules] == ["-A INPUT -j X", "-A INPUT -j LOG"]
     assert t.chain("INPUT").policy == "drop"
     assert [str(r.source) for r in t.chain("INPUT").rules] == [f"{a}:3", f"{b}:5"]
+
+
+def test_set_match_fields_follow_the_ipset_type():
+    from nfreplay.replay.rules.iptables import resolve_set_matches
+
+    sets = load_ipset_save("create pairs hash:net,net family inet\nadd pairs 10.0.0.0/8,192.168.0.0/16\n"
+                           "create ports bitmap:port range 0-1024\nadd ports 22\n")
+    rs = parse_iptables("*filter\n-A FORWARD -m set --match-set pairs src,dst -j DROP\n"
+                        "-A FORWARD -m set ! --match-set ports dst -j DROP\n-A FORWARD -m set --match-set other src"
+                        " -j DROP\nCOMMIT\n")
+    before = [r.exprs[0] for _t, _c, _i, r in rs.rules()]
+    assert before[0].fields == (Field.SRC, Field.DPORT)  # the parser's default layout guess
+    after = [r.exprs[0] for _t, _c, _i, r in resolve_set_matches(rs, sets).rules()]
+    assert after == [m.SetMatch((Field.SRC, Field.DST), "pairs"), m.SetMatch((Field.DPORT,), "ports", True),
+                     before[2]]
