@@ -1016,6 +1016,28 @@ def set_fields(dirs: list[str] | tuple[str, ...], settype: str | None) -> tuple[
     return tuple(out)
 
 
+def _ecn_match_build(ctx: Ctx, v: dict[str, Given]) -> Built:
+    """xt_ecn: ECE/CWR test the TCP header bits (needs `-p tcp`), --ecn-ip-ect the IP ECN field."""
+    if not v:
+        ctx.error(None, "ecn needs --ecn-tcp-ece, --ecn-tcp-cwr or --ecn-ip-ect")
+    b = Built()
+    parts = []
+    for name, bit in (("ecn-tcp-ece", 0x40), ("ecn-tcp-cwr", 0x80)):
+        g = v.get(name)
+        if g is not None:
+            if ctx.proto != IPPROTO_TCP or ctx.proto_inv:
+                ctx.error(g, "ecn: TCP flag tests need `-p tcp`")
+            b.exprs.append(m.Masked(Field.TCP_FLAGS, bit, bit, "eq", g.invert))
+            parts.append(f"{_neg(g)}--{name}")
+    g = v.get("ecn-ip-ect")
+    if g is not None:
+        n = _uint(ctx, g, g.args[0], 0, 3, "ECT codepoint")
+        b.exprs.append(m.Masked(Field.TOS, 0x03, n, "eq", g.invert))
+        parts.append(f"{_neg(g)}--ecn-ip-ect {n}")
+    b.canon = " ".join(parts)
+    return b
+
+
 def _helper_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     g = v.get("helper")
     if g is None:
@@ -1446,6 +1468,8 @@ _reg(Module("set", "match", (Opt("match-set", 2, True), Opt("set", 2, True), Opt
                              Opt("packets-eq", 1, True), Opt("packets-lt", 1), Opt("packets-gt", 1),
                              Opt("bytes-eq", 1, True), Opt("bytes-lt", 1), Opt("bytes-gt", 1)),
             _set_build, "ipset membership"))
+_reg(Module("ecn", "match", (Opt("ecn-tcp-ece", 0, True), Opt("ecn-tcp-cwr", 0, True), Opt("ecn-ip-ect", 1, True)),
+            _ecn_match_build, "ECN bits (IP ECT, TCP ECE/CWR)"))
 _reg(Module("helper", "match", (Opt("helper", 1, True),), _helper_build, "conntrack helper"))
 
 # targets
@@ -1633,7 +1657,6 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     ("match", "ipvs"): "ipvs match",
     ("match", "rpfilter"): "rpfilter match",
     ("match", "realm"): "realm match",
-    ("match", "ecn"): "ecn match",
     ("match", "esp"): "esp match (SPI)",
     ("match", "ah"): "ah match (SPI)",
     ("match", "ipcomp"): "ipcomp match",
