@@ -978,6 +978,9 @@ class RuleLowering:
             if mk in ("priority", "nftrace", "pkttype") and isinstance(val, (int, str)):
                 return m.Noop(f"meta {mk} set")
             raise _Unsup(f"meta {mk} set")
+        if isinstance(key, dict) and "tcp option" in key and key["tcp option"].get("name") == "maxseg":
+            # MSS clamping (like iptables TCPMSS): rewrites the SYN option, no effect on the verdicts
+            return m.Noop("tcp option maxseg size set", render_stmt({"mangle": v}))
         if isinstance(key, dict) and "payload" in key:
             p = key["payload"]
             if (p.get("protocol"), p.get("field")) in (("ip", "dscp"), ("ip6", "dscp"), ("ip", "ecn"),
@@ -1121,7 +1124,13 @@ def render_expr(e) -> str:
     if k == "concat":
         return " . ".join(render_expr(x) for x in v)
     if k in ("&", "|", "^", "<<", ">>"):
-        return f" {k} ".join(render_expr(x) if isinstance(x, dict) else _rv(x) for x in v)
+        return f" {k} ".join(render_expr(x) if isinstance(x, dict)
+                             else "(" + "|".join(_rv(y) for y in x) + ")" if isinstance(x, list) else _rv(x)
+                             for x in v)
+    if k == "tcp option":
+        return f"tcp option {v.get('name')} {v.get('field', '')}".rstrip()
+    if k == "rt":
+        return f"rt {v.get('key')}"
     if k == "map":
         return f"{render_expr(v['key'])} map {_rv(v['data'])}"
     return f"{k} {_rv(v) if not isinstance(v, dict) else ' '.join(f'{a} {_rv(b)}' for a, b in v.items())}"
@@ -1144,7 +1153,8 @@ def _render_stmt(st) -> str:
     if k == "match":
         op = v.get("op", "==")
         right = _rv(v["right"])
-        ops = "" if op in ("==", "in") else f"{op} "
+        explicit = isinstance(v["left"], dict) and any(b in v["left"] for b in ("&", "|", "^", "<<", ">>"))
+        ops = "" if op in ("==", "in") and not explicit else f"{op} "
         return f"{render_expr(v['left'])} {ops}{right}"
     if k in ("accept", "drop", "continue", "return"):
         return k

@@ -985,6 +985,16 @@ class _Parser:
         if w in ("dup", "fwd", "tproxy", "synproxy", "flow", "meter", "set", "add", "update", "delete",
                  "secmark", "objref", "last", "synproxy", "reset", "destroy"):
             raise _UnsupTail(f"{w} statement", t)
+        if w == "tcp" and [self.peek(k).text for k in (1, 2, 3, 4)] == ["option", "maxseg", "size", "set"]:
+            for _ in range(5):
+                self.next()
+            if self.is_("rt") and self.peek().text == "mtu":  # MSS clamping to the route MTU
+                self.next()
+                self.next()
+                val = {"rt": {"key": "mtu"}}
+            else:
+                val = self.value()
+            return {"mangle": {"key": {"tcp option": {"name": "maxseg", "field": "size"}}, "value": val}}
         if w == "ct" and self.peek().text == "helper" and self.peek(2).text == "set":
             self.next()
             self.next()

@@ -78,6 +78,7 @@ def test_json_rule_text_is_rendered_nft_syntax():
     assert texts[0] == "ct state established,related counter packets 3 bytes 4 accept"
     assert "tcp dport { 22, 80-90 } accept" in texts[1]
     assert texts[-1] == "numgen random mod 2 vmap { 0 : jump other, 1 : accept }"
+    assert texts[2].startswith("tcp flags & (syn|ack) == syn log")
 
 
 def test_load_ruleset_sniffs_both_forms():
@@ -264,7 +265,9 @@ def test_real_rulesets_load(corpus_dir):
         assert rs.fmt == "nft"
     fw4 = load_ruleset(str(corpus_dir / "rulesets/openwrt-firewall4__01_ruleset.nft"))
     assert len(list(fw4.rules())) > 50
-    assert {u.feature.split(" (")[0] for _, u in fw4.unsupported} == {"flow statement", "tcp option expression"}
+    assert {u.feature.split(" (")[0] for _, u in fw4.unsupported} == {"flow statement"}
+    assert m.Noop("tcp option maxseg size set", "tcp option maxseg size set rt mtu") in [
+        x for r in rules_of(fw4) for x in r.exprs]
     masq = load_ruleset(str(corpus_dir / "rulesets/openwrt-firewall4__02_masq.nft"))
     assert masq.unsupported == ()
     helpers = load_ruleset(str(corpus_dir / "rulesets/nftables__ct_helpers.nft"))
