@@ -954,6 +954,7 @@ def parse_iptables(text: str, source: str = "<string>", family: str | None = Non
     """Parse iptables-save / ip6tables-save / `iptables -S` / free-form rule lines into a Ruleset.
 
     family: "ip" or "ip6"; None sniffs it (ip6tables-save header, IPv6 addresses, ICMPv6 matches)."""
+    text = text.lstrip("\ufeff")
     if family is None:
         family = sniff_family(text, source)
     if family not in ("ip", "ip6"):

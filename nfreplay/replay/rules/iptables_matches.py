@@ -455,7 +455,7 @@ def _multiport_build(ctx: Ctx, v: dict[str, Given]) -> Built:
         if not item:
             ctx.error(g, "empty port in list")
         lo, hi = _range(ctx, g, item, _port, 0, 65535)
-        slots += 1 if lo == hi or ":" not in item else 2
+        slots += 2 if ":" in item else 1  # xt_multiport v1: a range takes two slots
         ivals.append((lo, hi))
         texts.append(_fmt_range(lo, hi) if ":" not in item else f"{lo}:{hi}")
     if slots > 15:

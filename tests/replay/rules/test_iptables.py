@@ -518,3 +518,34 @@ def test_set_match_fields_follow_the_ipset_type():
     after = [r.exprs[0] for _t, _c, _i, r in resolve_set_matches(rs, sets).rules()]
     assert after == [m.SetMatch((Field.SRC, Field.DST), "pairs"), m.SetMatch((Field.DPORT,), "ports", True),
                      before[2]]
+
+
+_VOCAB = ["-A", "INPUT", "-I", "-N", "X", "-P", "DROP", "-p", "tcp", "udp", "icmp", "all", "!", "-s", "10.0.0.0/8",
+          "1.2.3.4,5.6.7.8", "::1", "-d", "-i", "eth+", "-o", "-f", "-m", "tcp", "conntrack", "--ctstate", "NEW,FOO",
+          "multiport", "--dports", "1,2:3", "--dport", "22", "65536", ":", "-j", "-g", "ACCEPT", "DNAT", "REJECT",
+          "--reject-with", "tcp-reset", "MARK", "--set-mark", "0x1/0x3", "LOG", "--log-prefix", '"a b"', '"', "limit",
+          "--limit", "3/min", "recent", "--set", "--rcheck", "--seconds", "x", "-c", "1", "2", "--comment", "comment",
+          "-t", "nat", "--to-destination", "1.2.3.4:80", "--syn", "--tcp-flags", "SYN,ACK", "SYN", "=", "--source=",
+          "string", "--algo", "bm", "icmp6", "--icmp-type", "echo-request", "3/4", "statistic", "--mode", "nth",
+          "--every", "3", "--packet", "0", "set", "--match-set", "s", "src,dst", "-4", "-6"]
+
+
+def test_random_rule_lines_never_crash():
+    """Whatever the token soup, the parser answers with a Ruleset or one RulesetSyntaxError."""
+    import random
+
+    rnd = random.Random(20261126)
+    for _ in range(1500):
+        toks = [rnd.choice(_VOCAB) for _ in range(rnd.randint(1, 12))]
+        line = " ".join(toks)
+        for text in (f"*filter\n:X - [0:0]\n-A INPUT {line}\nCOMMIT\n", f"{line}\n"):
+            for fam in ("ip", "ip6"):
+                try:
+                    rs = parse_iptables(text, "fuzz", fam)
+                except RulesetSyntaxError as e:
+                    assert e.line >= 1 and e.column >= 1 and str(e).startswith("fuzz:"), (line, e)
+                    continue
+                for _t, _c, _i, r in rs.rules():  # and the canonical text re-parses to the same rule
+                    if not any(isinstance(x, m.Unsupported) for x in r.exprs):
+                        again = parse_rule(r.text, family=fam, table=_t.name, chain=_c.name)
+                        assert again.exprs == r.exprs, (line, r.text)
