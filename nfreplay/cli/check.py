@@ -33,7 +33,7 @@ def _unsupported(rs, compiled) -> list[dict]:
 
 @app.command("check")
 def check_command(
-    rules: list[Path] = typer.Argument(..., help="Ruleset files: iptables-save, ip6tables-save, `iptables -S`, "
+    rules: list[Path] = typer.Argument(..., metavar="RULES...", help="Ruleset files: iptables-save, ip6tables-save, `iptables -S`, "
                                                  "`nft list ruleset` or `nft -j list ruleset` output."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object "
                                                         '{"rules": N, "unsupported": [...]} instead.'),
@@ -66,8 +66,10 @@ def check_command(
                    + (f", {len(t.sets)} sets" if t.sets else ""))
         width = max((len(c.name) for c in t.chains), default=0)
         for c in t.chains:
-            where = f"hook {c.hook} prio {c.priority} policy {(c.policy or 'accept').upper()}" if c.hook else "regular"
-            typer.echo(f"    {c.name:<{width}}  {len(c.rules):>5} rules  {where}")
+            where = (f"{c.type} hook {c.hook} prio {c.priority} policy {(c.policy or 'accept').upper()}"
+                     if c.hook else "regular")
+            n = len(c.rules)
+            typer.echo(f"    {c.name:<{width}}  {n:>5} rule{' ' if n == 1 else 's'}  {where}")
     if not unsupported:
         typer.echo("Every rule is supported.")
         return

@@ -47,7 +47,7 @@ def test_check_human_summary(tmp_path, capsys):
     code, out, _err = _run(capsys, p)
     assert code == 0
     assert "table ip filter: 4 chains, 6 rules" in out
-    assert "INPUT        4 rules  hook input prio 0 policy DROP" in out
+    assert "INPUT        4 rules  filter hook input prio 0 policy DROP" in out
     assert "LOGDROP      2 rules  regular" in out
     assert "1 unsupported construct" in out and f"{p}:8: owner match" in out
 
