@@ -1624,7 +1624,8 @@ _reg(Module("DSCP", "target", (Opt("set-dscp"), Opt("set-dscp-class")), _dscp_ta
 _reg(Module("TOS", "target", (Opt("set-tos"), Opt("and-tos"), Opt("or-tos"), Opt("xor-tos")), _tos_target,
             "set TOS (recorded, no effect on decisions)", tables=frozenset({"mangle"})))
 _reg(Module("CLASSIFY", "target", (Opt("set-class"),), _required_noop("CLASSIFY", _classify_check),
-            "set tc class (recorded, no effect on decisions)"))
+            "set tc class (recorded, no effect on decisions)", tables=frozenset({"mangle"}),
+            hooks=frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})))
 _reg(Module("ECN", "target", (Opt("ecn-tcp-remove", 0), Opt("ecn-tcp-cwr"), Opt("ecn-tcp-ece"), Opt("ecn-ip-ect")),
             _required_noop("ECN", _ecn_check), "ECN bits (recorded, no effect on decisions)", frozenset({"ip"}),
             frozenset({"mangle"})))
