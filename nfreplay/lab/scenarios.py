@@ -480,11 +480,11 @@ scenario(
     title="Two nftables base chains on the forward hook at priorities -10 and 10: the first marks "
           "and accepts (accept ends only that chain), the second drops by mark and port",
     rules_name="rules.nft",
-    rules="table inet early {\n\tchain fwd {\n\t\ttype filter hook forward priority -10; policy accept;\n"
+    rules="table inet early {\n\tchain forward {\n\t\ttype filter hook forward priority -10; policy accept;\n"
           "\t\ttcp dport 8080 meta mark set 0x42 counter\n"
           "\t\tct state established counter accept\n"
           "\t\ticmp type echo-request counter accept\n\t}\n}\n"
-          "table inet late {\n\tchain fwd {\n\t\ttype filter hook forward priority 10; policy accept;\n"
+          "table inet late {\n\tchain forward {\n\t\ttype filter hook forward priority 10; policy accept;\n"
           "\t\tmeta mark 0x42 counter drop\n"
           "\t\ticmp type echo-request counter drop\n\t}\n}\n",
     servers=[http("wan0", SERVER, 80), http("wan0", SERVER, 8080)],

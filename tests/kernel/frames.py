@@ -14,7 +14,7 @@ import pandas as pd
 def _accept_rule(p, fmt):
     last = None
     for t in p.get("trace") or []:
-        if t["verdict"] == "accept" and (t["table"] == "filter" or fmt == "nft"):
+        if t["verdict"] == "accept" and (t["table"] == "filter" or (fmt == "nft" and t["table"] != "nat")):
             last = t
     return last
 
