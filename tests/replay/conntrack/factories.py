@@ -28,8 +28,8 @@ def pkt(src, dst, proto=6, sport=0, dport=0, fl="", seq=0, ack=0, win=8192, payl
         status=0, tcp_hlen=20, ip_len=None, family=None):
     """One packet as a dict of packet-table columns. inner = (src, dst, proto, sport, dport) for ICMP
     errors (inner ICMP: sport = id, dport = type << 8 | code) or 'bad' for an unreadable inner packet."""
-    s_hi, s_lo = addr.split(addr.to_int(src))
-    d_hi, d_lo = addr.split(addr.to_int(dst))
+    s_hi, s_lo = addr.split(addr.to_int(src)[0])
+    d_hi, d_lo = addr.split(addr.to_int(dst)[0])
     fam = family or (6 if ":" in src else 4)
     hl = 20 if fam == 4 else 40
     if proto == 6:
@@ -54,8 +54,8 @@ def pkt(src, dst, proto=6, sport=0, dport=0, fl="", seq=0, ack=0, win=8192, payl
             row.update(inner_ok=0)
         elif inner is not None:
             isrc, idst, iproto, isp, idp = inner
-            ih, il = addr.split(addr.to_int(isrc))
-            jh, jl = addr.split(addr.to_int(idst))
+            ih, il = addr.split(addr.to_int(isrc)[0])
+            jh, jl = addr.split(addr.to_int(idst)[0])
             row.update(inner_ok=1, inner_src_hi=ih, inner_src_lo=il, inner_dst_hi=jh, inner_dst_lo=jl,
                        inner_proto=iproto, inner_sport=isp, inner_dport=idp)
     return row
