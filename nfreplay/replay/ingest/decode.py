@@ -104,16 +104,19 @@ def _u48(d, p):
 
 @kernel
 def _csum_add(d, p, n, acc):
-    """One's-complement partial sum (unfolded, int64) of n bytes at p, big-endian 16-bit words."""
-    s = np.int64(0)
-    e = p + n - 1
-    i = p
-    while i < e:
-        s += (np.int64(d[i]) << 8) | np.int64(d[i + 1])
-        i += 2
+    """One's-complement partial sum (unfolded, int64) of n bytes at p, big-endian 16-bit words.
+
+    Unsigned indices: a signed index makes numba wrap negative values around, which keeps LLVM from
+    vectorizing the loop (about 4x slower)."""
+    s = np.uint64(0)
+    q = np.uint64(p)
+    for _ in range(np.uint64(n >> 1)):
+        s += (np.uint64(d[q]) << np.uint64(8)) | np.uint64(d[q + np.uint64(1)])
+        q += np.uint64(2)
+    r = np.int64(s)
     if n & 1:
-        s += np.int64(d[p + n - 1]) << 8
-    return acc + s
+        r += np.int64(d[p + n - 1]) << 8
+    return acc + r
 
 
 @kernel
@@ -176,53 +179,62 @@ def _v6_skip_exthdr(d, pos, limit, nh):
 
 
 @kernel
-def _decode_inner(d, out, i, p, lim, is_v6):
-    """ICMP error payload at p (captured bytes up to lim): fill inner_* columns."""
+def _decode_inner(d, p, lim, is_v6):
+    """ICMP error payload at p (captured bytes up to lim).
+
+    Returns (inner_ok, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport); fields not decoded are 0
+    (the columns' zero default), e.g. the addresses and protocol of an inner non-first fragment are set
+    but not its ports and inner_ok stays 0."""
+    z = np.uint64(0)
     if not is_v6:
         if p + 20 > lim:
-            return
+            return 0, z, z, z, z, 0, 0, 0
         if (d[p] >> 4) != 4:
-            return
+            return 0, z, z, z, z, 0, 0, 0
         hl = np.int64(d[p] & 0x0F) * 4
         if hl < 20 or p + hl > lim:
-            return
+            return 0, z, z, z, z, 0, 0, 0
         proto = np.int64(d[p + 9])
-        out.inner_src_hi[i] = 0
-        out.inner_src_lo[i] = _addr_v4(d, p + 12)
-        out.inner_dst_hi[i] = 0
-        out.inner_dst_lo[i] = _addr_v4(d, p + 16)
-        out.inner_proto[i] = proto
+        src_hi = z
+        src_lo = _addr_v4(d, p + 12)
+        dst_hi = z
+        dst_lo = _addr_v4(d, p + 16)
         if _u16(d, p + 6) & 0x1FFF:
-            return  # non-first fragment inside an ICMP error: no tuple (ipv4_get_l4proto)
+            # non-first fragment inside an ICMP error: no tuple (ipv4_get_l4proto)
+            return 0, src_hi, src_lo, dst_hi, dst_lo, proto, 0, 0
         l4 = p + hl
     else:
         if p + 40 > lim:
-            return
+            return 0, z, z, z, z, 0, 0, 0
         if (d[p] >> 4) != 6:
-            return
-        out.inner_src_hi[i] = _u64be(d, p + 8)
-        out.inner_src_lo[i] = _u64be(d, p + 16)
-        out.inner_dst_hi[i] = _u64be(d, p + 24)
-        out.inner_dst_lo[i] = _u64be(d, p + 32)
+            return 0, z, z, z, z, 0, 0, 0
+        src_hi = _u64be(d, p + 8)
+        src_lo = _u64be(d, p + 16)
+        dst_hi = _u64be(d, p + 24)
+        dst_lo = _u64be(d, p + 32)
         proto, l4, fo, mf, fid, hf, err = _v6_skip_exthdr(d, p + 40, lim, np.int64(d[p + 6]))
-        out.inner_proto[i] = proto
         if err != 0 or fo != 0:
-            return
+            return 0, src_hi, src_lo, dst_hi, dst_lo, proto, 0, 0
     if l4 + 8 > lim:
-        return
+        return 0, src_hi, src_lo, dst_hi, dst_lo, proto, 0, 0
+    sport = np.int64(0)
+    dport = np.int64(0)
     if proto == 1 or proto == 58:
-        out.inner_sport[i] = _u16(d, l4 + 4)
-        out.inner_dport[i] = (np.int64(d[l4]) << 8) | np.int64(d[l4 + 1])
+        sport = _u16(d, l4 + 4)
+        dport = (np.int64(d[l4]) << 8) | np.int64(d[l4 + 1])
     elif proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
-        out.inner_sport[i] = _u16(d, l4)
-        out.inner_dport[i] = _u16(d, l4 + 2)
-    out.inner_ok[i] = 1
+        sport = _u16(d, l4)
+        dport = _u16(d, l4 + 2)
+    return 1, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport
 
 
 @kernel
-def _decode_tcp_options(d, out, i, p, n):
-    """TCP options at p, n bytes (all captured): MSS, wscale, SACK-permitted, tcp_sack()."""
-    ack = np.int64(out.tcp_ack[i])
+def _decode_tcp_options(d, p, n, ack):
+    """TCP options at p, n bytes (all captured): returns (mss, wscale, sackok, sack) with the columns'
+    defaults (0, -1, 0, ack) for absent options; sack as tcp_sack() computes it."""
+    mss = np.int64(0)
+    wscale = np.int64(-1)
+    sackok = np.int64(0)
     sack = ack
     # tcp_sack(): fast path for the aligned timestamp-only option block
     ts_only = n == 12 and d[p] == 1 and d[p + 1] == 1 and d[p + 2] == 8 and d[p + 3] == 10
@@ -243,14 +255,14 @@ def _decode_tcp_options(d, out, i, p, n):
         if opsize < 2 or opsize > length:
             break
         if opcode == 2 and opsize == 4:
-            out.tcp_mss[i] = _u16(d, q + 2)
+            mss = _u16(d, q + 2)
         elif opcode == 3 and opsize == 3:
             ws = np.int64(d[q + 2])
             if ws > TCP_MAX_WSCALE:
                 ws = TCP_MAX_WSCALE
-            out.tcp_wscale[i] = ws
+            wscale = ws
         elif opcode == 4 and opsize == 2:
-            out.tcp_sackok[i] = 1
+            sackok = np.int64(1)
         elif opcode == 5 and not sack_done:
             if opsize >= 10 and (opsize - 2) % 8 == 0:
                 k = 0
@@ -262,293 +274,365 @@ def _decode_tcp_options(d, out, i, p, n):
                 sack_done = True
         q += opsize
         length -= opsize
-    out.tcp_sack[i] = sack
-
-
-@kernel
-def _decode_one(d, base, out, i):
-    cap = np.int64(out.cap_len[i])
-    wire = np.int64(out.wire_len[i])
-    end = base + cap
-    lt = np.int64(out.linktype[i])
-    p = base
-    ethertype = np.int64(-1)  # for link types carrying an ethertype
-    version = np.int64(0)  # 4/6 decided by the link layer; 0 = by version nibble
-    if lt == LINKTYPE_ETHERNET:
-        if cap < 14:
-            return TRUNCATED_L2
-        out.eth_dst[i] = _u48(d, p)
-        out.eth_src[i] = _u48(d, p + 6)
-        ethertype = _u16(d, p + 12)
-        p += 14
-    elif lt == LINKTYPE_LINUX_SLL:
-        if cap < 16:
-            return TRUNCATED_L2
-        pkttype = _u16(d, p)
-        if pkttype == PACKET_OUTGOING:
-            out.pkt_dir[i] = DIR_OUTGOING
-        elif pkttype <= 3:
-            out.pkt_dir[i] = DIR_INCOMING
-        if _u16(d, p + 4) == 6 and _u16(d, p + 2) == 1:
-            out.eth_src[i] = _u48(d, p + 6)
-        ethertype = _u16(d, p + 14)
-        p += 16
-    elif lt == LINKTYPE_LINUX_SLL2:
-        if cap < 20:
-            return TRUNCATED_L2
-        ethertype = _u16(d, p)
-        ifx = _u32(d, p + 4)
-        out.ifindex[i] = ifx if ifx < 32768 else -1
-        pkttype = np.int64(d[p + 10])
-        if pkttype == PACKET_OUTGOING:
-            out.pkt_dir[i] = DIR_OUTGOING
-        elif pkttype <= 3:
-            out.pkt_dir[i] = DIR_INCOMING
-        if d[p + 11] == 6 and _u16(d, p + 8) == 1:
-            out.eth_src[i] = _u48(d, p + 12)
-        p += 20
-    elif lt == LINKTYPE_RAW or lt == LINKTYPE_RAW_OLD12 or lt == LINKTYPE_RAW_OLD14:
-        version = 0
-    elif lt == LINKTYPE_IPV4:
-        version = 4
-    elif lt == LINKTYPE_IPV6:
-        version = 6
-    elif lt == LINKTYPE_NULL or lt == LINKTYPE_LOOP:
-        if cap < 4:
-            return TRUNCATED_L2
-        fam = (np.int64(d[p + 3]) << 24) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 1]) << 8) | np.int64(d[p])
-        if fam > 0xFFFF:  # stored in the other byte order
-            fam = _u32(d, p)
-        p += 4
-        if fam == 2:
-            version = 4
-        elif fam == 10 or fam == 24 or fam == 28 or fam == 30:
-            version = 6
-        else:
-            return NOT_IP
-    elif lt == LINKTYPE_NFLOG:
-        if cap < 4:
-            return TRUNCATED_L2
-        fam = np.int64(d[p])
-        q = p + 4
-        found = False
-        while q + 4 <= end:
-            tlen = np.int64(d[q]) | (np.int64(d[q + 1]) << 8)  # host (little-endian) order
-            ttype = np.int64(d[q + 2]) | (np.int64(d[q + 3]) << 8)
-            if tlen < 4:
-                break
-            if (ttype & 0x7FFF) == NFULA_PAYLOAD:
-                p = q + 4
-                found = True
-                break
-            q += (tlen + 3) & ~3
-        if not found:
-            return TRUNCATED_L2 if fam == 2 or fam == 10 else NOT_IP
-        if fam == 2:
-            version = 4
-        elif fam == 10:
-            version = 6
-        else:
-            return NOT_IP
-    else:
-        return UNSUPPORTED_LINKTYPE
-
-    if ethertype >= 0:
-        while ethertype == ETH_P_8021Q or ethertype == ETH_P_8021AD or ethertype == ETH_P_QINQ1:
-            if p + 4 > end:
-                return TRUNCATED_L2
-            if out.vlan_id[i] < 0:
-                out.vlan_id[i] = _u16(d, p) & 0x0FFF
-            ethertype = _u16(d, p + 2)
-            p += 4
-        if ethertype == ETH_P_IP:
-            version = 4
-        elif ethertype == ETH_P_IPV6:
-            version = 6
-        else:
-            return NOT_IP
-
-    # ---- L3
-    l3 = p
-    if l3 >= end:
-        if version == 0:
-            return TRUNCATED_L3
-    nib = np.int64(d[l3] >> 4) if l3 < end else np.int64(0)
-    if version == 0:
-        if nib == 4 or nib == 6:
-            version = nib
-        else:
-            return BAD_IP_VERSION
-    out.l3_off[i] = l3
-    out.family[i] = version
-    wire_avail = wire - (l3 - base)  # IP bytes on the wire (skb->len at ip_rcv)
-    if version == 4:
-        if l3 + 20 > end:
-            return TRUNCATED_L3
-        if nib != 4:
-            return BAD_IP_VERSION
-        hlen = np.int64(d[l3] & 0x0F) * 4
-        if hlen < 20:
-            return BAD_IHL
-        if l3 + hlen > end:
-            return TRUNCATED_L3
-        out.tos[i] = d[l3 + 1]
-        iplen = _u16(d, l3 + 2)
-        out.ip_len[i] = iplen
-        out.ip_hlen[i] = hlen
-        out.ip_id[i] = _u16(d, l3 + 4)
-        fo = _u16(d, l3 + 6)
-        frag_off = fo & 0x1FFF
-        out.frag_off[i] = frag_off
-        fl = 0
-        if fo & 0x2000:
-            fl |= _IP_FLAG_MF
-        if fo & 0x4000:
-            fl |= _IP_FLAG_DF
-        if (fo & 0x2000) or frag_off != 0:
-            fl |= _IP_FLAG_FRAGMENT
-        if hlen > 20:
-            fl |= _IP_FLAG_OPTIONS
-        out.ip_flags[i] = fl
-        out.ttl[i] = d[l3 + 8]
-        proto = np.int64(d[l3 + 9])
-        out.proto[i] = proto
-        out.src_hi[i] = 0
-        out.src_lo[i] = _addr_v4(d, l3 + 12)
-        out.dst_hi[i] = 0
-        out.dst_lo[i] = _addr_v4(d, l3 + 16)
-        out.ip_csum[i] = CSUM_GOOD if _csum_fold(_csum_add(d, l3, hlen, np.int64(0))) == 0xFFFF else CSUM_BAD
-        if iplen > wire_avail or iplen < hlen:
-            return BAD_IP_LEN
-        l4 = l3 + hlen
-        l4_len = iplen - hlen
-        is_frag = (fl & _IP_FLAG_FRAGMENT) != 0
-        if frag_off != 0:
-            out.l4_len[i] = l4_len
-            return FRAGMENT
-    else:
-        if l3 + 40 > end:
-            return TRUNCATED_L3
-        if nib != 6:
-            return BAD_IP_VERSION
-        out.tos[i] = ((np.int64(d[l3]) & 0x0F) << 4) | (np.int64(d[l3 + 1]) >> 4)
-        iplen = 40 + _u16(d, l3 + 4)
-        out.ip_len[i] = iplen
-        out.ttl[i] = d[l3 + 7]
-        out.src_hi[i] = _u64be(d, l3 + 8)
-        out.src_lo[i] = _u64be(d, l3 + 16)
-        out.dst_hi[i] = _u64be(d, l3 + 24)
-        out.dst_lo[i] = _u64be(d, l3 + 32)
-        out.ip_hlen[i] = 40
-        out.proto[i] = d[l3 + 6]
-        if iplen > wire_avail:
-            return BAD_IP_LEN
-        cap_ip_end = min(end, l3 + iplen)
-        proto, l4, fo6, mf6, fid6, hf6, err = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(d[l3 + 6]))
-        out.proto[i] = proto
-        out.ip_hlen[i] = l4 - l3
-        if hf6:
-            out.ip_id[i] = fid6
-            out.frag_off[i] = fo6
-            out.ip_flags[i] = _IP_FLAG_FRAGMENT | (_IP_FLAG_MF if mf6 else 0)
-        if err != 0:
-            if err == 1 and cap_ip_end < l3 + iplen:
-                return TRUNCATED_L3
-            return BAD_IPV6_EXT
-        l4_len = iplen - (l4 - l3)
-        is_frag = hf6 != 0
-        if fo6 != 0:
-            out.l4_len[i] = l4_len
-            return FRAGMENT
-
-    # ---- L4
-    out.l4_len[i] = l4_len
-    ip_end = l3 + iplen
-    cend = min(end, ip_end)  # captured end of this IP packet
-    avail = cend - l4
-    complete = (end >= ip_end) and not is_frag
-    if proto == 6:
-        if l4_len < 20:
-            return BAD_L4
-        if avail < 20:
-            return TRUNCATED_L4
-        out.sport[i] = _u16(d, l4)
-        out.dport[i] = _u16(d, l4 + 2)
-        out.tcp_seq[i] = _u32(d, l4 + 4)
-        ack = _u32(d, l4 + 8)
-        out.tcp_ack[i] = ack
-        out.tcp_sack[i] = ack
-        thl = (np.int64(d[l4 + 12]) >> 4) * 4
-        out.tcp_hlen[i] = thl
-        out.tcp_flags[i] = np.int64(d[l4 + 13]) | ((np.int64(d[l4 + 12]) & 1) << 8)
-        out.tcp_win[i] = _u16(d, l4 + 14)
-        if thl < 20 or thl > l4_len:
-            return BAD_L4
-        out.payload_len[i] = l4_len - thl
-        if thl > avail:
-            return TRUNCATED_L4
-        _decode_tcp_options(d, out, i, l4 + 20, thl - 20)
-    elif proto == 17 or proto == 136:
-        if l4_len < 8:
-            return BAD_L4
-        if avail < 8:
-            return TRUNCATED_L4
-        out.sport[i] = _u16(d, l4)
-        out.dport[i] = _u16(d, l4 + 2)
-        out.payload_len[i] = l4_len - 8
-        if proto == 136:
-            complete = False  # UDP-Lite coverage: not verified
-    elif proto == 132:
-        if l4_len < 12:
-            return BAD_L4
-        if avail < 12:
-            return TRUNCATED_L4
-        out.sport[i] = _u16(d, l4)
-        out.dport[i] = _u16(d, l4 + 2)
-        out.payload_len[i] = l4_len - 12
-        complete = False  # CRC32c: not verified
-    elif (proto == 1 and version == 4) or (proto == 58 and version == 6):
-        if avail >= 4:
-            out.icmp_type[i] = d[l4]
-            out.icmp_code[i] = d[l4 + 1]
-        if avail >= 6:
-            out.icmp_id[i] = _u16(d, l4 + 4)
-        if l4_len < 8:
-            return BAD_L4
-        if avail < 8:
-            return TRUNCATED_L4
-        out.payload_len[i] = l4_len - 8
-        t = np.int64(d[l4])
-        if version == 4:
-            is_err = t == 3 or t == 4 or t == 5 or t == 11 or t == 12
-        else:
-            is_err = t >= 1 and t <= 4
-        if is_err:
-            _decode_inner(d, out, i, l4 + 8, cend, version == 6)
-    else:
-        complete = False
-
-    if complete:
-        if version == 4:
-            if proto == 1:
-                s = _csum_add(d, l4, l4_len, np.int64(0))
-            else:
-                if proto == 17 and _u16(d, l4 + 6) == 0:
-                    out.l4_csum[i] = CSUM_GOOD  # no checksum over IPv4
-                    return OK
-                s = _csum_add(d, l3 + 12, 8, np.int64(0)) + proto + l4_len
-                s = _csum_add(d, l4, l4_len, s)
-        else:
-            s = _csum_add(d, l3 + 8, 32, np.int64(0)) + proto + (l4_len >> 16) + (l4_len & 0xFFFF)
-            s = _csum_add(d, l4, l4_len, s)
-        out.l4_csum[i] = CSUM_GOOD if _csum_fold(s) == 0xFFFF else CSUM_BAD
-    return OK
+    return mss, wscale, sackok, sack
 
 
 @kernel
 def decode_packets(data, rec_off, out):
-    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable."""
+    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable.
+
+    The columns are taken out of the NamedTuple once here: touching `out.<column>` inside the per-packet
+    code costs a reference-count round trip per access, which numba cannot prune in branchy code."""
+    return _decode_columns(
+        data, rec_off, out.linktype, out.wire_len, out.cap_len, out.pkt_dir, out.ifindex, out.status,
+        out.vlan_id, out.eth_src, out.eth_dst, out.l3_off, out.family, out.src_hi, out.src_lo, out.dst_hi,
+        out.dst_lo, out.ip_len, out.ip_hlen, out.ttl, out.tos, out.ip_id, out.frag_off, out.ip_flags,
+        out.proto, out.sport, out.dport, out.l4_len, out.payload_len, out.tcp_flags, out.tcp_seq,
+        out.tcp_ack, out.tcp_win, out.tcp_hlen, out.tcp_wscale, out.tcp_mss, out.tcp_sackok, out.tcp_sack,
+        out.icmp_type, out.icmp_code, out.icmp_id, out.inner_ok, out.inner_src_hi, out.inner_src_lo,
+        out.inner_dst_hi, out.inner_dst_lo, out.inner_proto, out.inner_sport, out.inner_dport, out.ip_csum,
+        out.l4_csum)
+
+
+@kernel
+def _decode_columns(d, rec_off, linktype, wire_len, cap_len, pkt_dir, ifindex, status, vlan_id, eth_src,
+                    eth_dst, l3_off, family, src_hi, src_lo, dst_hi, dst_lo, ip_len, ip_hlen, ttl, tos, ip_id,
+                    frag_off, ip_flags, proto, sport, dport, l4_len, payload_len, tcp_flags, tcp_seq, tcp_ack,
+                    tcp_win, tcp_hlen, tcp_wscale, tcp_mss, tcp_sackok, tcp_sack, icmp_type, icmp_code,
+                    icmp_id, inner_ok, inner_src_hi, inner_src_lo, inner_dst_hi, inner_dst_lo, inner_proto,
+                    inner_sport, inner_dport, ip_csum, l4_csum):
+    """The per-packet loop over the table's columns as plain arrays (one function: no per-packet calls
+    that take arrays other than `d`). Columns the decoder does not reach keep their schema.empty() value.
+    Inside the loop, `st = CODE; break` leaves the one-pass `_once` loop: the packet's decode ends there."""
     n = len(rec_off)
     for i in range(n):
-        out.status[i] = _decode_one(data, np.int64(rec_off[i]), out, i)
+        base = np.int64(rec_off[i])
+        st = OK
+        for _once in range(1):
+            cap = np.int64(cap_len[i])
+            wire = np.int64(wire_len[i])
+            end = base + cap
+            lt = np.int64(linktype[i])
+            p = base
+            ethertype = np.int64(-1)  # for link types carrying an ethertype
+            version = np.int64(0)  # 4/6 decided by the link layer; 0 = by version nibble
+            if lt == LINKTYPE_ETHERNET:
+                if cap < 14:
+                    st = TRUNCATED_L2
+                    break
+                eth_dst[i] = _u48(d, p)
+                eth_src[i] = _u48(d, p + 6)
+                ethertype = _u16(d, p + 12)
+                p += 14
+            elif lt == LINKTYPE_LINUX_SLL:
+                if cap < 16:
+                    st = TRUNCATED_L2
+                    break
+                pkttype = _u16(d, p)
+                if pkttype == PACKET_OUTGOING:
+                    pkt_dir[i] = DIR_OUTGOING
+                elif pkttype <= 3:
+                    pkt_dir[i] = DIR_INCOMING
+                if _u16(d, p + 4) == 6 and _u16(d, p + 2) == 1:
+                    eth_src[i] = _u48(d, p + 6)
+                ethertype = _u16(d, p + 14)
+                p += 16
+            elif lt == LINKTYPE_LINUX_SLL2:
+                if cap < 20:
+                    st = TRUNCATED_L2
+                    break
+                ethertype = _u16(d, p)
+                ifx = _u32(d, p + 4)
+                ifindex[i] = ifx if ifx < 32768 else -1
+                pkttype = np.int64(d[p + 10])
+                if pkttype == PACKET_OUTGOING:
+                    pkt_dir[i] = DIR_OUTGOING
+                elif pkttype <= 3:
+                    pkt_dir[i] = DIR_INCOMING
+                if d[p + 11] == 6 and _u16(d, p + 8) == 1:
+                    eth_src[i] = _u48(d, p + 12)
+                p += 20
+            elif lt == LINKTYPE_RAW or lt == LINKTYPE_RAW_OLD12 or lt == LINKTYPE_RAW_OLD14:
+                version = 0
+            elif lt == LINKTYPE_IPV4:
+                version = 4
+            elif lt == LINKTYPE_IPV6:
+                version = 6
+            elif lt == LINKTYPE_NULL or lt == LINKTYPE_LOOP:
+                if cap < 4:
+                    st = TRUNCATED_L2
+                    break
+                fam = (np.int64(d[p + 3]) << 24) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 1]) << 8) \
+                    | np.int64(d[p])
+                if fam > 0xFFFF:  # stored in the other byte order
+                    fam = _u32(d, p)
+                p += 4
+                if fam == 2:
+                    version = 4
+                elif fam == 10 or fam == 24 or fam == 28 or fam == 30:
+                    version = 6
+                else:
+                    st = NOT_IP
+                    break
+            elif lt == LINKTYPE_NFLOG:
+                if cap < 4:
+                    st = TRUNCATED_L2
+                    break
+                fam = np.int64(d[p])
+                q = p + 4
+                found = False
+                while q + 4 <= end:
+                    tlen = np.int64(d[q]) | (np.int64(d[q + 1]) << 8)  # host (little-endian) order
+                    ttype = np.int64(d[q + 2]) | (np.int64(d[q + 3]) << 8)
+                    if tlen < 4:
+                        break
+                    if (ttype & 0x7FFF) == NFULA_PAYLOAD:
+                        p = q + 4
+                        found = True
+                        break
+                    q += (tlen + 3) & ~3
+                if not found:
+                    st = TRUNCATED_L2 if fam == 2 or fam == 10 else NOT_IP
+                    break
+                if fam == 2:
+                    version = 4
+                elif fam == 10:
+                    version = 6
+                else:
+                    st = NOT_IP
+                    break
+            else:
+                st = UNSUPPORTED_LINKTYPE
+                break
+
+            if ethertype >= 0:
+                have_vlan = False
+                while ethertype == ETH_P_8021Q or ethertype == ETH_P_8021AD or ethertype == ETH_P_QINQ1:
+                    if p + 4 > end:
+                        st = TRUNCATED_L2
+                        break
+                    if not have_vlan:
+                        vlan_id[i] = _u16(d, p) & 0x0FFF
+                        have_vlan = True
+                    ethertype = _u16(d, p + 2)
+                    p += 4
+                if st != OK:
+                    break
+                if ethertype == ETH_P_IP:
+                    version = 4
+                elif ethertype == ETH_P_IPV6:
+                    version = 6
+                else:
+                    st = NOT_IP
+                    break
+
+            # ---- L3
+            l3 = p
+            if l3 >= end:
+                if version == 0:
+                    st = TRUNCATED_L3
+                    break
+            nib = np.int64(d[l3] >> 4) if l3 < end else np.int64(0)
+            if version == 0:
+                if nib == 4 or nib == 6:
+                    version = nib
+                else:
+                    st = BAD_IP_VERSION
+                    break
+            l3_off[i] = l3
+            family[i] = version
+            wire_avail = wire - (l3 - base)  # IP bytes on the wire (skb->len at ip_rcv)
+            if version == 4:
+                if l3 + 20 > end:
+                    st = TRUNCATED_L3
+                    break
+                if nib != 4:
+                    st = BAD_IP_VERSION
+                    break
+                hlen = np.int64(d[l3] & 0x0F) * 4
+                if hlen < 20:
+                    st = BAD_IHL
+                    break
+                if l3 + hlen > end:
+                    st = TRUNCATED_L3
+                    break
+                tos[i] = d[l3 + 1]
+                iplen = _u16(d, l3 + 2)
+                ip_len[i] = iplen
+                ip_hlen[i] = hlen
+                ip_id[i] = _u16(d, l3 + 4)
+                fo = _u16(d, l3 + 6)
+                foff = fo & 0x1FFF
+                frag_off[i] = foff
+                fl = 0
+                if fo & 0x2000:
+                    fl |= _IP_FLAG_MF
+                if fo & 0x4000:
+                    fl |= _IP_FLAG_DF
+                if (fo & 0x2000) or foff != 0:
+                    fl |= _IP_FLAG_FRAGMENT
+                if hlen > 20:
+                    fl |= _IP_FLAG_OPTIONS
+                ip_flags[i] = fl
+                ttl[i] = d[l3 + 8]
+                l4p = np.int64(d[l3 + 9])
+                proto[i] = l4p
+                src_hi[i] = 0
+                src_lo[i] = _addr_v4(d, l3 + 12)
+                dst_hi[i] = 0
+                dst_lo[i] = _addr_v4(d, l3 + 16)
+                ip_csum[i] = CSUM_GOOD if _csum_fold(_csum_add(d, l3, hlen, np.int64(0))) == 0xFFFF else CSUM_BAD
+                if iplen > wire_avail or iplen < hlen:
+                    st = BAD_IP_LEN
+                    break
+                l4 = l3 + hlen
+                l4len = iplen - hlen
+                is_frag = (fl & _IP_FLAG_FRAGMENT) != 0
+                if foff != 0:
+                    l4_len[i] = l4len
+                    st = FRAGMENT
+                    break
+            else:
+                if l3 + 40 > end:
+                    st = TRUNCATED_L3
+                    break
+                if nib != 6:
+                    st = BAD_IP_VERSION
+                    break
+                tos[i] = ((np.int64(d[l3]) & 0x0F) << 4) | (np.int64(d[l3 + 1]) >> 4)
+                iplen = 40 + _u16(d, l3 + 4)
+                ip_len[i] = iplen
+                ttl[i] = d[l3 + 7]
+                src_hi[i] = _u64be(d, l3 + 8)
+                src_lo[i] = _u64be(d, l3 + 16)
+                dst_hi[i] = _u64be(d, l3 + 24)
+                dst_lo[i] = _u64be(d, l3 + 32)
+                ip_hlen[i] = 40
+                proto[i] = d[l3 + 6]
+                if iplen > wire_avail:
+                    st = BAD_IP_LEN
+                    break
+                cap_ip_end = min(end, l3 + iplen)
+                l4p, l4, fo6, mf6, fid6, hf6, err = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(d[l3 + 6]))
+                proto[i] = l4p
+                ip_hlen[i] = l4 - l3
+                if hf6:
+                    ip_id[i] = fid6
+                    frag_off[i] = fo6
+                    ip_flags[i] = _IP_FLAG_FRAGMENT | (_IP_FLAG_MF if mf6 else 0)
+                if err != 0:
+                    st = TRUNCATED_L3 if err == 1 and cap_ip_end < l3 + iplen else BAD_IPV6_EXT
+                    break
+                l4len = iplen - (l4 - l3)
+                is_frag = hf6 != 0
+                if fo6 != 0:
+                    l4_len[i] = l4len
+                    st = FRAGMENT
+                    break
+
+            # ---- L4
+            l4_len[i] = l4len
+            ip_end = l3 + iplen
+            cend = min(end, ip_end)  # captured end of this IP packet
+            avail = cend - l4
+            complete = (end >= ip_end) and not is_frag
+            if l4p == 6:
+                if l4len < 20:
+                    st = BAD_L4
+                    break
+                if avail < 20:
+                    st = TRUNCATED_L4
+                    break
+                sport[i] = _u16(d, l4)
+                dport[i] = _u16(d, l4 + 2)
+                tcp_seq[i] = _u32(d, l4 + 4)
+                ack = _u32(d, l4 + 8)
+                tcp_ack[i] = ack
+                tcp_sack[i] = ack
+                thl = (np.int64(d[l4 + 12]) >> 4) * 4
+                tcp_hlen[i] = thl
+                tcp_flags[i] = np.int64(d[l4 + 13]) | ((np.int64(d[l4 + 12]) & 1) << 8)
+                tcp_win[i] = _u16(d, l4 + 14)
+                if thl < 20 or thl > l4len:
+                    st = BAD_L4
+                    break
+                payload_len[i] = l4len - thl
+                if thl > avail:
+                    st = TRUNCATED_L4
+                    break
+                if thl > 20:
+                    mss, wsc, sok, sack = _decode_tcp_options(d, l4 + 20, thl - 20, ack)
+                    tcp_mss[i] = mss
+                    tcp_wscale[i] = wsc
+                    tcp_sackok[i] = sok
+                    tcp_sack[i] = sack
+            elif l4p == 17 or l4p == 136:
+                if l4len < 8:
+                    st = BAD_L4
+                    break
+                if avail < 8:
+                    st = TRUNCATED_L4
+                    break
+                sport[i] = _u16(d, l4)
+                dport[i] = _u16(d, l4 + 2)
+                payload_len[i] = l4len - 8
+                if l4p == 136:
+                    complete = False  # UDP-Lite coverage: not verified
+            elif l4p == 132:
+                if l4len < 12:
+                    st = BAD_L4
+                    break
+                if avail < 12:
+                    st = TRUNCATED_L4
+                    break
+                sport[i] = _u16(d, l4)
+                dport[i] = _u16(d, l4 + 2)
+                payload_len[i] = l4len - 12
+                complete = False  # CRC32c: not verified
+            elif (l4p == 1 and version == 4) or (l4p == 58 and version == 6):
+                if avail >= 4:
+                    icmp_type[i] = d[l4]
+                    icmp_code[i] = d[l4 + 1]
+                if avail >= 6:
+                    icmp_id[i] = _u16(d, l4 + 4)
+                if l4len < 8:
+                    st = BAD_L4
+                    break
+                if avail < 8:
+                    st = TRUNCATED_L4
+                    break
+                payload_len[i] = l4len - 8
+                t = np.int64(d[l4])
+                if version == 4:
+                    is_err = t == 3 or t == 4 or t == 5 or t == 11 or t == 12
+                else:
+                    is_err = t >= 1 and t <= 4
+                if is_err:
+                    iok, ish, isl, idh, idl, ipr, isp, idp = _decode_inner(d, l4 + 8, cend, version == 6)
+                    inner_ok[i] = iok
+                    inner_src_hi[i] = ish
+                    inner_src_lo[i] = isl
+                    inner_dst_hi[i] = idh
+                    inner_dst_lo[i] = idl
+                    inner_proto[i] = ipr
+                    inner_sport[i] = isp
+                    inner_dport[i] = idp
+            else:
+                complete = False
+
+            if complete:
+                if version == 4:
+                    if l4p == 1:
+                        s = _csum_add(d, l4, l4len, np.int64(0))
+                    elif l4p == 17 and _u16(d, l4 + 6) == 0:
+                        l4_csum[i] = CSUM_GOOD  # no checksum over IPv4
+                        break
+                    else:
+                        s = _csum_add(d, l3 + 12, 8, np.int64(0)) + l4p + l4len
+                        s = _csum_add(d, l4, l4len, s)
+                else:
+                    s = _csum_add(d, l3 + 8, 32, np.int64(0)) + l4p + (l4len >> 16) + (l4len & 0xFFFF)
+                    s = _csum_add(d, l4, l4len, s)
+                l4_csum[i] = CSUM_GOOD if _csum_fold(s) == 0xFFFF else CSUM_BAD
+        status[i] = st
     return n
