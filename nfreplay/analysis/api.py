@@ -26,11 +26,13 @@ __all__ = ["simulate", "Result"]
 class Result:
     """The result of one replay. Tables are pandas DataFrames built lazily from the engine's arrays."""
 
-    def __init__(self, output, ruleset=None, *, wall_time_s: float | None = None, inputs: dict | None = None):
+    def __init__(self, output, ruleset=None, *, wall_time_s: float | None = None, inputs: dict | None = None,
+                 digests: dict | None = None):
         self.output = output
         self.ruleset = ruleset
         self.wall_time_s = wall_time_s
         self.inputs = inputs or {}
+        self.digests = digests or {}
 
     def __repr__(self) -> str:
         n = len(self.output.results.outcome)
@@ -60,7 +62,11 @@ class Result:
 
     @cached_property
     def summary(self) -> dict:
-        extra = {"inputs": self.inputs} if self.inputs else None
+        extra = {}
+        if self.inputs:
+            extra["inputs"] = self.inputs
+        if self.digests:
+            extra["digests"] = self.digests
         return summary.summarize(self.output, self.packets, self.rules, self.flows, ruleset=self.ruleset,
                                  wall_time_s=self.wall_time_s, extra=extra)
 
@@ -162,4 +168,26 @@ def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = F
               "host": str(host) if isinstance(host, (str, Path)) else (None if host is None else type(host).__name__),
               "local": list(local), "allow_unsupported": allow_unsupported}
     log.debug("replayed %d packets in %.3fs", len(out.results.outcome), wall)
-    return Result(out, rs, wall_time_s=wall, inputs=inputs)
+    return Result(out, rs, wall_time_s=wall, inputs=inputs, digests=_capture_digests(cap))
+
+
+def _capture_digests(cap) -> dict:
+    """sha256 of every capture file (streamed), and of their concatenated digests when several."""
+    import hashlib
+
+    per = []
+    for f in getattr(cap, "files", []) or []:
+        path = getattr(f, "path", None)
+        if not path or not Path(path).is_file():
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        per.append((str(path), h.hexdigest()))
+    if not per:
+        return {}
+    if len(per) == 1:
+        return {"capture": per[0][1]}
+    combined = hashlib.sha256("".join(d for _, d in per).encode()).hexdigest()
+    return {"capture": combined, "capture_files": dict(per)}

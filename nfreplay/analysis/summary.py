@@ -315,7 +315,7 @@ def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFra
     unsupported = rules.loc[rules["unsupported"].astype(str) != "", ["rule_id", "table", "chain", "rule_num", "text",
                                                                        "source", "unsupported"]]
     timings = dict(meta.get("timings", {}) or {})
-    replay_s = meta.get("replay_time_s", timings.get("replay_s"))
+    replay_s = meta.get("replay_wall_s", meta.get("replay_time_s", timings.get("replay_s")))
     wall = wall_time_s if wall_time_s is not None else meta.get("wall_time_s", replay_s)
     digests = dict(meta.get("digests", {}) or {})
     for k in ("ruleset_digest", "capture_digest"):
@@ -357,12 +357,16 @@ def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFra
     if ruleset is not None:
         s["digests"].setdefault("ruleset", getattr(ruleset, "digest", "") or None)
         s["ruleset_format"] = getattr(ruleset, "fmt", None)
-    for k, v in meta.items():  # keep anything else the engine recorded
-        if k not in s and k not in ("timings", "digests", "ruleset_digest", "capture_digest", "wall_time_s"):
+    skip = {"timings", "digests", "ruleset_digest", "capture_digest", "wall_time_s", "replay_wall_s", "packets",
+            "packets_per_s", "compiled", "trace"}  # compiled ruleset / trace rows are not summary material
+    for k, v in meta.items():  # keep anything else the engine recorded (host source, counters, NAT stats)
+        if k not in s and k not in skip:
             s.setdefault("engine", {})[k] = v
     if timings:
         s["timings"] = timings
     if extra:
+        extra = dict(extra)
+        s["digests"].update(extra.pop("digests", {}) or {})
         s.update(extra)
     return _jsonable(s)
 
