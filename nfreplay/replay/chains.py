@@ -7,7 +7,8 @@ hook_bc_start[hook]..hook_bc_end[hook] in order), ctx = int64[Field.N_FIELDS] (c
 the IP length counted in the byte counters, now_ns = capture time.
 
 Returns codes.Verdict: ACCEPT (this base chain is done; the pipeline goes on with the next entry),
-DROP (final; out[OUT_REJECT] > 0 when it was a REJECT), QUEUE (out[OUT_QUEUE_NUM], out[OUT_QUEUE_BYPASS]).
+DROP (final; out[OUT_REJECT] > 0 when it was a REJECT; also a match's hotdrop, e.g. a full hashlimit
+table: out[OUT_RULE] = that rule, not counted, trace TR_HOTDROP), QUEUE (out[OUT_QUEUE_NUM], out[OUT_QUEUE_BYPASS]).
 A base chain of another family (ip table, IPv6 packet) returns ACCEPT with out[OUT_RULE] = -1 and
 counts nothing.
 
@@ -62,7 +63,7 @@ __all__ = ["RuleState", "new_rule_state", "eval_chain", "new_out", "new_trace", 
            "OUT_RULE", "OUT_REJECT", "OUT_NAT", "OUT_QUEUE_NUM", "OUT_QUEUE_BYPASS", "OUT_CT_NOTRACK",
            "OUT_CT_ZONE", "OUT_CT_HELPER", "OUT_LAST_ACCEPT_RULE", "OUT_MARK_CHANGED", "N_OUT",
            "TR_MATCH", "TR_LOG", "TR_NFLOG", "TR_NOOP", "TR_POLICY", "TR_REJECT", "TR_NAT", "TR_MARK",
-           "TR_CTSET", "TR_RETURN_IMPLICIT"]
+           "TR_CTSET", "TR_RETURN_IMPLICIT", "TR_HOTDROP"]
 
 OUT_RULE = 0  # rule id that decided this base chain (terminal verdict or policy row); -1 none
 OUT_REJECT = 1  # REJECT_KINDS index (0 none)
@@ -87,6 +88,7 @@ TR_NAT = 16
 TR_MARK = 17
 TR_CTSET = 18
 TR_RETURN_IMPLICIT = 19  # end of a user chain
+TR_HOTDROP = 20  # a match (hashlimit table full) dropped the packet; arg = stateful index
 
 V_DROP = 0
 V_ACCEPT = 1
@@ -116,8 +118,15 @@ class RuleState(NamedTuple):
     rc_meta: np.ndarray  # int64[T, 100, 6]: used, family, ttl, nstamps, index, lru sequence
     rc_stamps: np.ndarray  # int64[T, 100, RING] jiffies
     rc_tab: np.ndarray  # int64[T, 4]: entries, lru counter, ring mask
-    hl_key: np.ndarray  # hashlimit buckets: int64[n_hl * HL_CAP, 5] key words (+ used flag)
-    hl_val: np.ndarray  # int64[n_hl * HL_CAP, 4]: credit, prev jiffies, expires jiffies, used
+    hl_key: np.ndarray  # hashlimit entries (open addressing, all tables): int64[slots, 6] key words, used
+    hl_val: np.ndarray  # int64[slots, 5]: credit | current_rate, credit_cap, prev, expires (jiffies), prev_window
+    hl_tab: np.ndarray  # int64[T, 8] per hashlimit table: count, gc anchor, base, capacity, last jiffies,
+    #                     last gc sweep, hotdrops (max reached), model-capacity overflows
+    cl_key: np.ndarray  # connlimit keys: int64[C * KEYS, 8]: used, addr hi, lo, zone, head, tail, count, last_gc
+    cl_ent: np.ndarray  # remembered connections: int64[C * POOL, 14] (stateful.py)
+    cl_tab: np.ndarray  # int64[C, 6]: free head, pool base, key base, pool cap, key cap, overflows
+    ct_live: np.ndarray  # conntrack view for connlimit (int64[1, 3] = not provided; see stateful.py)
+    hotdrop: np.ndarray  # int64[2]: [0] set by a match that drops the packet (xt hotdrop)
 
 
 def new_rule_state(crs, seed: int | None = None) -> RuleState:
@@ -341,6 +350,8 @@ def _match(cra, st, e, ctx, pkt_len, now_ns):
                 r = (mask & bits & (4 | 16 | 128)) != 0
     elif op == OP_STATEFUL:
         r = stateful_match(cra, st, cra.ex_a0[e], ctx, pkt_len, now_ns)
+        if st.hotdrop[0] != 0:
+            return False
     elif op == OP_NEVER:
         return False
     elif op == OP_NOOP:
@@ -400,6 +411,13 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
             op = cra.ex_op[e]
             if op < OP_FIRST_STMT:
                 if not _match(cra, st, e, ctx, pkt_len, now_ns):
+                    if st.hotdrop[0] != 0:  # ipt_do_table: acpar.hotdrop -> NF_DROP, rule not counted
+                        st.hotdrop[0] = 0
+                        st.hotdrop[1] += 1
+                        out[OUT_RULE] = r
+                        if tracing:
+                            _trace(trace, r, TR_HOTDROP, cra.ex_a0[e])
+                        return np.int64(V_DROP)
                     broke = True
                     break
             elif op == OP_VERDICT:

@@ -36,7 +36,8 @@ import numpy as np
 from ._jit import kernel
 
 __all__ = ["check_stateful", "compile_stateful", "new_stateful_state", "stateful_match", "draw_u32",
-           "user2credits", "credits_per_jiffy", "SF_LIMIT", "SF_NFT_LIMIT", "SF_NFT_LIMIT_BYTES", "SF_STAT_NTH",
+           "user2credits", "credits_per_jiffy", "hl_user2credits", "hl_user2credits_byte", "hl_cpj", "hl_cpj_bytes",
+           "msecs_to_jiffies", "hashlimit_conflict", "SF_HASHLIMIT", "SF_CONNLIMIT", "SF_LIMIT", "SF_NFT_LIMIT", "SF_NFT_LIMIT_BYTES", "SF_STAT_NTH",
            "SF_STAT_RANDOM", "SF_QUOTA", "SF_NFT_QUOTA", "SF_RECENT", "SF_NUMGEN_INC", "SF_NUMGEN_RANDOM"]
 
 SF_LIMIT = 1
@@ -49,7 +50,9 @@ SF_NFT_QUOTA = 7
 SF_RECENT = 8
 SF_NUMGEN_INC = 9
 SF_NUMGEN_RANDOM = 10
-NP = 12
+SF_HASHLIMIT = 11
+SF_CONNLIMIT = 12
+NP = 16
 IP_LIST_TOT = 100
 IP_PKT_LIST_TOT = 20
 XT_LIMIT_SCALE = 10000
@@ -80,6 +83,110 @@ def user2credits(user: int, hz: int) -> int:
     return ((user * hz * cpj) & _M32) // XT_LIMIT_SCALE
 
 
+# ---- xt_hashlimit.c (revision 3) constants and credit formulas
+HL_DIP, HL_DPT, HL_SIP, HL_SPT = 1, 2, 4, 8  # XT_HASHLIMIT_HASH_*
+HL_INVERT, HL_BYTES, HL_RATE_MATCH = 16, 32, 64
+HL_SCALE = 1_000_000  # XT_HASHLIMIT_SCALE_v2
+HL_MAX_SIZE = 1048576  # HASHLIMIT_MAX_SIZE: size and max are truncated to it
+HL_DEFAULT_SIZE = 8192  # htable_create default for hosts with more than 1 GiB of RAM
+HL_MAX_SLOTS = 1 << 18  # model limit: open-addressing slots per table
+CL_KEY_SLOTS = 1 << 15  # connlimit model limits per rule: keys, remembered connections
+CL_POOL = 1 << 16
+CONNCOUNT_GC_MAX_NODES = 8
+_M64 = (1 << 64) - 1
+_MODE_BITS = {"dstip": HL_DIP, "dstport": HL_DPT, "srcip": HL_SIP, "srcport": HL_SPT}
+
+
+def hl_cpj(hz: int) -> int:
+    """xt_hashlimit CREDITS_PER_JIFFY (64-bit): the largest power of two <= 2^64-1 / (HZ*86400)."""
+    return 1 << ((_M64 // (hz * 86400)).bit_length() - 1)
+
+
+def hl_cpj_bytes(hz: int) -> int:
+    """CREDITS_PER_JIFFY_BYTES: the largest power of two <= 0xFFFFFFFF / HZ."""
+    return 1 << ((_M32 // hz).bit_length() - 1)
+
+
+def hl_user2credits(user: int, hz: int) -> int:
+    """xt_hashlimit.c user2credits(user, 3), u64 arithmetic."""
+    cpj = hl_cpj(hz)
+    user &= _M64
+    if HL_SCALE >= hz * cpj:
+        return user // (HL_SCALE // (hz * cpj))
+    return (user * ((hz * cpj) // HL_SCALE)) & _M64
+
+
+def hl_user2credits_byte(user: int, hz: int) -> int:
+    """xt_hashlimit.c user2credits_byte: (u32)((u64)user * HZ * CPJ_BYTES >> 32)."""
+    return (((user & _M32) * ((hz * hl_cpj_bytes(hz)) & _M32)) >> 32) & _M32
+
+
+def msecs_to_jiffies(ms: int, hz: int) -> int:
+    """msecs_to_jiffies: rounds up."""
+    return -(-int(ms) * hz // 1000)
+
+
+def _hl_cfg(e) -> dict:
+    """The kernel's hashlimit_cfg3 of a lowered hashlimit match (after the check-time truncations)."""
+    fam = int(e.get("family", 4) or 4)
+    bits = 32 if fam == 4 else 128
+    mode = int(e.get("mode_bits", 0) or 0)
+    if not mode:
+        for md in e.get("mode", ()) or ():
+            mode |= _MODE_BITS.get(md, 0)
+    if e.get("bytes"):
+        mode |= HL_BYTES
+    if e.get("rate_match"):
+        mode |= HL_RATE_MATCH
+    size = min(int(e.get("size", 0) or 0), HL_MAX_SIZE)
+    mx = min(int(e.get("max", 0) or 0), HL_MAX_SIZE)
+    if size == 0:
+        size = HL_DEFAULT_SIZE
+    if mx == 0:
+        mx = 8 * size
+    elif mx < size:
+        mx = size
+    avg = e.get("avg")
+    if avg is None:  # a front end that only gave the rate: libxt_hashlimit parse_rate
+        avg = HL_SCALE * int(e.get("rate_den_s", 1)) // max(int(e.get("rate_num", 1)), 1)
+    return dict(family=fam, mode=mode, avg=int(avg), burst=int(e.get("burst", 5) if e.get("burst") is not None else 5),
+                interval=int(e.get("interval", 0) or 0), size=size, max=mx,
+                gc_interval=int(e.get("gc_interval", 1000) if e.get("gc_interval") is not None else 1000),
+                expire=int(e.get("expire", e.get("expire_ms", 1000)) or 0),
+                srcmask=int(e.get("srcmask", bits) if e.get("srcmask") is not None else bits),
+                dstmask=int(e.get("dstmask", bits) if e.get("dstmask") is not None else bits), bits=bits,
+                invert=bool(e.get("invert", bool(e.get("above")) != bool(e.negate))))
+
+
+def hashlimit_conflict(e, others) -> str:
+    """A reason to refuse hashlimit match e when an earlier match of the same table (name, family) in
+    `others` (model.Stateful) created it with a different byte/rate-match mode, else "". The kernel
+    would run the shared entries' rateinfo union through the other interpretation."""
+    c = _hl_cfg(e)
+    for o in others:
+        if o.kind != "hashlimit" or o.get("name") != e.get("name"):
+            continue
+        oc = _hl_cfg(o)
+        if oc["family"] != c["family"]:
+            continue
+        if (oc["mode"] ^ c["mode"]) & (HL_BYTES | HL_RATE_MATCH):
+            return f"hashlimit table {e.get('name')!r} shared by rules of different byte/rate-match modes"
+        return ""
+    return ""
+
+
+def _prefix_mask128(plen: int, bits: int) -> int:
+    """Mask over the v4-mapped 128-bit address for a prefix of plen bits of the family's address."""
+    if bits == 32:
+        return ((1 << 128) - 1) ^ ((1 << (32 - plen)) - 1) if plen < 32 else (1 << 128) - 1
+    return ((1 << 128) - 1) ^ ((1 << (128 - plen)) - 1)
+
+
+def _s64(v: int) -> int:
+    v &= _M64
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
 def _num(v, what):
     try:
         return int(v)
@@ -87,7 +194,7 @@ def _num(v, what):
         raise ValueError(f"{what}: not a number: {v!r}") from None
 
 
-def check_stateful(e, origin: str) -> None:
+def check_stateful(e, origin: str, hz: int = 1000) -> None:
     """Raise ValueError naming the problem when e (model.Stateful) cannot be modelled."""
     k = e.kind
     if k == "limit":
@@ -117,8 +224,29 @@ def check_stateful(e, origin: str) -> None:
     elif k == "numgen":
         if e.get("mode", "inc") not in ("inc", "random") or _num(e.get("mod", 0), "numgen mod") <= 0:
             raise ValueError(f"numgen {e.get('mode')} mod {e.get('mod')}")
-    elif k in ("hashlimit", "connlimit"):
-        raise ValueError(f"{k} is not modelled yet")
+    elif k == "hashlimit":
+        c = _hl_cfg(e)
+        if c["gc_interval"] == 0 or c["expire"] == 0:
+            raise ValueError("hashlimit: the kernel refuses a zero gcinterval or expire")
+        if not (0 <= c["srcmask"] <= c["bits"] and 0 <= c["dstmask"] <= c["bits"]):
+            raise ValueError("hashlimit: mask length out of range")
+        if c["mode"] & HL_RATE_MATCH:
+            if c["avg"] == 0 or c["avg"] > _M32:
+                raise ValueError("hashlimit: the kernel refuses this rate (invalid rate)")
+            if c["interval"] == 0:
+                raise ValueError("hashlimit: the kernel refuses a zero rate interval")
+        elif c["mode"] & HL_BYTES:
+            if hl_user2credits_byte(c["avg"], hz) == 0:
+                raise ValueError("hashlimit: the kernel refuses this byte rate (overflow, rate too high)")
+        elif c["burst"] == 0 or hl_user2credits(c["avg"] * c["burst"], hz) < hl_user2credits(c["avg"], hz):
+            raise ValueError(f"hashlimit: the kernel refuses {c['avg']}/{c['burst']} (overflow, try lower)")
+    elif k == "connlimit":
+        n = e.get("above", e.get("upto"))
+        if n is None or not 0 <= _num(n, "connlimit count") <= _M32:
+            raise ValueError("connlimit needs --connlimit-upto or --connlimit-above N")
+        fam = int(e.get("family", 4) or 4)
+        if not 0 <= _num(e.get("mask", 32 if fam == 4 else 128), "connlimit mask") <= (32 if fam == 4 else 128):
+            raise ValueError("connlimit mask length out of range")
     else:
         raise ValueError(f"stateful match {k}")
 
@@ -128,6 +256,7 @@ def compile_stateful(items, recent_names, hz: int):
     n = len(items)
     kind = np.zeros(n, np.int64)
     p = np.zeros((max(n, 1), NP), np.int64)
+    hl_tables = {}
     for i, (e, origin) in enumerate(items):
         k = e.kind
         if k == "limit":
@@ -186,7 +315,53 @@ def compile_stateful(items, recent_names, hz: int):
         elif k == "numgen":
             kind[i] = SF_NUMGEN_RANDOM if e.get("mode") == "random" else SF_NUMGEN_INC
             p[i, :2] = (int(e.get("mod")), int(e.get("offset", 0) or 0))
+        elif k == "hashlimit":
+            kind[i] = SF_HASHLIMIT
+            rc = _hl_cfg(e)
+            key = (e.get("name"), rc["family"])
+            if key not in hl_tables:  # htable_find_get: the first rule's config creates the table
+                hl_tables[key] = (len(hl_tables), rc)
+            t, c = hl_tables[key]
+            p[i, :NP] = _hl_row(t, rc, c, hz)
+        elif k == "connlimit":
+            kind[i] = SF_CONNLIMIT
+            fam = int(e.get("family", 4) or 4)
+            bits = 32 if fam == 4 else 128
+            mk = _prefix_mask128(int(e.get("mask", bits)), bits)
+            above = e.get("above") is not None
+            p[i, 0] = int(e.get("above") if above else e.get("upto"))
+            p[i, 1] = int(above)
+            p[i, 2] = 1 if e.get("daddr") else 0
+            p[i, 3] = _s64(mk >> 64)
+            p[i, 4] = _s64(mk)
+            p[i, 5] = hz
     return kind, p
+
+
+def _hl_row(t: int, rc: dict, c: dict, hz: int) -> list:
+    """sf_p row of a hashlimit match: rule flags from the rule's own cfg (rc), everything the kernel
+    takes from hinfo->cfg from the table creator's cfg (c)."""
+    mode = c["mode"]
+    sm = _prefix_mask128(c["srcmask"], c["bits"])
+    dm = _prefix_mask128(c["dstmask"], c["bits"])
+    cpjb = hl_cpj_bytes(hz)
+    if mode & HL_RATE_MATCH:
+        if mode & HL_BYTES:
+            a32 = c["avg"] & _M32
+            rate = (((_M32 // a32) if a32 else _M32) - 1) << 4
+            burst = (c["burst"] * rate) & _M64 if c["burst"] else rate
+        else:
+            rate = HL_SCALE // c["avg"] if c["avg"] else 0
+            burst = (c["burst"] + rate) & _M64
+        a, b, cc = rate, burst, (c["interval"] * hz) & _M32
+    elif mode & HL_BYTES:
+        a, b, cc = hl_user2credits_byte(c["avg"], hz), c["burst"] & _M64, cpjb
+    else:
+        a, b, cc = hl_user2credits(c["avg"], hz), hl_user2credits(c["avg"] * c["burst"], hz), hl_cpj(hz)
+    row = [t, int(rc["invert"]), mode, sm >> 64, sm, dm >> 64, dm, a, b, cc,
+           msecs_to_jiffies(c["expire"], hz), max(msecs_to_jiffies(c["gc_interval"], hz), 1), c["max"], hz,
+           (cpjb * hz) & _M32, c["family"]]
+    return [_s64(v) for v in row]
 
 
 def _ring_size(hitcount: int) -> int:
@@ -212,6 +387,42 @@ def new_stateful_state(cra, seed: int) -> dict:
         elif k == SF_RECENT:
             t = cra.sf_p[i, 0]
             ring[t] = max(ring[t], _ring_size(int(cra.sf_p[i, 3])))
+    # hashlimit tables: one per (name, family), sized for the table's max entries
+    hl_caps = {}
+    cl_rows = []
+    for i in range(n):
+        k = cra.sf_kind[i]
+        if k == SF_HASHLIMIT:
+            t = int(cra.sf_p[i, 0])
+            mx = int(cra.sf_p[i, 12])
+            cap = 16
+            while cap < 2 * mx and cap < HL_MAX_SLOTS:
+                cap *= 2
+            hl_caps[t] = cap
+        elif k == SF_CONNLIMIT:
+            sf[i, 0] = len(cl_rows)
+            cl_rows.append(i)
+    HT = max(len(hl_caps), 1)
+    hl_tab = np.zeros((HT, 8), np.int64)
+    base = 0
+    for t in range(len(hl_caps)):
+        hl_tab[t, 1] = -1
+        hl_tab[t, 2] = base
+        hl_tab[t, 3] = hl_caps[t]
+        base += hl_caps[t]
+    NS = max(base, 1)
+    C = len(cl_rows)
+    cl_tab = np.zeros((max(C, 1), 6), np.int64)
+    cl_ent = np.zeros((max(C * CL_POOL, 1), 14), np.int64)
+    for c in range(C):
+        cl_tab[c, 0] = c * CL_POOL  # free-list head
+        cl_tab[c, 1] = c * CL_POOL
+        cl_tab[c, 2] = c * CL_KEY_SLOTS
+        cl_tab[c, 3] = CL_POOL
+        cl_tab[c, 4] = CL_KEY_SLOTS
+        nxt = np.arange(c * CL_POOL + 1, (c + 1) * CL_POOL + 1, dtype=np.int64)
+        nxt[-1] = -1
+        cl_ent[c * CL_POOL:(c + 1) * CL_POOL, 0] = nxt
     R = int(ring.max())
     rc_tab = np.zeros((T, 4), np.int64)
     rc_tab[:, 2] = ring - 1
@@ -220,7 +431,9 @@ def new_stateful_state(cra, seed: int) -> dict:
     rng = np.array([s or 1, 0, int(seed) & ((1 << 63) - 1)], np.int64)
     return dict(sf=sf, rng=rng, rc_addr=np.zeros((T, IP_LIST_TOT, 2), np.int64),
                 rc_meta=np.zeros((T, IP_LIST_TOT, 6), np.int64), rc_stamps=np.zeros((T, IP_LIST_TOT, R), np.int64),
-                rc_tab=rc_tab, hl_key=np.zeros((1, 5), np.int64), hl_val=np.zeros((1, 4), np.int64))
+                rc_tab=rc_tab, hl_key=np.zeros((NS, 6), np.int64), hl_val=np.zeros((NS, 5), np.int64),
+                hl_tab=hl_tab, cl_key=np.zeros((max(C * CL_KEY_SLOTS, 1), 8), np.int64), cl_ent=cl_ent,
+                cl_tab=cl_tab, ct_live=np.zeros((1, 3), np.int64), hotdrop=np.zeros(2, np.int64))
 
 
 @kernel
@@ -343,6 +556,392 @@ def _recent(cra, st, s, ctx, now_ns):
     return ret
 
 
+# ------------------------------------------------------------------ hashlimit (xt_hashlimit.c rev 3)
+_MIN64 = np.int64(-9223372036854775808)
+_F_SPORT = 5
+_F_DPORT = 6
+_F_PRESENT = 44
+_P_PORTS = 1
+_P_CT = 8
+_F_CT_ORIG_SRC = 24
+_F_CT_ORIG_DST = 26
+_F_CT_ORIG_SPORT = 32
+_F_CT_ORIG_DPORT = 33
+_F_CT_ZONE = 36
+_F_CT_EXPIRE = 37
+_F_CT_PROTO = 49
+_F_PROTO = 4
+_F_ICMP_ID = 23
+_F_CT_SLOT = 53  # proposed additive Field (pipeline): conntrack slot of the packet's entry, -1 none
+_F_CT_ID = 54  # proposed additive Field (pipeline): ct id of that entry (tab.ct_id, or a generation)
+
+
+@kernel
+def _ult(a, b):
+    """a < b as unsigned 64-bit."""
+    return (a ^ _MIN64) < (b ^ _MIN64)
+
+
+@kernel
+def _mix(h, w):
+    h = (h ^ w) * np.int64(-7046029254386353131)
+    return h ^ ((h >> 29) & np.int64(0x7FFFFFFFF))
+
+
+@kernel
+def _hl_home(k0, k1, k2, k3, k4, msk):
+    h = _mix(_mix(_mix(_mix(_mix(np.int64(0x2545F491), k0), k1), k2), k3), k4)
+    return h & msk
+
+
+@kernel
+def _hl_delete(st, base, msk, i):
+    """Linear-probing backward-shift deletion of slot base+i."""
+    j = i
+    while True:
+        j = (j + 1) & msk
+        a = base + j
+        if st.hl_key[a, 5] == 0:
+            break
+        k = _hl_home(st.hl_key[a, 0], st.hl_key[a, 1], st.hl_key[a, 2], st.hl_key[a, 3], st.hl_key[a, 4], msk)
+        if i <= j:
+            stay = i < k and k <= j
+        else:
+            stay = i < k or k <= j
+        if stay:
+            continue
+        for w in range(6):
+            st.hl_key[base + i, w] = st.hl_key[a, w]
+        for w in range(5):
+            st.hl_val[base + i, w] = st.hl_val[a, w]
+        i = j
+    st.hl_key[base + i, 5] = 0
+
+
+@kernel
+def _hl_sweep(st, t, tick):
+    """htable_gc up to gc tick `tick`: free every entry with expires <= tick."""
+    base = st.hl_tab[t, 2]
+    cap = st.hl_tab[t, 3]
+    msk = cap - 1
+    i = 0
+    while i < cap:
+        a = base + i
+        if st.hl_key[a, 5] != 0 and st.hl_val[a, 3] <= tick:
+            _hl_delete(st, base, msk, i)
+            st.hl_tab[t, 0] -= 1
+            continue  # re-check the slot: an entry may have moved in
+        i += 1
+    st.hl_tab[t, 5] = tick
+
+
+@kernel
+def _hashlimit(cra, st, s, ctx, pkt_len, now_ns):
+    p = cra.sf_p
+    t = p[s, 0]
+    invert = p[s, 1] != 0
+    mode = p[s, 2]
+    hz = p[s, 13]
+    tab = st.hl_tab
+    now = _jiffies(now_ns, hz)
+    if tab[t, 1] < 0:  # table created (rule load) at the first evaluation: the gc timer starts here
+        tab[t, 1] = now
+        tab[t, 4] = now
+        tab[t, 5] = now
+    if now < tab[t, 4]:  # jiffies never go back
+        now = tab[t, 4]
+    tab[t, 4] = now
+    j0 = tab[t, 1]
+    g = p[s, 11]
+    tick = j0 + ((now - j0) // g) * g  # the last gc run at or before now
+    # hashlimit_init_dst
+    k0 = np.int64(0)
+    k1 = np.int64(0)
+    k2 = np.int64(0)
+    k3 = np.int64(0)
+    k4 = np.int64(0)
+    if (mode & 4) != 0:
+        k0 = ctx[_F_SRC] & p[s, 3]
+        k1 = ctx[_F_SRC + 1] & p[s, 4]
+    if (mode & 1) != 0:
+        k2 = ctx[_F_DST] & p[s, 5]
+        k3 = ctx[_F_DST + 1] & p[s, 6]
+    if (mode & (2 | 8)) != 0 and (ctx[_F_PRESENT] & _P_PORTS) != 0:
+        if (mode & 8) != 0:
+            k4 = ctx[_F_SPORT] << 16
+        if (mode & 2) != 0:
+            k4 |= ctx[_F_DPORT]
+    base = tab[t, 2]
+    cap = tab[t, 3]
+    msk = cap - 1
+    home = _hl_home(k0, k1, k2, k3, k4, msk)
+    i = home
+    found = np.int64(-1)
+    while True:
+        a = base + i
+        if st.hl_key[a, 5] == 0:
+            break
+        if st.hl_key[a, 0] == k0 and st.hl_key[a, 1] == k1 and st.hl_key[a, 2] == k2 \
+                and st.hl_key[a, 3] == k3 and st.hl_key[a, 4] == k4:
+            found = a
+            break
+        i = (i + 1) & msk
+    if found >= 0 and st.hl_val[found, 3] <= tick:  # freed by a gc run since the last packet
+        _hl_delete(st, base, msk, found - base)
+        tab[t, 0] -= 1
+        found = np.int64(-1)
+    v = st.hl_val
+    bytes_mode = (mode & 32) != 0
+    rate_match = (mode & 64) != 0
+    if found < 0:
+        # dsthash_alloc_init: refuse when count >= max (after the gc runs due by now)
+        if (tab[t, 0] >= p[s, 12] or tab[t, 0] * 8 >= cap * 7) and tab[t, 5] < tick:
+            _hl_sweep(st, t, tick)
+        if tab[t, 0] >= p[s, 12]:
+            tab[t, 6] += 1
+            st.hotdrop[0] = 1
+            return False
+        if tab[t, 0] * 8 >= cap * 7:  # model capacity exhausted (documented limit)
+            tab[t, 7] += 1
+            st.hotdrop[0] = 1
+            return False
+        i = home
+        while st.hl_key[base + i, 5] != 0:
+            i = (i + 1) & msk
+        a = base + i
+        st.hl_key[a, 0] = k0
+        st.hl_key[a, 1] = k1
+        st.hl_key[a, 2] = k2
+        st.hl_key[a, 3] = k3
+        st.hl_key[a, 4] = k4
+        st.hl_key[a, 5] = 1
+        tab[t, 0] += 1
+        v[a, 3] = now + p[s, 10]
+        # rateinfo_init
+        v[a, 2] = now
+        if rate_match:
+            v[a, 0] = 0  # current_rate
+            v[a, 4] = 0  # prev_window
+        elif bytes_mode:
+            v[a, 0] = p[s, 14]
+            v[a, 1] = p[s, 8]
+        else:
+            v[a, 0] = p[s, 8]
+            v[a, 1] = p[s, 8]
+    else:
+        a = found
+        v[a, 3] = now + p[s, 10]
+        # rateinfo_recalc
+        delta = now - v[a, 2]
+        if delta != 0:
+            if rate_match:
+                iv = p[s, 9]
+                if not _ult(delta, iv):
+                    v[a, 2] = now
+                    v[a, 4] = 1 if _ult(delta * p[s, 7], v[a, 0] * iv) else 0
+                    v[a, 0] = 0
+            elif bytes_mode:
+                v[a, 2] = now
+                tmp = v[a, 0]
+                v[a, 0] = tmp + p[s, 9] * delta
+                if not _ult(tmp, v[a, 0]):
+                    v[a, 0] = p[s, 14]
+                elif _ult(p[s, 14], v[a, 0]):
+                    v[a, 0] = p[s, 14]
+            else:
+                v[a, 2] = now
+                v[a, 0] = v[a, 0] + delta * p[s, 9]
+                if _ult(v[a, 1], v[a, 0]):
+                    v[a, 0] = v[a, 1]
+    if rate_match:
+        v[a, 0] += pkt_len if bytes_mode else 1
+        if v[a, 4] == 0 and not _ult(p[s, 8], v[a, 0]):
+            return not invert
+        return invert
+    if bytes_mode:  # hashlimit_byte_cost
+        cost = ((pkt_len & 0xFFFFFFFF) >> 4) + 1
+        cost = cost * p[s, 7]
+        if _ult(p[s, 14], cost):
+            cost = p[s, 14]
+        if _ult(v[a, 0], cost) and v[a, 1] != 0:
+            v[a, 1] -= 1
+            v[a, 0] = p[s, 14]
+    else:
+        cost = p[s, 7]
+    if not _ult(v[a, 0], cost):
+        v[a, 0] = v[a, 0] - cost
+        return not invert
+    return invert
+
+
+# ------------------------------------------------------------------ connlimit (xt_connlimit.c, nf_conncount.c)
+@kernel
+def _cl_state(st, e, now_ns):
+    """find_or_evict's conntrack lookup for remembered connection e: 0 gone, 1 live, 2 live but TCP
+    CLOSE/TIME_WAIT (already_closed). With the pipeline's ct_live view (st.ct_live has one row per
+    conntrack slot: generation of the confirmed entry or -1, expiry ns, tcp-closed flag) the answer is
+    the conntrack table's; without it, the connection is taken as live until the expiry last seen."""
+    ent = st.cl_ent
+    if st.ct_live.shape[0] > 1:
+        slot = ent[e, 12]
+        if slot < 0 or slot >= st.ct_live.shape[0]:
+            return 0
+        if st.ct_live[slot, 0] != ent[e, 13] or st.ct_live[slot, 0] < 0 or now_ns >= st.ct_live[slot, 1]:
+            return 0
+        return 2 if st.ct_live[slot, 2] != 0 else 1
+    return 1 if now_ns < ent[e, 11] else 0
+
+
+@kernel
+def _cl_free(st, c, ki, e, prev):
+    ent = st.cl_ent
+    key = st.cl_key
+    nxt = ent[e, 0]
+    if prev < 0:
+        key[ki, 4] = nxt
+    else:
+        ent[prev, 0] = nxt
+    if key[ki, 5] == e:
+        key[ki, 5] = prev
+    ent[e, 1] = 0
+    ent[e, 0] = st.cl_tab[c, 0]
+    st.cl_tab[c, 0] = e
+    key[ki, 6] -= 1
+
+
+@kernel
+def _connlimit(cra, st, s, ctx, now_ns):
+    p = cra.sf_p
+    c = st.sf[s, 0]
+    now32 = _jiffies(now_ns, p[s, 5]) & 0xFFFFFFFF
+    wired = st.ct_live.shape[0] > 1
+    # the connection's tuple: the conntrack original tuple, else the packet's own (nf_ct_get_tuplepr)
+    if (ctx[_F_PRESENT] & _P_CT) != 0:
+        t0 = ctx[_F_CT_ORIG_SRC]
+        t1 = ctx[_F_CT_ORIG_SRC + 1]
+        t2 = ctx[_F_CT_ORIG_DST]
+        t3 = ctx[_F_CT_ORIG_DST + 1]
+        t4 = ctx[_F_CT_ORIG_SPORT]
+        t5 = ctx[_F_CT_ORIG_DPORT]
+        t6 = ctx[_F_CT_PROTO]
+        zone = ctx[_F_CT_ZONE]
+        seen = now_ns + ctx[_F_CT_EXPIRE] * 1000000000
+        slot = ctx[_F_CT_SLOT] if wired else np.int64(-1)
+        gen = ctx[_F_CT_ID] if wired else np.int64(-1)
+    else:
+        t0 = ctx[_F_SRC]
+        t1 = ctx[_F_SRC + 1]
+        t2 = ctx[_F_DST]
+        t3 = ctx[_F_DST + 1]
+        t4 = ctx[_F_SPORT] if (ctx[_F_PRESENT] & _P_PORTS) != 0 else np.int64(0)
+        t5 = ctx[_F_DPORT] if (ctx[_F_PRESENT] & _P_PORTS) != 0 else np.int64(0)
+        t6 = ctx[_F_PROTO]
+        zone = np.int64(0)
+        seen = now_ns  # never confirmed: gone at the next look
+        slot = np.int64(-1)
+        gen = np.int64(-1)
+    # key: the packet's source (or destination) address masked, and the zone id
+    f = _F_DST if p[s, 2] != 0 else _F_SRC
+    count = np.int64(0)
+    khi = ctx[f] & p[s, 3]
+    klo = ctx[f + 1] & p[s, 4]
+    key = st.cl_key
+    ent = st.cl_ent
+    kb = st.cl_tab[c, 2]
+    kcap = st.cl_tab[c, 4]
+    msk = kcap - 1
+    i = _hl_home(khi, klo, zone, np.int64(0), np.int64(0), msk)
+    ki = np.int64(-1)
+    n = 0
+    while n < kcap:
+        a = kb + i
+        if key[a, 0] == 0:
+            break
+        if key[a, 1] == khi and key[a, 2] == klo and key[a, 3] == zone:
+            ki = a
+            break
+        i = (i + 1) & msk
+        n += 1
+    add = True
+    if ki < 0:
+        if n >= kcap or key[kb + i, 0] != 0 or (n + 1) * 8 >= kcap * 7:
+            st.cl_tab[c, 5] += 1  # model capacity exhausted: count the current connection alone
+            count = np.int64(1)
+            add = False
+        else:
+            ki = kb + i
+            key[ki, 0] = 1
+            key[ki, 1] = khi
+            key[ki, 2] = klo
+            key[ki, 3] = zone
+            key[ki, 4] = -1
+            key[ki, 5] = -1
+            key[ki, 6] = 0
+            key[ki, 7] = now32
+    elif key[ki, 6] > 0 and key[ki, 7] != now32:
+        # __nf_conncount_add: look at the saved connections (at most CONNCOUNT_GC_MAX_NODES + 1 evictions)
+        collect = 0
+        prev = np.int64(-1)
+        e = key[ki, 4]
+        while e >= 0:
+            if collect > CONNCOUNT_GC_MAX_NODES:
+                break
+            nxt = ent[e, 0]
+            r = _cl_state(st, e, now_ns)
+            if r == 0:
+                _cl_free(st, c, ki, e, prev)
+                collect += 1
+                e = nxt
+                continue
+            if ent[e, 2] == t0 and ent[e, 3] == t1 and ent[e, 4] == t2 and ent[e, 5] == t3 \
+                    and ent[e, 6] == t4 and ent[e, 7] == t5 and ent[e, 8] == t6 and ent[e, 9] == zone:
+                add = False  # already counted
+                if seen > ent[e, 11]:
+                    ent[e, 11] = seen
+                break
+            if r == 2:
+                _cl_free(st, c, ki, e, prev)
+                collect += 1
+                e = nxt
+                continue
+            prev = e
+            e = nxt
+    if add:
+        e = st.cl_tab[c, 0]
+        if e < 0:
+            st.cl_tab[c, 5] += 1  # model capacity exhausted: not remembered
+            count = key[ki, 6] + 1
+        else:
+            st.cl_tab[c, 0] = ent[e, 0]
+            ent[e, 0] = -1
+            ent[e, 1] = 1
+            ent[e, 2] = t0
+            ent[e, 3] = t1
+            ent[e, 4] = t2
+            ent[e, 5] = t3
+            ent[e, 6] = t4
+            ent[e, 7] = t5
+            ent[e, 8] = t6
+            ent[e, 9] = zone
+            ent[e, 10] = now32
+            ent[e, 11] = seen
+            ent[e, 12] = slot
+            ent[e, 13] = gen
+            tl = key[ki, 5]
+            if tl < 0:
+                key[ki, 4] = e
+            else:
+                ent[tl, 0] = e
+            key[ki, 5] = e
+            key[ki, 6] += 1
+            key[ki, 7] = now32
+            count = key[ki, 6]
+    elif ki >= 0:
+        count = key[ki, 6]
+    above = count > p[s, 0]
+    return above if p[s, 1] != 0 else not above
+
+
 @kernel
 def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
     """Evaluate stateful match s (before the row's negation, except recent which inverts itself)."""
@@ -411,4 +1010,8 @@ def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
     if k == SF_NUMGEN_RANDOM:
         ctx[_F_NUMGEN] = ((draw_u32(st.rng) * p[s, 0]) >> 32) + p[s, 1]
         return True
+    if k == SF_HASHLIMIT:
+        return _hashlimit(cra, st, s, ctx, pkt_len, now_ns)
+    if k == SF_CONNLIMIT:
+        return _connlimit(cra, st, s, ctx, now_ns)
     return False

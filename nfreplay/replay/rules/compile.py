@@ -28,7 +28,8 @@ Interval sets (FIELD_IN, ADDR_IN, interfaces, named sets, maps), CSR over elemen
 NAT rows: nat_kind (NAT_*), nat_family, nat_addr_lo_hi/_lo_lo/_hi_hi/_hi_lo (range, int64 bit
     patterns), nat_has_addr, nat_port_lo, nat_port_hi, nat_flags (NATF_*), nat_rule,
     nat_mask_hi/_lo (NETMAP prefix mask).
-Stateful matches: sf_kind[n_sf], sf_p[n_sf, 12] (see stateful.py); recent tables: rc_n_tables.
+Stateful matches: sf_kind[n_sf], sf_p[n_sf, stateful.NP] (see stateful.py); recent tables: rc_n_tables;
+    hashlimit tables are numbered in sf_p (one per --hashlimit-name and family, config of the first rule).
 host: the HostArrays of the host model (addrtype); max_depth: jump stack size needed; hz: CONFIG_HZ.
 
 Expression ops: see OP_* below. Match ops come before OP_FIRST_STMT; statements after.
@@ -396,7 +397,11 @@ class _Compiler:
             from .. import stateful as sfm
 
             idx = len(self.stateful)
-            sfm.check_stateful(e, table.origin)  # raises _Unsup-compatible ValueError
+            sfm.check_stateful(e, table.origin, self.hz)  # raises _Unsup-compatible ValueError
+            if e.kind == "hashlimit":
+                why = sfm.hashlimit_conflict(e, [x for _, x, _ in self.stateful])
+                if why:
+                    raise _Unsup(why)
             self.stateful.append((rid, e, table.origin))
             if e.kind == "recent":
                 name = e.get("name", "DEFAULT")

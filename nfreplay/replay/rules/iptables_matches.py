@@ -12,6 +12,7 @@ Values arrive as `Given` records (arguments, `!` flag, source column); build fun
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -657,7 +658,71 @@ def _limit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
                                        ("avg", avg)))], canon)
 
 
+_HL_MODES = (("srcip", 4), ("srcport", 8), ("dstip", 1), ("dstport", 2))  # print_mode order, XT_HASHLIMIT_HASH_*
+_HL_UNITS = (("m", 1024 * 1024), ("k", 1024), ("", 1))
+
+
+def _hl_bytes_to_cost(b: int) -> int:
+    """libxt_hashlimit bytes_to_cost: UINT32_MAX / ((u32)(bytes >> 4) + 1)."""
+    return U32 // (((b >> 4) & U32) + 1)
+
+
+def _hl_cost_to_bytes(cost: int) -> int:
+    r = U32 // cost if cost else U32
+    return ((r - 1) << 4) & ((1 << 64) - 1)
+
+
+def _hl_rate_text(avg: int) -> tuple[str, int]:
+    """print_rate (revision 3): the text and the quantum (ms) that decides whether expire is printed."""
+    rates = (("day", 1000000 * 86400), ("hour", 1000000 * 3600), ("min", 1000000 * 60), ("sec", 1000000))
+    i = len(rates)
+    for k in range(1, len(rates)):
+        if avg > rates[k][1] or rates[k][1] // avg < rates[k][1] % avg:
+            i = k
+            break
+    name, mult = rates[i - 1]
+    return f"{mult // avg}/{name}", mult // 1000000 * 1000
+
+
+def _hl_bytes_text(avg: int, burst: int) -> tuple[str, int]:
+    """print_bytes with the --hashlimit- prefix: rate text [burst text] and the quantum (ms)."""
+    r = _hl_cost_to_bytes(avg)
+    i = len(_HL_UNITS) - 1
+    for k in range(len(_HL_UNITS) - 1):
+        th = _HL_UNITS[k][1]
+        if r >= th and _hl_bytes_to_cost(r & ~(th - 1)) == avg:
+            i = k
+            break
+    text = f"{r // _HL_UNITS[i][1]}{_HL_UNITS[i][0]}b/s"
+    if burst == 0:
+        return text, 15000
+    r *= burst
+    i = len(_HL_UNITS) - 1
+    for k in range(len(_HL_UNITS) - 1):
+        if r >= _HL_UNITS[k][1]:
+            i = k
+            break
+    return f"{text} --hashlimit-burst {r // _HL_UNITS[i][1]}{_HL_UNITS[i][0]}b", 60000
+
+
+def _hl_burst(ctx: Ctx, g: Given) -> int:
+    """parse_burst (revision 2/3): a number, optionally followed by k or m (x1024, x1024^2)."""
+    t = g.args[0].strip()
+    mt = re.match(r"^(0[xX][0-9a-fA-F]+|[0-9]+)(.*)$", t)
+    if mt is None:
+        ctx.error(g, 'bad value for option "--hashlimit-burst", or out of range (1-1000000).')
+    v = _uint(ctx, g, mt.group(1), 1, (1 << 64) - 1, "burst")
+    rest = mt.group(2)
+    if rest == "" and v > 1000000:
+        ctx.error(g, 'bad value for option "--hashlimit-burst", or out of range (1-1000000).')
+    v *= {"m": 1024 * 1024, "k": 1024}.get(rest[:1], 1)
+    if v > (1 << 64) - 1:
+        ctx.error(g, f'bad value for option "--hashlimit-burst", value "{t}" too large')
+    return v
+
+
 def _hashlimit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
+    """libxt_hashlimit revision 3 (hashlimit_mt_parse / hashlimit_mt_check) -> the kernel's cfg3."""
     up, ab = v.get("hashlimit-upto") or v.get("hashlimit"), v.get("hashlimit-above")
     name = v.get("hashlimit-name")
     if up is None and ab is None:
@@ -665,52 +730,111 @@ def _hashlimit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     if name is None:
         ctx.error(None, "hashlimit needs --hashlimit-name")
     g = up or ab
+    invert = (g is up and g.invert) or (g is ab and not g.invert)
     rate_s = g.args[0]
-    if rate_s[:1].isdigit() and rate_s.rstrip("0123456789/").lower().endswith("b/s") or "b/s" in rate_s.lower():
-        return Built(canon=_hashlimit_canon(v), unsupported="hashlimit in byte mode")
-    n, den = _rate_saved(*_rate(ctx, g, rate_s), 1000000)
-    mode = v.get("hashlimit-mode")
-    modes = tuple(mode.args[0].split(",")) if mode else ()
-    for md in modes:
-        if md not in ("srcip", "srcport", "dstip", "dstport"):
-            ctx.error(mode, f"bad hashlimit mode {md!r}")
-    burst = _uint(ctx, v["hashlimit-burst"], v["hashlimit-burst"].args[0], 1, U32, "burst") \
-        if "hashlimit-burst" in v else 5
+    bmode = rate_s.find("b/s")
+    bytes_mode = False
+    n, den = 1, 1
+    if bmode > 0:  # parse_bytes
+        num = re.match(r"^\s*([0-9]+)", rate_s)
+        r = int(num.group(1)) if num else 0
+        if r == 0:
+            ctx.error(g, f"bad value for option --hashlimit-{'upto' if g is up else 'above'} {rate_s!r}")
+        tmp = r * {"m": 1024 * 1024, "k": 1024}.get(rate_s[bmode - 1], 1)
+        if tmp > (1 << 64) - 1:
+            ctx.error(g, f'Rate value too large "{tmp}"')
+        avg = _hl_bytes_to_cost(tmp)
+        if avg == 0:
+            ctx.error(g, f'Rate too high "{rate_s}"')
+        mult = 15
+        bytes_mode = True
+    else:  # parse_rate
+        n, den = _rate(ctx, g, rate_s)
+        avg = 1000000 * den // n
+        if avg == 0:
+            ctx.error(g, f'Rate too fast "{rate_s}"')
+        mult = den
+    modes: tuple[str, ...] = ()
+    mode_bits = 0
+    mg = v.get("hashlimit-mode")
+    if mg:
+        for md in re.split(r"[,|]", mg.args[0]):
+            if md not in ("srcip", "srcport", "dstip", "dstport"):
+                ctx.error(mg, f"bad hashlimit mode {md!r}")
+            modes += (md,)
+            mode_bits |= dict(_HL_MODES)[md]
+    burst = _hl_burst(ctx, v["hashlimit-burst"]) if "hashlimit-burst" in v else 5
     bits = 32 if ctx.family == "ip" else 128
     smask = _uint(ctx, v["hashlimit-srcmask"], v["hashlimit-srcmask"].args[0], 0, bits) \
         if "hashlimit-srcmask" in v else bits
     dmask = _uint(ctx, v["hashlimit-dstmask"], v["hashlimit-dstmask"].args[0], 0, bits) \
         if "hashlimit-dstmask" in v else bits
-    expire = _uint(ctx, v["hashlimit-htable-expire"], v["hashlimit-htable-expire"].args[0]) \
-        if "hashlimit-htable-expire" in v else 10000
-    params = (("name", name.args[0]), ("mode", modes), ("rate_num", n), ("rate_den_s", den), ("burst", burst),
-              ("upto" if ab is None else "above", True), ("srcmask", smask), ("dstmask", dmask),
-              ("expire_ms", expire))
-    b = Built([m.Stateful("hashlimit", params, g.invert)], _hashlimit_canon(v))
-    if "hashlimit-rate-match" in v:
-        b.unsupported = "hashlimit --hashlimit-rate-match"
-    return b
 
+    def u32opt(key, default):
+        return _uint(ctx, v[key], v[key].args[0]) if key in v else default
 
-def _hashlimit_canon(v: dict[str, Given]) -> str:
-    order = ("hashlimit-upto", "hashlimit", "hashlimit-above", "hashlimit-burst", "hashlimit-mode",
-             "hashlimit-srcmask", "hashlimit-dstmask", "hashlimit-name", "hashlimit-htable-size",
-             "hashlimit-htable-max", "hashlimit-htable-gcinterval", "hashlimit-htable-expire",
-             "hashlimit-rate-match", "hashlimit-rate-interval")
-    parts = []
-    for k in order:
-        g = v.get(k)
-        if g is None:
-            continue
-        key = "hashlimit-upto" if k == "hashlimit" else k
-        if k in ("hashlimit-upto", "hashlimit", "hashlimit-above") and "b/s" not in g.args[0].lower():
-            n, den = _rate(Ctx("ip", 0, False, "", _raise_plain, 0, ""), g, g.args[0])
-            parts.append(f"{_neg(g)}--{key} {_rate_text(n, den, 1000000)}")
-            if "hashlimit-burst" not in v:
-                parts.append("--hashlimit-burst 5")
-            continue
-        parts.append(f"{_neg(g)}--{key}" + "".join(" " + a for a in g.args))
-    return " ".join(parts)
+    size, mx = u32opt("hashlimit-htable-size", 0), u32opt("hashlimit-htable-max", 0)
+    gc = u32opt("hashlimit-htable-gcinterval", 1000)
+    expire = u32opt("hashlimit-htable-expire", mult * 1000)
+    interval = 0
+    if "hashlimit-rate-interval" in v:
+        gi = v["hashlimit-rate-interval"]
+        mi = re.match(r"^\s*[+-]?[0-9]+", gi.args[0])
+        interval = int(mi.group(0)) if mi else 0
+        if interval <= 0 or interval > U32:
+            ctx.error(gi, f"bad value for option --hashlimit-rate-interval {gi.args[0]!r}")
+    # hashlimit_mt_check
+    if bytes_mode:
+        b = 0
+        if "hashlimit-burst" in v:
+            cb = _hl_cost_to_bytes(avg)
+            if burst < cb:
+                ctx.error(v["hashlimit-burst"], f"burst cannot be smaller than {cb}b")
+            b = (burst // cb + (1 if burst % cb else 0)) & U32
+            if "hashlimit-htable-expire" not in v:
+                expire = 60000
+        burst = b
+    elif burst > 1000000:
+        ctx.error(v["hashlimit-burst"], 'bad value for option "--hashlimit-burst", or out of range (1-1000000).')
+    rate_match = "hashlimit-rate-match" in v
+    if rate_match:
+        if not bytes_mode:
+            avg //= mult
+        if interval == 0:
+            interval = 1 if bytes_mode else mult
+    # hashlimit_mt_save
+    if bytes_mode:
+        rtext, quantum = _hl_bytes_text(avg, burst)
+    else:
+        rtext, quantum = _hl_rate_text(avg) if avg else ("inf", 0)
+        rtext += f" --hashlimit-burst {burst}"
+    parts = [f"--hashlimit-{'above' if invert else 'upto'} {rtext}"]
+    if mode_bits:
+        parts.append("--hashlimit-mode " + ",".join(mn for mn, b in _HL_MODES if mode_bits & b))
+    parts.append(f"--hashlimit-name {name.args[0]}")
+    if size:
+        parts.append(f"--hashlimit-htable-size {size}")
+    if mx:
+        parts.append(f"--hashlimit-htable-max {mx}")
+    if gc != 1000:
+        parts.append(f"--hashlimit-htable-gcinterval {gc}")
+    if expire != quantum:
+        parts.append(f"--hashlimit-htable-expire {expire}")
+    if smask != bits:
+        parts.append(f"--hashlimit-srcmask {smask}")
+    if dmask != bits:
+        parts.append(f"--hashlimit-dstmask {dmask}")
+    if rate_match:
+        parts.append("--hashlimit-rate-match")
+        if interval != 1:
+            parts.append(f"--hashlimit-rate-interval {interval}")
+    rn, rd = _rate_saved(n, den, 1000000) if not bytes_mode else (0, 1)
+    params = (("name", name.args[0]), ("family", 4 if bits == 32 else 6), ("mode", modes), ("mode_bits", mode_bits),
+              ("rate_num", rn), ("rate_den_s", rd), ("avg", avg), ("burst", burst),
+              ("upto" if ab is None else "above", True), ("invert", invert), ("bytes", bytes_mode),
+              ("rate_match", rate_match), ("interval", interval), ("size", size), ("max", mx), ("gc_interval", gc),
+              ("expire", expire), ("expire_ms", expire), ("srcmask", smask), ("dstmask", dmask))
+    return Built([m.Stateful("hashlimit", params)], " ".join(parts))
 
 
 def _raise_plain(col, token, reason):
@@ -810,7 +934,7 @@ def _connlimit_build(ctx: Ctx, v: dict[str, Given]) -> Built:
     if g.invert:
         kind = "above" if kind == "upto" else "upto"
     canon = f"--connlimit-{kind} {n} --connlimit-mask {mlen} --connlimit-{'daddr' if daddr else 'saddr'}"
-    params = ((kind, n), ("mask", mlen), ("daddr" if daddr else "saddr", True))
+    params = ((kind, n), ("mask", mlen), ("daddr" if daddr else "saddr", True), ("family", 4 if bits == 32 else 6))
     return Built([m.Stateful("connlimit", params)], canon)
 
 
