@@ -1,7 +1,8 @@
 """Capture files -> Capture (packet table + the bytes it indexes + per-file facts).
 
-The fast path maps each file into memory (np.memmap, read-only, no copy), frames it with the kernels in
-framing.py and decodes with decode.decode_packets. gzip files are decompressed into memory first.
+The fast path maps each file into memory (np.memmap, read-only, no copy), frames and decodes it with
+framing.read_pcap / read_pcapng (framing kernels + decode.decode_rows, block by block). gzip files are
+decompressed into memory first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from .. import schema
 from ..codes import PKT_STATUS_NAMES, PktStatus
 from ..schema import PacketTable
 from . import framing
-from .decode import decode_packets
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +162,9 @@ class _Source:
             t = schema.empty(bound)
             ro = np.empty(bound, dtype=np.int64)
             if self.kind == "pcap":
-                n, npos, err = framing.frame_pcap(d, pos, bound, self.be, self.nano, self.linktype, rec, ro, t)
+                n, npos, err = framing.read_pcap(d, pos, bound, self.be, self.nano, self.linktype, rec, ro, t)
             else:
-                n, npos, err = framing.frame_pcapng(d, pos, bound, self.st, self.ifs, rec, ro, t)
+                n, npos, err = framing.read_pcapng(d, pos, bound, self.st, self.ifs, rec, ro, t)
                 self._pcapng_info()
             n, npos, err = int(n), int(npos), int(err)
             if self.kind == "pcapng" and err and npos == 0:  # the first section header itself is broken
@@ -174,7 +174,6 @@ class _Source:
                     t = schema.take(t, slice(0, n)) if n < bound // 2 else PacketTable(*(c[:n] for c in t))
                     ro = ro[:n].copy() if n < bound // 2 else ro[:n]
                 t.file_id[:] = self.file_id
-                decode_packets(d, ro, t)
                 self.info.add_stats(t)
                 yield schema.validate(t), ro
             rec += n

@@ -120,6 +120,15 @@ def _csum_add(d, p, n, acc):
 
 
 @kernel
+def _ip4_hdr_sum(d, p, hlen):
+    """_csum_add of an IPv4 header, unrolled for the usual 20 bytes (a loop's setup costs more there)."""
+    if hlen == 20:
+        return (_u16(d, p) + _u16(d, p + 2) + _u16(d, p + 4) + _u16(d, p + 6) + _u16(d, p + 8) + _u16(d, p + 10)
+                + _u16(d, p + 12) + _u16(d, p + 14) + _u16(d, p + 16) + _u16(d, p + 18))
+    return _csum_add(d, p, hlen, np.int64(0))
+
+
+@kernel
 def _csum_fold(s):
     while s > 0xFFFF:
         s = (s & 0xFFFF) + (s >> 16)
@@ -279,12 +288,18 @@ def _decode_tcp_options(d, p, n, ack):
 
 @kernel
 def decode_packets(data, rec_off, out):
-    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable.
+    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable."""
+    return decode_rows(data, rec_off, out, 0, len(rec_off))
+
+
+@kernel
+def decode_rows(data, rec_off, out, lo, hi):
+    """Decode rows [lo, hi) of `out` (the framers call this per block, while the frames are in cache).
 
     The columns are taken out of the NamedTuple once here: touching `out.<column>` inside the per-packet
     code costs a reference-count round trip per access, which numba cannot prune in branchy code."""
-    return _decode_columns(
-        data, rec_off, out.linktype, out.wire_len, out.cap_len, out.pkt_dir, out.ifindex, out.status,
+    _decode_columns(
+        data, rec_off, lo, hi, out.linktype, out.wire_len, out.cap_len, out.pkt_dir, out.ifindex, out.status,
         out.vlan_id, out.eth_src, out.eth_dst, out.l3_off, out.family, out.src_hi, out.src_lo, out.dst_hi,
         out.dst_lo, out.ip_len, out.ip_hlen, out.ttl, out.tos, out.ip_id, out.frag_off, out.ip_flags,
         out.proto, out.sport, out.dport, out.l4_len, out.payload_len, out.tcp_flags, out.tcp_seq,
@@ -292,10 +307,11 @@ def decode_packets(data, rec_off, out):
         out.icmp_type, out.icmp_code, out.icmp_id, out.inner_ok, out.inner_src_hi, out.inner_src_lo,
         out.inner_dst_hi, out.inner_dst_lo, out.inner_proto, out.inner_sport, out.inner_dport, out.ip_csum,
         out.l4_csum)
+    return hi - lo
 
 
 @kernel
-def _decode_columns(d, rec_off, linktype, wire_len, cap_len, pkt_dir, ifindex, status, vlan_id, eth_src,
+def _decode_columns(d, rec_off, lo, hi, linktype, wire_len, cap_len, pkt_dir, ifindex, status, vlan_id, eth_src,
                     eth_dst, l3_off, family, src_hi, src_lo, dst_hi, dst_lo, ip_len, ip_hlen, ttl, tos, ip_id,
                     frag_off, ip_flags, proto, sport, dport, l4_len, payload_len, tcp_flags, tcp_seq, tcp_ack,
                     tcp_win, tcp_hlen, tcp_wscale, tcp_mss, tcp_sackok, tcp_sack, icmp_type, icmp_code,
@@ -304,8 +320,7 @@ def _decode_columns(d, rec_off, linktype, wire_len, cap_len, pkt_dir, ifindex, s
     """The per-packet loop over the table's columns as plain arrays (one function: no per-packet calls
     that take arrays other than `d`). Columns the decoder does not reach keep their schema.empty() value.
     Inside the loop, `st = CODE; break` leaves the one-pass `_once` loop: the packet's decode ends there."""
-    n = len(rec_off)
-    for i in range(n):
+    for i in range(lo, hi):
         base = np.int64(rec_off[i])
         st = OK
         for _once in range(1):
@@ -481,7 +496,7 @@ def _decode_columns(d, rec_off, linktype, wire_len, cap_len, pkt_dir, ifindex, s
                 src_lo[i] = _addr_v4(d, l3 + 12)
                 dst_hi[i] = 0
                 dst_lo[i] = _addr_v4(d, l3 + 16)
-                ip_csum[i] = CSUM_GOOD if _csum_fold(_csum_add(d, l3, hlen, np.int64(0))) == 0xFFFF else CSUM_BAD
+                ip_csum[i] = CSUM_GOOD if _csum_fold(_ip4_hdr_sum(d, l3, hlen)) == 0xFFFF else CSUM_BAD
                 if iplen > wire_avail or iplen < hlen:
                     st = BAD_IP_LEN
                     break
@@ -623,16 +638,26 @@ def _decode_columns(d, rec_off, linktype, wire_len, cap_len, pkt_dir, ifindex, s
             if complete:
                 if version == 4:
                     if l4p == 1:
-                        s = _csum_add(d, l4, l4len, np.int64(0))
+                        s = np.int64(0)
                     elif l4p == 17 and _u16(d, l4 + 6) == 0:
                         l4_csum[i] = CSUM_GOOD  # no checksum over IPv4
                         break
                     else:
-                        s = _csum_add(d, l3 + 12, 8, np.int64(0)) + l4p + l4len
-                        s = _csum_add(d, l4, l4len, s)
+                        s = _u16(d, l3 + 12) + _u16(d, l3 + 14) + _u16(d, l3 + 16) + _u16(d, l3 + 18) + l4p + l4len
                 else:
-                    s = _csum_add(d, l3 + 8, 32, np.int64(0)) + l4p + (l4len >> 16) + (l4len & 0xFFFF)
-                    s = _csum_add(d, l4, l4len, s)
+                    s = l4p + (l4len >> 16) + (l4len & 0xFFFF)
+                    for k in range(l3 + 8, l3 + 40, 2):
+                        s += _u16(d, k)
+                # the L4 bytes, inline (a call per packet would cost a reference-count round trip on d);
+                # unsigned indices: a signed index makes numba wrap negative values around, which keeps
+                # LLVM from vectorizing the loop
+                w = np.uint64(0)
+                q = np.uint64(l4)
+                for _ in range(np.uint64(l4len >> 1)):
+                    w += (np.uint64(d[q]) << np.uint64(8)) | np.uint64(d[q + np.uint64(1)])
+                    q += np.uint64(2)
+                s += np.int64(w)
+                if l4len & 1:
+                    s += np.int64(d[l4 + l4len - 1]) << 8
                 l4_csum[i] = CSUM_GOOD if _csum_fold(s) == 0xFFFF else CSUM_BAD
         status[i] = st
-    return n
