@@ -13,6 +13,7 @@ responder; each letter is recorded the first time it happens in that direction, 
     A packet with a bad checksum yields only its C (Zeek drops it from further analysis).
     (C, T and W are repeated when their count reaches 10, 100, 1000, ... as Zeek does.)
 
+UDP flows get D/d for packets with payload (as Zeek's UDP analyzer records them); ICMP none.
 Not produced: G (content gaps need reassembly) and ^ (Zeek's direction flip; our originator is
 conntrack's, never flipped).
 
@@ -118,7 +119,8 @@ def zeek_histories(out) -> pd.DataFrame:
     zero_win = is_tcp & (win == 0) & ~rst & ~syn
 
     events = [df.loc[df["letter"] != "", ["ct", "dir", "pos", "letter"]]]
-    data = df.loc[is_tcp & (payload > 0), ["ct", "dir", "pos"]].assign(letter="D")
+    is_udp = np.isin(proto, (codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE))
+    data = df.loc[(is_tcp | is_udp) & (payload > 0), ["ct", "dir", "pos"]].assign(letter="D")
     events.append(data)
     for mask, lt in ((csum_bad & is_tcp, "C"), (retrans, "T"), (zero_win, "W")):
         e = df.loc[mask, ["ct", "dir", "pos"]].assign(letter=lt)

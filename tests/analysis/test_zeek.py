@@ -73,7 +73,7 @@ def test_udp_and_icmp_states():
           pkt(2, C, S, proto="icmp", icmp_type=8, icmp_id=3, ct=2)]
     h = zeek.zeek_histories(make_output(pk))
     assert h["conn_state"].tolist() == ["S0", "SF", "OTH"]
-    assert h["history"].tolist() == ["", "", ""]
+    assert h["history"].tolist() == ["D", "Dd", ""]
 
 
 def test_full_session_factory():
