@@ -24,7 +24,21 @@ Kinds (sf_kind) and parameters (sf_p[s, 0..11]):
 Randomness: one PRNG stream per RuleState, xorshift64 (13, 7, 17) started from seed ^ 0x9E3779B97F4A7C15;
 a draw is the upper 32 bits; drawn only when the kernel would draw (rule reached). rng = [state, draws,
 seed] so reports can name the seed and the number of draws.
-Not modelled (compile reports them unsupported): hashlimit, connlimit.
+* SF_HASHLIMIT (xt_hashlimit.c revision 3): p0 table id (one per --hashlimit-name and family; the first
+  rule's config creates it, later rules only bring their own --upto/--above), p1 invert, p2 table mode
+  (XT_HASHLIMIT_* bits), p3..p6 src/dst masks (128-bit words), p7/p8/p9 = cost/credit_cap/CPJ (packets),
+  cost/burst refills/CPJ_BYTES (bytes), rate/burst/interval jiffies (rate-match), p10 expire jiffies,
+  p11 gc interval jiffies, p12 max entries, p13 HZ, p14 CPJ_BYTES*HZ, p15 family. Entries: open addressing
+  over hl_key/hl_val per table (hl_tab: count, gc anchor, base, capacity, last jiffies, last sweep,
+  hotdrops, overflows). The gc work runs every gc interval from the table's first evaluation; an entry
+  with expires <= the last run is gone (found lazily, swept when the table is full). Full table: hotdrop.
+* SF_CONNLIMIT (xt_connlimit.c + nf_conncount.c, v6.17): p0 limit, p1 above (else upto), p2 daddr,
+  p3/p4 mask words, p5 HZ; sf[s, 0] = connlimit index. Per key (masked address, zone) an ordered list of
+  remembered tuples (cl_key, cl_ent); __nf_conncount_add: no look when last_gc is this jiffy, else evict
+  gone / closed entries (at most CONNCOUNT_GC_MAX_NODES + 1), stop at the current tuple; then append.
+  Whether a remembered connection is still there comes from st.ct_live when the pipeline provides it
+  (one row per conntrack slot: generation of the confirmed entry or -1, expiry ns, TCP CLOSE/TIME_WAIT
+  flag; the packet's slot and generation in ctx[53], ctx[54]); without it, from the expiry last seen.
 """
 
 from __future__ import annotations
