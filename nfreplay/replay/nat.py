@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
+from .conntrack import ct_tuple_taken
 
 MANIP_SRC = 0
 MANIP_DST = 1
@@ -283,3 +284,211 @@ def invert_into(family, proto, t, out):
     else:
         out[4] = t[5]
         out[5] = t[4]
+
+
+# ------------------------------------------------------------------ bindings on conntrack entries
+@kernel
+def _used(tab, fam, proto, zone, t, slot, now_ns):
+    """nf_nat_used_tuple: the inverse of candidate t (original-direction form) is a tuple of another
+    live entry."""
+    inv = np.zeros(6, dtype=np.uint64)
+    invert_into(fam, proto, t, inv)
+    return ct_tuple_taken(tab, fam, inv[0], inv[1], inv[2], inv[3], proto, np.int64(inv[4]),
+                          np.int64(inv[5]), zone, slot, now_ns)
+
+
+@kernel
+def _l4_unique(tab, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now_ns, nst):
+    """nf_nat_l4proto_unique_tuple."""
+    if proto == 1 or proto == 58:
+        ki = 4
+        if (flags & NAT_PROTO_SPECIFIED) == 0:
+            mn = np.int64(0)
+            size = np.int64(65536)
+        else:
+            mn = pmin
+            size = pmax - pmin + 1
+    elif proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
+        ki = _port_slot(manip)
+        if (flags & NAT_PROTO_SPECIFIED) == 0:
+            if manip == MANIP_DST:
+                return
+            p = np.int64(t[ki])
+            if p < 1024:
+                if p < 512:
+                    mn = np.int64(1)
+                    size = np.int64(511)
+                else:
+                    mn = np.int64(600)
+                    size = np.int64(1023 - 600 + 1)
+            else:
+                mn = np.int64(1024)
+                size = np.int64(65535 - 1024 + 1)
+        else:
+            lo = pmin
+            hi = pmax
+            if hi < lo:
+                lo, hi = hi, lo
+            mn = lo
+            size = hi - lo + 1
+    else:
+        return
+    if (flags & (NAT_RANDOM | NAT_RANDOM_FULLY)) != 0 or manip != MANIP_DST:
+        off = random_u16(nst)
+        nst.stats[STAT_RANDOMISED] += 1
+    else:
+        off = np.int64(0)
+    attempts = size
+    if attempts > NF_NAT_MAX_ATTEMPTS:
+        attempts = np.int64(NF_NAT_MAX_ATTEMPTS)
+    while True:
+        for _i in range(attempts):
+            t[ki] = np.uint64(mn + (off % size))
+            off += 1
+            if not _used(tab, fam, proto, zone, t, slot, now_ns):
+                return
+        if attempts >= size or attempts < 16:
+            return
+        attempts = attempts // 2
+        off = random_u16(nst)
+
+
+@kernel
+def get_unique_tuple(tab, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
+                     slot, now_ns, nst, out):
+    """get_unique_tuple (nf_nat_core.c): writes the chosen original-direction tuple into out."""
+    for k in range(6):
+        out[k] = curr[k]
+    rnd = (flags & (NAT_RANDOM | NAT_RANDOM_FULLY)) != 0
+    if manip == MANIP_SRC and not rnd:
+        inr = True
+        if (flags & NAT_MAP_IPS) != 0 and not addr_in_range(curr[0], curr[1], min_hi, min_lo, max_hi, max_lo):
+            inr = False
+        if inr and (flags & NAT_PROTO_SPECIFIED) != 0 and not l4_in_range(proto, curr, MANIP_SRC, pmin, pmax):
+            inr = False
+        if inr:
+            if not _used(tab, fam, proto, zone, curr, slot, now_ns):
+                return
+        # find_appropriate_src (the by-source hash) is not modelled: see docs/pipeline.md
+    find_best_ips(fam, zone, out, manip, flags, min_hi, min_lo, max_hi, max_lo)
+    if not rnd:
+        if (flags & NAT_PROTO_SPECIFIED) != 0:
+            if l4_in_range(proto, out, manip, pmin, pmax) and (pmin == pmax or not _used(tab, fam, proto, zone, out,
+                                                                                          slot, now_ns)):
+                return
+        elif not _used(tab, fam, proto, zone, out, slot, now_ns):
+            return
+    before = out[4] if (manip == MANIP_SRC or proto == 1 or proto == 58) else out[5]
+    _l4_unique(tab, fam, proto, zone, out, manip, flags, pmin, pmax, slot, now_ns, nst)
+    after = out[4] if (manip == MANIP_SRC or proto == 1 or proto == 58) else out[5]
+    if before != after:
+        nst.stats[STAT_PORT_CHANGED] += 1
+
+
+@kernel
+def setup_info(tab, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst):
+    """nf_nat_setup_info on an unconfirmed entry: curr = invert(REPLY); choose; REPLY = invert(new);
+    set SRC_NAT/DST_NAT when changed and the *_NAT_DONE bit."""
+    fam = np.int64(tab.family[slot])
+    proto = np.int64(tab.proto[slot])
+    zone = np.int64(tab.zone[slot])
+    rep = np.zeros(6, dtype=np.uint64)
+    rep[0] = tab.r_src_hi[slot]
+    rep[1] = tab.r_src_lo[slot]
+    rep[2] = tab.r_dst_hi[slot]
+    rep[3] = tab.r_dst_lo[slot]
+    rep[4] = np.uint64(tab.r_sport[slot])
+    rep[5] = np.uint64(tab.r_dport[slot])
+    curr = np.zeros(6, dtype=np.uint64)
+    invert_into(fam, proto, rep, curr)
+    new = np.zeros(6, dtype=np.uint64)
+    get_unique_tuple(tab, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
+                     slot, now_ns, nst, new)
+    changed = False
+    for k in range(6):
+        if new[k] != curr[k]:
+            changed = True
+    if changed:
+        invert_into(fam, proto, new, rep)
+        tab.r_src_hi[slot] = rep[0]
+        tab.r_src_lo[slot] = rep[1]
+        tab.r_dst_hi[slot] = rep[2]
+        tab.r_dst_lo[slot] = rep[3]
+        tab.r_sport[slot] = np.int32(rep[4])
+        tab.r_dport[slot] = np.int32(rep[5])
+        if manip == MANIP_SRC:
+            tab.status[slot] |= np.int64(1 << 4)
+        else:
+            tab.status[slot] |= np.int64(1 << 5)
+    if manip == MANIP_SRC:
+        tab.status[slot] |= np.int64(1 << 7)
+    else:
+        tab.status[slot] |= np.int64(1 << 8)
+    nst.stats[STAT_BINDINGS] += 1
+    return changed
+
+
+@kernel
+def null_binding(tab, slot, manip, now_ns, nst):
+    """__nf_nat_alloc_null_binding: single address (REPLY.dst for SRC, REPLY.src for DST), MAP_IPS only."""
+    if manip == MANIP_SRC:
+        hi = tab.r_dst_hi[slot]
+        lo = tab.r_dst_lo[slot]
+    else:
+        hi = tab.r_src_hi[slot]
+        lo = tab.r_src_lo[slot]
+    setup_info(tab, slot, manip, NAT_MAP_IPS, hi, lo, hi, lo, np.int64(0), np.int64(0), now_ns, nst)
+    nst.stats[STAT_BINDINGS] -= 1
+    nst.stats[STAT_NULL] += 1
+
+
+@kernel
+def nat_packet(tab, slot, d, manip, cur):
+    """nf_nat_packet: rewrite the current tuple cur (uint64[6]) of a packet of direction d at a hook of
+    manip type; returns 1 (source changed) / 2 (destination changed) / 0."""
+    st = tab.status[slot]
+    fam = np.int64(tab.family[slot])
+    proto = np.int64(tab.proto[slot])
+    if manip == MANIP_SRC:
+        bit = np.int64(1 << 4)
+    else:
+        bit = np.int64(1 << 5)
+    if d == 0:
+        do = (st & bit) != 0
+    else:
+        do = (st & ((np.int64(1 << 4) | np.int64(1 << 5)) ^ bit)) != 0
+    if not do:
+        return 0
+    other = np.zeros(6, dtype=np.uint64)
+    if d == 0:
+        other[0] = tab.r_src_hi[slot]
+        other[1] = tab.r_src_lo[slot]
+        other[2] = tab.r_dst_hi[slot]
+        other[3] = tab.r_dst_lo[slot]
+        other[4] = np.uint64(tab.r_sport[slot])
+        other[5] = np.uint64(tab.r_dport[slot])
+    else:
+        other[0] = tab.o_src_hi[slot]
+        other[1] = tab.o_src_lo[slot]
+        other[2] = tab.o_dst_hi[slot]
+        other[3] = tab.o_dst_lo[slot]
+        other[4] = np.uint64(tab.o_sport[slot])
+        other[5] = np.uint64(tab.o_dport[slot])
+    target = np.zeros(6, dtype=np.uint64)
+    invert_into(fam, proto, other, target)
+    icmp = proto == 1 or proto == 58
+    if manip == MANIP_SRC:
+        cur[0] = target[0]
+        cur[1] = target[1]
+        if icmp:
+            cur[4] = target[4]
+        elif proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
+            cur[4] = target[4]
+        return 1
+    cur[2] = target[2]
+    cur[3] = target[3]
+    if icmp:
+        cur[4] = target[4]
+    elif proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33:
+        cur[5] = target[5]
+    return 2
