@@ -26,7 +26,7 @@ run: venv
 	@echo "report: $$(pwd)/report.html"
 
 lint: venv-test
-	$(VENV)/bin/ruff check nfreplay tests bench samples
+	$(VENV)/bin/ruff check nfreplay tests bench samples tools
 	$(VENV)/bin/lint-imports
 
 # JIT on with bounds checking and a fresh cache, then the kernels' Python source without the JIT

@@ -147,12 +147,15 @@ def _load_host(host, local):
 
 
 def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = False, seed: int = 0,
-             assume_good_checksums: bool = False, capture_point: str = "arrival", progress=None) -> Result:
+             assume_good_checksums: bool = False, capture_point: str = "arrival", progress=None,
+             trace_packet: int = -1, ipsets=()) -> Result:
     """Replay capture through rules on host and return a Result.
 
     capture: path, list of paths or a Capture (nfreplay.read_capture); rules: path(s), ruleset text or a
     Ruleset (nfreplay.load_ruleset); host: host file path (TOML/JSON, contracts §1), a dict with the same
     fields, a HostModel, or None for the default gateway model (local: extra local addresses).
+    trace_packet: record the full rule trace of that packet (output.meta["trace"], for explain);
+    ipsets: model.SetDef tuples (from `ipset save` files) for -m set rules.
     """
     from ..replay.pipeline import run_replay
 
@@ -161,7 +164,8 @@ def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = F
     hm = _load_host(host, local)
     t0 = time.perf_counter()
     out = run_replay(cap, rs, hm, allow_unsupported=allow_unsupported, seed=seed,
-                     assume_good_checksums=assume_good_checksums, capture_point=capture_point, progress=progress)
+                     assume_good_checksums=assume_good_checksums, capture_point=capture_point, progress=progress,
+                     trace_packet=trace_packet, ipsets=ipsets)
     wall = time.perf_counter() - t0
     inputs = {"capture": [str(getattr(f, "path", f)) for f in getattr(cap, "files", [])],
               "rules": getattr(rs, "source", None),

@@ -1,12 +1,183 @@
-"""`nfreplay run`: not built yet (see the open issues)."""
+"""`nfreplay run CAPTURE... --rules RULES [--host HOST] [--out DIR] [--report FILE.html]`: the main job.
+
+Replays the capture(s) through the ruleset on the modelled host and prints what happened: outcomes,
+conntrack states, the rules that dropped traffic, INVALID reasons, NAT, unsupported rules.
+"""
 
 from __future__ import annotations
 
-from ..errors import NfreplayError
-from ._app import app
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, progress_enabled
 
 
-@app.command("run", hidden=True)
-def run_command():
-    """Not built yet."""
-    raise NfreplayError("'run' is not available in this build yet")
+def _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums, ipset,
+            reader):
+    """Shared by run and explain: read, load, simulate with a progress bar. Returns (result, capture)."""
+    from ..analysis import simulate
+    from ..replay.ingest import read_capture
+    from ..replay.rules import load_ruleset
+
+    cap = read_capture([str(c) for c in captures], reader=reader)
+    rs = load_ruleset([str(r) for r in rules] if len(rules) > 1 else str(rules[0]))
+    if ipset:
+        from ..replay.rules.iptables import load_ipset_save, resolve_set_matches
+
+        sets = []
+        for p in ipset:
+            try:
+                sets.extend(load_ipset_save(Path(p).read_text(), source=str(p)))
+            except OSError as e:
+                from ..errors import NfreplayError
+
+                raise NfreplayError(f"{p}: cannot read ipset file: {e.strerror}") from None
+        rs = resolve_set_matches(rs, sets)
+    else:
+        sets = []
+    kw = dict(local=tuple(local), allow_unsupported=allow_unsupported, seed=seed, capture_point=capture_point,
+              assume_good_checksums=assume_good_checksums)
+    if sets:
+        kw["ipsets"] = tuple(sets)
+    n = len(cap.packets.ts_ns)
+    if progress_enabled() and n > 200_000:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} packets"),
+                      TimeRemainingColumn(), transient=True) as prog:
+            task = prog.add_task("replay", total=n)
+            res = simulate(cap, rs, str(host) if host else None,
+                           progress=lambda k: prog.update(task, completed=k), **kw)
+    else:
+        res = simulate(cap, rs, str(host) if host else None, **kw)
+    return res, cap
+
+
+def _common(f):
+    return f
+
+
+@app.command("run")
+def run_command(
+    captures: list[Path] = typer.Argument(..., metavar="CAPTURE...",
+                                          help="pcap/pcapng files (several are replayed as one time-ordered stream)."),
+    rules: list[Path] = typer.Option(..., "--rules", "-r", help="iptables-save / ip6tables-save / iptables -S / "
+                                                                 "nft list ruleset (text or -j JSON); repeatable."),
+    host: Optional[Path] = typer.Option(None, "--host", help="Host file (TOML/JSON, contracts §1). Default: a "
+                                                             "forwarding gateway between inside and outside."),
+    local: list[str] = typer.Option([], "--local", help="Add a local address to the host model (host firewall)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write packets/rules/flows/events tables and "
+                                                           "summary.json here."),
+    fmt: str = typer.Option("parquet", "--format", help="Table format for --out: parquet or csv."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained HTML report here."),
+    allow_unsupported: bool = typer.Option(False, "--allow-unsupported",
+                                           help="Replay although some rules use unsupported constructs (those "
+                                                "rules never match; the report names them)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random generator (statistic random, NAT ports)."),
+    capture_point: str = typer.Option("arrival", "--capture-point",
+                                      help="arrival: every packet arrives at / is emitted by the firewall; "
+                                           "skip-outgoing: skip packets the capture marks outgoing."),
+    assume_good_checksums: bool = typer.Option(False, "--assume-good-checksums",
+                                               help="Treat bad L4 checksums as good (captures with TX offload)."),
+    ipset: list[Path] = typer.Option([], "--ipset", help="`ipset save` output for -m set rules; repeatable."),
+    reader: str = typer.Option("auto", "--reader", help="auto (native), dpkt or tshark."),
+    dissect: bool = typer.Option(False, "--dissect", help="Add Wireshark's view (tshark) of the dropped and "
+                                                          "INVALID packets listed."),
+    json_out: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the human view."),
+):
+    """Replay captures through a ruleset: verdicts, deciding rules, conntrack, NAT."""
+    from ..errors import NfreplayError
+
+    if fmt not in ("parquet", "csv"):
+        raise NfreplayError(f"--format must be parquet or csv, not {fmt!r}")
+    res, cap = _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums,
+                       ipset, reader)
+    if out is not None:
+        from ..analysis import write_tables
+
+        write_tables(res, out, fmt=fmt)
+    if report is not None:
+        from ..reports import write_html
+
+        write_html(res, report)
+    s = res.summary
+    if json_out:
+        typer.echo(json.dumps(s, indent=2, default=str))
+        return
+    _print_human(res, cap, dissect)
+    if out is not None:
+        typer.echo(f"tables: {out}/ (packets, rules, flows, events, summary.json)")
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
+def _print_human(res, cap, dissect: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    out = res.output
+    con.print(f"[bold]host model[/bold]: {out.meta.get('host', '')}")
+    pk = res.packets
+    n = len(pk)
+    wall = res.wall_time_s or 0.0
+    con.print(f"[bold]{n:,} packets[/bold] replayed in {wall:.2f} s ({(n / wall if wall else 0):,.0f} packets/s)")
+    t = Table(title="outcomes", show_header=True)
+    t.add_column("outcome")
+    t.add_column("packets", justify="right")
+    for k, v in pk["outcome"].value_counts().items():
+        if v:
+            t.add_row(str(k), f"{v:,}")
+    con.print(t)
+    cs = pk["ct_state"].astype(str).value_counts()
+    cs = cs[cs.index != ""]
+    if len(cs):
+        con.print("conntrack states: " + ", ".join(f"{k} {v:,}" for k, v in cs.items()))
+    rules = res.rules
+    dropped = pk[pk["outcome"].isin(["dropped", "rejected"])]
+    if len(dropped):
+        t = Table(title="what dropped traffic")
+        for c in ("table", "chain", "rule", "packets", "text"):
+            t.add_column(c, overflow="fold")
+        by = dropped.groupby("rule_id", observed=True).size().sort_values(ascending=False).head(15)
+        for rid, cnt in by.items():
+            if rid < 0:
+                reasons = dropped.loc[dropped["rule_id"] == rid, "reason"].astype(str).value_counts()
+                t.add_row("(kernel)", "", "", f"{cnt:,}", ", ".join(f"{k} {v}" for k, v in reasons.items()))
+                continue
+            r = rules.loc[rules["rule_id"] == rid].iloc[0]
+            num = "policy" if int(r["rule_num"]) == 0 else str(int(r["rule_num"]))
+            t.add_row(str(r["table"]), str(r["chain"]), num, f"{cnt:,}", str(r["text"]))
+        con.print(t)
+    inv = pk[pk["ct_state"] == "INVALID"]
+    if len(inv):
+        con.print(f"[bold]{len(inv):,} INVALID packets[/bold]:")
+        for k, v in inv["invalid_reason"].astype(str).value_counts().head(10).items():
+            con.print(f"  {v:6,}  {k or '(no reason logged)'}")
+    unsup = rules[rules.get("unsupported", "").astype(str) != ""] if "unsupported" in rules else rules.iloc[0:0]
+    if len(unsup):
+        con.print(f"[yellow]{len(unsup)} rules use unsupported constructs and never matched:[/yellow]")
+        for _, r in unsup.iterrows():
+            con.print(f"  {r['source']}: {r['text']}  ({r['unsupported']})")
+    nat = out.meta.get("nat", {})
+    if nat.get("bindings"):
+        con.print(f"NAT: {nat['bindings']:,} bindings, {nat.get('port_changed', 0):,} port changes")
+    if dissect and len(dropped) + len(inv):
+        from ..analysis.dissect import dissect_packets
+
+        idx = sorted(set(dropped.index[:20].tolist()) | set(inv.index[:20].tolist()))
+        ws = dissect_packets(cap, idx)
+        t = Table(title="Wireshark's view of the first dropped / INVALID packets")
+        for c in ("packet", "outcome", "kernel", "wireshark", "expert info"):
+            t.add_column(c, overflow="fold")
+        for i in idx:
+            row = pk.loc[i]
+            kern = str(row["invalid_reason"]) if row["ct_state"] == "INVALID" else f"{row['verdict_chain']} " \
+                                                                                   f"#{row['verdict_rule']}"
+            w = ws.get(i, {})
+            t.add_row(str(i), str(row["outcome"]), kern, f"{w.get('protocol', '')} {w.get('info', '')}",
+                      "; ".join(w.get("expert", [])))
+        con.print(t)
