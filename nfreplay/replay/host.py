@@ -35,7 +35,8 @@ from ._jit import kernel
 log = logging.getLogger(__name__)
 
 __all__ = ["HostModel", "HostArrays", "Interface", "Route", "load_host", "default_host", "route_lookup",
-           "is_local", "addr_type", "primary_addr", "masq_addr", "ADDRTYPE_BITS", "EXTRA_SYSCTLS"]
+           "is_local", "addr_type", "primary_addr", "masq_addr", "route_lookup_a", "is_local_a", "addr_type_a",
+           "primary_addr_a", "masq_addr_a", "ADDRTYPE_BITS", "EXTRA_SYSCTLS"]
 
 # XT_ADDRTYPE_* = 1 << RTN_* (include/uapi/linux/netfilter/xt_addrtype.h, rtnetlink.h)
 ADDRTYPE_BITS = {"UNSPEC": 1 << 0, "UNICAST": 1 << 1, "LOCAL": 1 << 2, "BROADCAST": 1 << 3,
@@ -151,48 +152,37 @@ class HostModel:
         return self._arrays
 
 
-class HostArrays(NamedTuple):
-    """Flat view for kernels. Routes and local-table entries are sorted by prefix length, longest first
-    (ties: declaration order), so the first hit of a linear scan is the longest-prefix match."""
+# packed host arrays (rows = entries, columns below); kernels index them with these constants
+RT_NET_HI, RT_NET_LO, RT_MASK_HI, RT_MASK_LO, RT_FAMILY, RT_IFACE, RT_VIA_HI, RT_VIA_LO, RT_HAS_VIA, RT_N = range(10)
+LT_NET_HI, LT_NET_LO, LT_MASK_HI, LT_MASK_LO, LT_FAMILY, LT_IFACE, LT_TYPE, LT_N = range(8)
+PIN_HI, PIN_LO, PIN_FAMILY, PIN_IFACE, PIN_N = range(5)
+IA_IFACE, IA_FAMILY, IA_HI, IA_LO, IA_MASK_HI, IA_MASK_LO, IA_N = range(7)
+HA_N_IFACE, HA_IP_FORWARD, HA_IP6_FORWARD, HA_N = range(4)
 
-    n_iface: int
+
+class HostArrays(NamedTuple):
+    """Packed view for kernels: six int64 arrays. Routes and local-table entries are sorted by prefix
+    length, longest first (ties: declaration order), so the first hit of a linear scan is the
+    longest-prefix match. The properties give the old per-column names (Python side)."""
+
+    hdr: np.ndarray  # int64[HA_N]: number of interfaces, ip_forward, ip6_forward
     iface_mtu: np.ndarray  # int64[n_iface]
-    # main table (connected + configured routes)
-    rt_net_hi: np.ndarray
-    rt_net_lo: np.ndarray
-    rt_mask_hi: np.ndarray
-    rt_mask_lo: np.ndarray
-    rt_family: np.ndarray
-    rt_iface: np.ndarray
-    rt_via_hi: np.ndarray
-    rt_via_lo: np.ndarray
-    rt_has_via: np.ndarray
-    # local table: own addresses (LOCAL), loopback nets (LOCAL), subnet broadcasts (BROADCAST)
-    lt_net_hi: np.ndarray
-    lt_net_lo: np.ndarray
-    lt_mask_hi: np.ndarray
-    lt_mask_lo: np.ndarray
-    lt_family: np.ndarray
-    lt_iface: np.ndarray
-    lt_type: np.ndarray
-    # pins
-    pin_hi: np.ndarray
-    pin_lo: np.ndarray
-    pin_family: np.ndarray
-    pin_iface: np.ndarray
-    # interface addresses (ordered; primary = first per family) for MASQUERADE/REDIRECT
-    ia_iface: np.ndarray
-    ia_family: np.ndarray
-    ia_hi: np.ndarray
-    ia_lo: np.ndarray
-    ia_mask_hi: np.ndarray
-    ia_mask_lo: np.ndarray
-    ip_forward: int
-    ip6_forward: int
+    rt: np.ndarray  # int64[n_routes, RT_N]: main table (connected + configured routes)
+    lt: np.ndarray  # int64[n_local, LT_N]: own addresses (LOCAL), loopback nets (LOCAL), subnet broadcasts
+    pin: np.ndarray  # int64[n_pins, PIN_N]
+    ia: np.ndarray  # int64[n_addrs, IA_N]: interface addresses (primary = first per family)
+
+    n_iface = property(lambda s: int(s.hdr[HA_N_IFACE]))
+    ip_forward = property(lambda s: int(s.hdr[HA_IP_FORWARD]))
+    ip6_forward = property(lambda s: int(s.hdr[HA_IP6_FORWARD]))
 
 
 def _a(vals, dt=np.int64):
     return np.asarray(vals, dtype=dt) if len(vals) else np.zeros(0, dtype=dt)
+
+
+def _a2(rows, ncol):
+    return np.array(rows, dtype=np.int64).reshape(-1, ncol) if rows else np.zeros((0, ncol), np.int64)
 
 
 def _build_arrays(h: HostModel) -> HostArrays:
@@ -213,22 +203,13 @@ def _build_arrays(h: HostModel) -> HostArrays:
     pins = list(h.pins.items())
     s = _s64
     return HostArrays(
-        n_iface=len(h.iface_names),
+        hdr=np.array([len(h.iface_names), int(h.ip_forward), int(h.ip6_forward)], np.int64),
         iface_mtu=_a([i.mtu for i in h.interfaces]),
-        rt_net_hi=_a([s(r.net >> 64) for r in rt]), rt_net_lo=_a([s(r.net) for r in rt]),
-        rt_mask_hi=_a([s(m >> 64) for m in rmask]), rt_mask_lo=_a([s(m) for m in rmask]),
-        rt_family=_a([r.family for r in rt]), rt_iface=_a([r.iface for r in rt]),
-        rt_via_hi=_a([s((r.via or 0) >> 64) for r in rt]), rt_via_lo=_a([s(r.via or 0) for r in rt]),
-        rt_has_via=_a([int(r.via is not None) for r in rt]),
-        lt_net_hi=_a([s(e[0] >> 64) for e in lt]), lt_net_lo=_a([s(e[0]) for e in lt]),
-        lt_mask_hi=_a([s(e[1] >> 64) for e in lt]), lt_mask_lo=_a([s(e[1]) for e in lt]),
-        lt_family=_a([e[2] for e in lt]), lt_iface=_a([e[3] for e in lt]), lt_type=_a([e[4] for e in lt]),
-        pin_hi=_a([s(a >> 64) for (a, _), _ in pins]), pin_lo=_a([s(a) for (a, _), _ in pins]),
-        pin_family=_a([f for (_, f), _ in pins]), pin_iface=_a([i for _, i in pins]),
-        ia_iface=_a([e[0] for e in ia]), ia_family=_a([e[1] for e in ia]),
-        ia_hi=_a([s(e[2] >> 64) for e in ia]), ia_lo=_a([s(e[2]) for e in ia]),
-        ia_mask_hi=_a([s(e[3] >> 64) for e in ia]), ia_mask_lo=_a([s(e[3]) for e in ia]),
-        ip_forward=int(h.ip_forward), ip6_forward=int(h.ip6_forward),
+        rt=_a2([(s(r.net >> 64), s(r.net), s(mk >> 64), s(mk), r.family, r.iface, s((r.via or 0) >> 64),
+                 s(r.via or 0), int(r.via is not None)) for r, mk in zip(rt, rmask)], RT_N),
+        lt=_a2([(s(e[0] >> 64), s(e[0]), s(e[1] >> 64), s(e[1]), e[2], e[3], e[4]) for e in lt], LT_N),
+        pin=_a2([(s(a >> 64), s(a), f, i) for (a, f), i in pins], PIN_N),
+        ia=_a2([(e[0], e[1], s(e[2] >> 64), s(e[2]), s(e[3] >> 64), s(e[3])) for e in ia], IA_N),
     )
 
 
@@ -418,32 +399,44 @@ def load_host(src=None, local: list[str] | tuple[str, ...] = ()) -> HostModel:
 def route_lookup(ha, family, hi, lo):
     """Interface the host routes (family, hi, lo) through: a pin first, then the longest prefix of the
     main table; -1 when no route."""
-    for i in range(ha.pin_hi.shape[0]):
-        if ha.pin_family[i] == family and ha.pin_hi[i] == hi and ha.pin_lo[i] == lo:
-            return ha.pin_iface[i]
-    for i in range(ha.rt_net_hi.shape[0]):
-        if ha.rt_family[i] == family and (hi & ha.rt_mask_hi[i]) == ha.rt_net_hi[i] \
-                and (lo & ha.rt_mask_lo[i]) == ha.rt_net_lo[i]:
-            return ha.rt_iface[i]
+    return route_lookup_a(ha.pin, ha.rt, family, hi, lo)
+
+
+@kernel
+def route_lookup_a(pin, rt, family, hi, lo):
+    """route_lookup over the packed arrays (HostArrays.pin, .rt)."""
+    for i in range(pin.shape[0]):
+        if pin[i, PIN_FAMILY] == family and pin[i, PIN_HI] == hi and pin[i, PIN_LO] == lo:
+            return pin[i, PIN_IFACE]
+    for i in range(rt.shape[0]):
+        if rt[i, RT_FAMILY] == family and (hi & rt[i, RT_MASK_HI]) == rt[i, RT_NET_HI] \
+                and (lo & rt[i, RT_MASK_LO]) == rt[i, RT_NET_LO]:
+            return rt[i, RT_IFACE]
     return np.int64(-1)
 
 
 @kernel
-def _local_entry(ha, family, hi, lo, iface):
-    for i in range(ha.lt_net_hi.shape[0]):
-        if ha.lt_family[i] == family and (hi & ha.lt_mask_hi[i]) == ha.lt_net_hi[i] \
-                and (lo & ha.lt_mask_lo[i]) == ha.lt_net_lo[i]:
-            if iface >= 0 and ha.lt_iface[i] != iface:
+def _local_entry(lt, family, hi, lo, iface):
+    for i in range(lt.shape[0]):
+        if lt[i, LT_FAMILY] == family and (hi & lt[i, LT_MASK_HI]) == lt[i, LT_NET_HI] \
+                and (lo & lt[i, LT_MASK_LO]) == lt[i, LT_NET_LO]:
+            if iface >= 0 and lt[i, LT_IFACE] != iface:
                 return np.int64(-2)
-            return i
+            return np.int64(i)
     return np.int64(-1)
 
 
 @kernel
 def is_local(ha, family, hi, lo):
     """The address is local: a LOCAL entry of the local table (own addresses, loopback nets)."""
-    i = _local_entry(ha, family, hi, lo, np.int64(-1))
-    return i >= 0 and ha.lt_type[i] == 2
+    return is_local_a(ha.lt, family, hi, lo)
+
+
+@kernel
+def is_local_a(lt, family, hi, lo):
+    """is_local over the packed local table (HostArrays.lt)."""
+    i = _local_entry(lt, family, hi, lo, np.int64(-1))
+    return i >= 0 and lt[i, LT_TYPE] == 2
 
 
 @kernel
@@ -452,23 +445,29 @@ def addr_type(ha, family, hi, lo, iface):
     255.255.255.255 BROADCAST, 224/4 MULTICAST, else the local-table type (LOCAL / BROADCAST) restricted
     to `iface` when >= 0, else UNICAST. IPv6 (match_type6): UNSPEC for ::, MULTICAST for ff00::/8, else
     UNICAST, plus LOCAL when the address is local."""
+    return addr_type_a(ha.lt, family, hi, lo, iface)
+
+
+@kernel
+def addr_type_a(lt, family, hi, lo, iface):
+    """addr_type over the packed local table (HostArrays.lt; CompiledArrays.lt is the same array)."""
     if family == 4:
         a = lo & 0xFFFFFFFF
         if (a >> 24) == 0 or a == 0xFFFFFFFF:
             return np.int64(8)
         if (a >> 28) == 0xE:
             return np.int64(32)
-        i = _local_entry(ha, family, hi, lo, iface)
+        i = _local_entry(lt, family, hi, lo, iface)
         if i >= 0:
-            return np.int64(1) << ha.lt_type[i]
+            return np.int64(1) << lt[i, LT_TYPE]
         return np.int64(2)
     if hi == 0 and lo == 0:
         return np.int64(1)
     if ((hi >> 56) & 0xFF) == 0xFF:
         return np.int64(32)
     r = np.int64(2)
-    i = _local_entry(ha, family, hi, lo, iface)
-    if i >= 0 and ha.lt_type[i] == 2:
+    i = _local_entry(lt, family, hi, lo, iface)
+    if i >= 0 and lt[i, LT_TYPE] == 2:
         r |= 4
     return r
 
@@ -476,18 +475,28 @@ def addr_type(ha, family, hi, lo, iface):
 @kernel
 def primary_addr(ha, iface, family):
     """First address of `iface` in `family`: (hi, lo, ok)."""
-    for i in range(ha.ia_iface.shape[0]):
-        if ha.ia_iface[i] == iface and ha.ia_family[i] == family:
-            return ha.ia_hi[i], ha.ia_lo[i], True
+    return primary_addr_a(ha.ia, iface, family)
+
+
+@kernel
+def primary_addr_a(ia, iface, family):
+    for i in range(ia.shape[0]):
+        if ia[i, IA_IFACE] == iface and ia[i, IA_FAMILY] == family:
+            return ia[i, IA_HI], ia[i, IA_LO], True
     return np.int64(0), np.int64(0), False
 
 
 @kernel
 def masq_addr(ha, iface, family, nh_hi, nh_lo):
     """Address of `iface` whose subnet holds the next hop (inet_select_addr), else its primary address."""
-    for i in range(ha.ia_iface.shape[0]):
-        if ha.ia_iface[i] == iface and ha.ia_family[i] == family \
-                and (nh_hi & ha.ia_mask_hi[i]) == (ha.ia_hi[i] & ha.ia_mask_hi[i]) \
-                and (nh_lo & ha.ia_mask_lo[i]) == (ha.ia_lo[i] & ha.ia_mask_lo[i]):
-            return ha.ia_hi[i], ha.ia_lo[i], True
-    return primary_addr(ha, iface, family)
+    return masq_addr_a(ha.ia, iface, family, nh_hi, nh_lo)
+
+
+@kernel
+def masq_addr_a(ia, iface, family, nh_hi, nh_lo):
+    for i in range(ia.shape[0]):
+        if ia[i, IA_IFACE] == iface and ia[i, IA_FAMILY] == family \
+                and (nh_hi & ia[i, IA_MASK_HI]) == (ia[i, IA_HI] & ia[i, IA_MASK_HI]) \
+                and (nh_lo & ia[i, IA_MASK_LO]) == (ia[i, IA_LO] & ia[i, IA_MASK_LO]):
+            return ia[i, IA_HI], ia[i, IA_LO], True
+    return primary_addr_a(ia, iface, family)
