@@ -1,7 +1,7 @@
 """Capture files -> Capture (packet table + the bytes it indexes + per-file facts).
 
 The fast path maps each file into memory (np.memmap, read-only, no copy), frames and decodes it with
-framing.read_pcap / read_pcapng (framing kernels + decode.decode_rows, block by block). gzip files are
+decode.frame_decode (framing kernels + decode, block by block). gzip files are
 decompressed into memory first.
 """
 
@@ -20,6 +20,7 @@ from .. import schema
 from ..codes import PKT_STATUS_NAMES, PktStatus
 from ..schema import PacketTable
 from . import framing
+from .decode import MODE_PCAP, MODE_PCAPNG, frame_decode
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class _Source:
             if major != 2:
                 raise CaptureError(self.path, f"pcap: major version {major}.{minor} unsupported", 4)
             self.nano = nano
+            self.st = np.zeros(framing.ST_SIZE, dtype=np.int64)  # pcapng framing state: unused here
+            self.ifs = np.zeros((1, framing.IF_NCOLS), dtype=np.int64)
             snaplen = int.from_bytes(bytes(d[16:20]), order)
             self.linktype = int.from_bytes(bytes(d[20:24]), order) & 0xFFFF
             self.start = 24
@@ -142,6 +145,7 @@ class _Source:
                                  snaplen=snaplen)
         elif magic == PCAPNG_MAGIC:
             self.kind = "pcapng"
+            self.be, self.nano, self.linktype = False, False, 0  # pcap framing arguments: unused here
             self.st = np.zeros(framing.ST_SIZE, dtype=np.int64)
             self.ifs = np.zeros((framing.MAX_INTERFACES, framing.IF_NCOLS), dtype=np.int64)
             self.start = 0
@@ -161,10 +165,10 @@ class _Source:
             bound = min(chunk_packets, self._bound(pos))
             t = schema.empty(bound)
             ro = np.empty(bound, dtype=np.int64)
-            if self.kind == "pcap":
-                n, npos, err = framing.read_pcap(d, pos, bound, self.be, self.nano, self.linktype, rec, ro, t)
-            else:
-                n, npos, err = framing.read_pcapng(d, pos, bound, self.st, self.ifs, rec, ro, t)
+            mode = MODE_PCAPNG if self.kind == "pcapng" else MODE_PCAP
+            n, npos, err = frame_decode(d, pos, bound, mode, self.be, self.nano, self.linktype, self.st,
+                                        self.ifs, rec, ro, t)
+            if self.kind == "pcapng":
                 self._pcapng_info()
             n, npos, err = int(n), int(npos), int(err)
             if self.kind == "pcapng" and err and npos == 0:  # the first section header itself is broken

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._jit import kernel
+from .framing import IF_NCOLS, ST_SIZE, frame_pcap, frame_pcapng
 
 # codes.PktStatus values (plain ints: numba freezes module constants)
 OK = 0
@@ -286,41 +287,69 @@ def _decode_tcp_options(d, p, n, ack):
     return mss, wscale, sackok, sack
 
 
-@kernel
 def decode_packets(data, rec_off, out):
-    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable."""
-    return decode_rows(data, rec_off, out, 0, len(rec_off))
+    """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable whose
+    framer-owned columns are filled. Returns the number of rows."""
+    n, _pos, _err = frame_decode(data, 0, len(rec_off), MODE_FRAMED, False, False, 0, _NO_ST, _NO_IFS, 0, rec_off,
+                                 out)
+    return int(n)
+
+
+MODE_PCAP = 0  # frame_decode: frame classic pcap records (framing.frame_pcap), then decode
+MODE_PCAPNG = 1  # frame pcapng blocks (framing.frame_pcapng), then decode
+MODE_FRAMED = 2  # the rows are framed already (any framer): decode only
+BLOCK = 1024  # records framed, then decoded, per step (~0.3 MB of frames: they stay in the L2 cache)
+_NO_ST = np.zeros(ST_SIZE, dtype=np.int64)
+_NO_IFS = np.zeros((1, IF_NCOLS), dtype=np.int64)
 
 
 @kernel
-def decode_rows(data, rec_off, out, lo, hi):
-    """Decode rows [lo, hi) of `out` (the framers call this per block, while the frames are in cache).
+def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_ifs, rec_base, rec_off, out):
+    """Frame (MODE_PCAP: frame_pcap with be/nano/pcap_linktype; MODE_PCAPNG: frame_pcapng with
+    ng_state/ng_ifs; the other mode's arguments are ignored) from byte `pos` and decode, BLOCK records at
+    a time, into rows 0 .. max_recs - 1 of `out` / `rec_off`. Returns (rows, next_pos, err) as the framers do.
+    MODE_FRAMED decodes max_recs rows that another framer filled (`pos` is returned unchanged).
 
-    The columns are taken out of the NamedTuple once here: touching `out.<column>` inside the per-packet
-    code costs a reference-count round trip per access, which numba cannot prune in branchy code."""
-    _decode_columns(
-        data, rec_off, lo, hi, out.linktype, out.wire_len, out.cap_len, out.pkt_dir, out.ifindex, out.status,
-        out.vlan_id, out.eth_src, out.eth_dst, out.l3_off, out.family, out.src_hi, out.src_lo, out.dst_hi,
-        out.dst_lo, out.ip_len, out.ip_hlen, out.ttl, out.tos, out.ip_id, out.frag_off, out.ip_flags,
-        out.proto, out.sport, out.dport, out.l4_len, out.payload_len, out.tcp_flags, out.tcp_seq,
-        out.tcp_ack, out.tcp_win, out.tcp_hlen, out.tcp_wscale, out.tcp_mss, out.tcp_sackok, out.tcp_sack,
-        out.icmp_type, out.icmp_code, out.icmp_id, out.inner_ok, out.inner_src_hi, out.inner_src_lo,
-        out.inner_dst_hi, out.inner_dst_lo, out.inner_proto, out.inner_sport, out.inner_dport, out.ip_csum,
-        out.l4_csum)
-    return hi - lo
-
-
-@kernel
-def _decode_columns(d, rec_off, lo, hi, linktype, wire_len, cap_len, pkt_dir, ifindex, status, vlan_id, eth_src,
-                    eth_dst, l3_off, family, src_hi, src_lo, dst_hi, dst_lo, ip_len, ip_hlen, ttl, tos, ip_id,
-                    frag_off, ip_flags, proto, sport, dport, l4_len, payload_len, tcp_flags, tcp_seq, tcp_ack,
-                    tcp_win, tcp_hlen, tcp_wscale, tcp_mss, tcp_sackok, tcp_sack, icmp_type, icmp_code,
-                    icmp_id, inner_ok, inner_src_hi, inner_src_lo, inner_dst_hi, inner_dst_lo, inner_proto,
-                    inner_sport, inner_dport, ip_csum, l4_csum):
-    """The per-packet loop over the table's columns as plain arrays (one function: no per-packet calls
-    that take arrays other than `d`). Columns the decoder does not reach keep their schema.empty() value.
-    Inside the loop, `st = CODE; break` leaves the one-pass `_once` loop: the packet's decode ends there."""
-    for i in range(lo, hi):
+    One kernel holds both the framing calls and the per-packet decode, so numba compiles (and LLVM
+    optimizes) the large decode code once. The columns are taken out of the NamedTuple once, before the
+    loop: touching `out.<column>` inside the per-packet code costs a reference-count round trip per
+    access, which numba cannot prune in branchy code (that was 90% of the decode time). Keep the
+    per-packet code in this function, with no per-packet calls taking arrays other than `d`. Columns
+    the decoder does not reach keep their schema.empty() value. Inside the loop, `st = CODE; break`
+    leaves the one-pass `_once` loop: the packet's decode ends there with status CODE."""
+    linktype, wire_len, cap_len = out.linktype, out.wire_len, out.cap_len
+    pkt_dir, ifindex = out.pkt_dir, out.ifindex
+    status, vlan_id, eth_src, eth_dst, l3_off = out.status, out.vlan_id, out.eth_src, out.eth_dst, out.l3_off
+    family, src_hi, src_lo, dst_hi, dst_lo = out.family, out.src_hi, out.src_lo, out.dst_hi, out.dst_lo
+    ip_len, ip_hlen, ttl, tos = out.ip_len, out.ip_hlen, out.ttl, out.tos
+    ip_id, frag_off = out.ip_id, out.frag_off
+    ip_flags, proto, sport, dport, l4_len = out.ip_flags, out.proto, out.sport, out.dport, out.l4_len
+    payload_len, tcp_flags, tcp_seq, tcp_ack = out.payload_len, out.tcp_flags, out.tcp_seq, out.tcp_ack
+    tcp_win, tcp_hlen, tcp_wscale, tcp_mss = out.tcp_win, out.tcp_hlen, out.tcp_wscale, out.tcp_mss
+    tcp_sackok, tcp_sack, icmp_type, icmp_code = out.tcp_sackok, out.tcp_sack, out.icmp_type, out.icmp_code
+    icmp_id, inner_ok, inner_proto, inner_sport = out.icmp_id, out.inner_ok, out.inner_proto, out.inner_sport
+    inner_src_hi, inner_src_lo, inner_dst_hi = out.inner_src_hi, out.inner_src_lo, out.inner_dst_hi
+    inner_dst_lo, inner_dport, ip_csum, l4_csum = out.inner_dst_lo, out.inner_dport, out.ip_csum, out.l4_csum
+    n = 0  # rows framed so far
+    i = 0  # next row to decode
+    err = 0
+    done = False
+    while i < max_recs:
+        if i == n:
+            if done:
+                break
+            want = min(BLOCK, max_recs - n)
+            if mode == MODE_PCAPNG:
+                k, pos, err = frame_pcapng(d, pos, n, want, ng_state, ng_ifs, rec_base + n, rec_off, out)
+            elif mode == MODE_PCAP:
+                k, pos, err = frame_pcap(d, pos, n, want, be, nano, pcap_linktype, rec_base + n, rec_off, out)
+            else:
+                k = want
+            n += k
+            if err != 0 or k < want:
+                done = True
+            if k == 0:
+                break
         base = np.int64(rec_off[i])
         st = OK
         for _once in range(1):
@@ -528,15 +557,15 @@ def _decode_columns(d, rec_off, lo, hi, linktype, wire_len, cap_len, pkt_dir, if
                     st = BAD_IP_LEN
                     break
                 cap_ip_end = min(end, l3 + iplen)
-                l4p, l4, fo6, mf6, fid6, hf6, err = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(d[l3 + 6]))
+                l4p, l4, fo6, mf6, fid6, hf6, xerr = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(d[l3 + 6]))
                 proto[i] = l4p
                 ip_hlen[i] = l4 - l3
                 if hf6:
                     ip_id[i] = fid6
                     frag_off[i] = fo6
                     ip_flags[i] = _IP_FLAG_FRAGMENT | (_IP_FLAG_MF if mf6 else 0)
-                if err != 0:
-                    st = TRUNCATED_L3 if err == 1 and cap_ip_end < l3 + iplen else BAD_IPV6_EXT
+                if xerr != 0:
+                    st = TRUNCATED_L3 if xerr == 1 and cap_ip_end < l3 + iplen else BAD_IPV6_EXT
                     break
                 l4len = iplen - (l4 - l3)
                 is_frag = hf6 != 0
@@ -643,11 +672,12 @@ def _decode_columns(d, rec_off, lo, hi, linktype, wire_len, cap_len, pkt_dir, if
                         l4_csum[i] = CSUM_GOOD  # no checksum over IPv4
                         break
                     else:
-                        s = _u16(d, l3 + 12) + _u16(d, l3 + 14) + _u16(d, l3 + 16) + _u16(d, l3 + 18) + l4p + l4len
+                        s = (_u16(d, l3 + 12) + _u16(d, l3 + 14) + _u16(d, l3 + 16) + _u16(d, l3 + 18)
+                             + l4p + l4len)
                 else:
                     s = l4p + (l4len >> 16) + (l4len & 0xFFFF)
-                    for k in range(l3 + 8, l3 + 40, 2):
-                        s += _u16(d, k)
+                    for j in range(l3 + 8, l3 + 40, 2):
+                        s += _u16(d, j)
                 # the L4 bytes, inline (a call per packet would cost a reference-count round trip on d);
                 # unsigned indices: a signed index makes numba wrap negative values around, which keeps
                 # LLVM from vectorizing the loop
@@ -661,3 +691,5 @@ def _decode_columns(d, rec_off, lo, hi, linktype, wire_len, cap_len, pkt_dir, if
                     s += np.int64(d[l4 + l4len - 1]) << 8
                 l4_csum[i] = CSUM_GOOD if _csum_fold(s) == 0xFFFF else CSUM_BAD
         status[i] = st
+        i += 1
+    return n, pos, err

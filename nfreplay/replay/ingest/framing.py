@@ -7,10 +7,10 @@ on, the offset of its first captured byte (`rec_off`) and the framer-owned colum
 byte offset of the damaged record or block. State that spans calls (pcapng: section byte order and the
 interface table) lives in the small arrays the caller passes, so a file is framed in chunks.
 
-`read_pcap` / `read_pcapng` frame and decode (decode.decode_rows) in blocks of BLOCK records, so the decoder
-reads each frame while it is still in the cache: one pass over the file's bytes. The framing loops
-prefetch the bytes ahead of the record they are reading (the next record's position depends on this
-record's length, so without it every record waits for a memory load).
+decode.frame_decode calls these per block of records and decodes each block while its frames are still in
+the cache: one pass over the file's bytes. The framing loops prefetch the bytes ahead of the record they
+are reading (the next record's position depends on this record's length, so without it every record
+waits for a memory load).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import numba
 import numpy as np
 
 from .._jit import kernel
-from .decode import decode_rows
 
-BLOCK = 1024  # records framed, then decoded, per step of read_pcap / read_pcapng (~0.3 MB: stays in L2)
 PREFETCH_AHEAD = 2048  # bytes ahead of the current record: about 7 records of a typical mix
 PREFETCH_SPAN = 320  # bytes prefetched per record (5 cache lines, more than a typical record)
 
@@ -46,8 +44,8 @@ else:
             i8p = _ir.IntType(8).as_pointer()
             ptr = builder.gep(builder.bitcast(ary.data, i8p), [args[1]])
             i32 = _ir.IntType(32)
-            fn = _cgutils.get_or_insert_function(builder.module, _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32]),
-                                                 "llvm.prefetch.p0i8")
+            fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
+            fn = _cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
             builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
             return context.get_dummy_value()
 
@@ -147,20 +145,6 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
         rec_off[r] = pos + 16
         pos += 16 + caplen
         n += 1
-    return n, pos, 0
-
-
-@kernel
-def read_pcap(d, pos, max_recs, be, nano, linktype, rec_base, rec_off, out):
-    """frame_pcap + decode_rows, BLOCK records at a time, into rows 0 .. max_recs - 1."""
-    n = 0
-    while n < max_recs:
-        want = min(BLOCK, max_recs - n)
-        k, pos, err = frame_pcap(d, pos, n, want, be, nano, linktype, rec_base + n, rec_off, out)
-        decode_rows(d, rec_off, out, n, n + k)
-        n += k
-        if err != 0 or k < want:
-            return n, pos, err
     return n, pos, 0
 
 
@@ -328,20 +312,6 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
             n += 1
         # every other block type (NRB, ISB, DSB, custom...) is skipped
         pos += blen
-    return n, pos, 0
-
-
-@kernel
-def read_pcapng(d, pos, max_recs, st, ifs, rec_base, rec_off, out):
-    """frame_pcapng + decode_rows, BLOCK records at a time, into rows 0 .. max_recs - 1."""
-    n = 0
-    while n < max_recs:
-        want = min(BLOCK, max_recs - n)
-        k, pos, err = frame_pcapng(d, pos, n, want, st, ifs, rec_base + n, rec_off, out)
-        decode_rows(d, rec_off, out, n, n + k)
-        n += k
-        if err != 0 or k < want:
-            return n, pos, err
     return n, pos, 0
 
 
