@@ -278,6 +278,8 @@ class Field(IntEnum):
     CT_L3PROTO = 50
     DSCP = 51  # TOS >> 2
     NUMGEN = 52  # scratch
+    CT_SLOT = 53  # conntrack slot of the packet's entry, -1 none (pipeline; connlimit)
+    CT_ID = 54  # generation of that slot's entry, valid before confirmation (pipeline; connlimit)
     N_FIELDS = 56
 
 
