@@ -65,7 +65,7 @@ def _rule_desc(packets: pd.DataFrame, rules: pd.DataFrame) -> np.ndarray:
         ids = rid[valid].astype("int64").to_numpy()
         sub = r.reindex(ids)
         out[valid] = [
-            (describe_rule(t, c, n, str(p) if isinstance(p, str) else "") + (f": {x}" if x else ""))
+            (describe_rule(t, c, n, str(p) if isinstance(p, str) else "") + (f": {x}" if x and int(n) else ""))
             if isinstance(t, str) else "" for t, c, n, p, x in
             zip(sub["table"], sub["chain"], sub["rule_num"].fillna(0), sub["provenance"], sub["text"])]
     return out

@@ -36,13 +36,21 @@ def _blocked(packets: pd.DataFrame) -> pd.Series:
 
 
 def _service(proto, dport, icmp_type=None) -> pd.Series:
-    name = pd.Series(proto).map(lambda p: _PROTO_NAMES.get(int(p), str(int(p))))
-    port = pd.Series(dport).astype("string")
-    out = np.where(port.notna(), name + "/" + port.fillna(""), name)
-    if icmp_type is not None:
-        it = pd.Series(icmp_type).astype("string")
-        out = np.where(it.notna(), name + "/" + it.fillna(""), out)
-    return pd.Series(out, index=pd.Series(proto).index, dtype="str")
+    """'tcp/22', 'udp/53', 'icmp/8' (ICMP: the type), 'gre' per row."""
+    proto = pd.Series(proto)
+    protos = proto.astype("int64").tolist()
+    ports = pd.Series(dport).astype("Int64").tolist()
+    types = pd.Series(icmp_type).astype("Int64").tolist() if icmp_type is not None else [pd.NA] * len(protos)
+    out = []
+    for p, d, t in zip(protos, ports, types):
+        name = _PROTO_NAMES.get(p, str(p))
+        if d is not pd.NA:
+            out.append(f"{name}/{d}")
+        elif t is not pd.NA:
+            out.append(f"{name}/{t}")
+        else:
+            out.append(name)
+    return pd.Series(out, index=proto.index, dtype="str")
 
 
 def rule_counters(rules: pd.DataFrame) -> pd.DataFrame:
@@ -266,14 +274,18 @@ def _is_internal(a: str) -> bool:
     return any(ip in n for n in _PRIVATE_NETS if n.version == ip.version)
 
 
+# iptables NAT targets, nft NAT statements (not `--ctstate DNAT` / `ct status dnat` matches)
+_NAT_STATEMENT = (r"-j\s+(?:snat|dnat|masquerade|redirect|netmap)\b|\b(?:snat|dnat)\s+(?:ip6?\s+)?(?:to|prefix)\b"
+                  r"|(?:^|\s)masquerade(?:\s|$)|(?:^|\s)redirect(?:\s+to\b|$)")
+
+
 def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame) -> dict:
     """NAT section: translations per NAT rule, per public address/port, clashes, and packets that
     escaped NAT (INVALID packets that left through an interface where SNAT happened, with an internal
     -- RFC 1918 / CGN / link-local / ULA -- source address: conntrack attached no entry, so NAT never
     rewrote them; the classic "leaking private addresses" problem)."""
     text = rules["text"].astype(str).str.lower()
-    is_nat = (rules["table"].astype(str) == "nat") | text.str.contains(
-        r"(?:-j |\b)(?:snat|dnat|masquerade|redirect|netmap)\b", regex=True)
+    is_nat = text.str.contains(_NAT_STATEMENT, regex=True)
     per_rule = rules.loc[is_nat & (rules["kind"] == "rule"),
                          ["rule_id", "table", "chain", "rule_num", "text", "provenance", "packets", "bytes"]] \
         .rename(columns={"packets": "translations"}).reset_index(drop=True)

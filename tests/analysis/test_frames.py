@@ -173,3 +173,18 @@ def test_rule_counters_policy_last(res):
     fwd = rc.loc[rc["chain"] == "FORWARD", "rule_num"].tolist()
     assert fwd == [1, 2, 3, 4, 5, 6, 0]
     assert FORWARD_RULES[0]["text"] in rc["text"].tolist()
+
+
+def test_nat_rules_are_nat_statements_not_ctstate_matches():
+    from nfreplay.analysis.summary import nat_report
+
+    from .factories import rule
+
+    rules = [rule(0, "nat", "PREROUTING", 1, "-A PREROUTING -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.10:80",
+                  hook="PREROUTING"),
+             rule(1, "filter", "FORWARD", 1, "-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT"),
+             rule(2, "nat", "POSTROUTING", 1, "-A POSTROUTING -o wan0 -j RETURN", hook="POSTROUTING"),
+             rule(3, "nat", "POSTROUTING", 2, "-A POSTROUTING -o wan0 -j MASQUERADE", hook="POSTROUTING")]
+    res = Result(make_output(forward_scenario()[:2], rules=rules))
+    got = nat_report(res.packets, res.flows, res.rules)["translations_per_rule"]
+    assert got["rule_id"].tolist() == [0, 3]

@@ -97,3 +97,13 @@ def test_report_loads_in_headless_chromium(res, tmp_path):
     proc = subprocess.run(cmd[:-2] + [f"--screenshot={shot}", "--window-size=1280,2000", p.resolve().as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_report_without_drops_or_flows():
+    """Sections that have nothing to show render as 'none' instead of failing."""
+    from analysis.factories import tcp_session
+
+    html = render_html(Result(make_output(tcp_session(0, "10.0.0.2", "203.0.113.10", 1, 80, 0))))
+    assert 'data-key="dropped">0<' in html and "none" in html
+    html = render_html(Result(make_output([])))
+    assert 'data-key="packets">0<' in html
