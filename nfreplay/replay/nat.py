@@ -5,7 +5,10 @@ Spec: shared/spec/hooks-rules-nat.md §2.4 and §5. Kernel: net/netfilter/nf_nat
 `__nf_nat_alloc_null_binding`, `nf_nat_packet`), nf_nat_masquerade.c, nf_nat_redirect.c, xt_NETMAP.c.
 
 Tuples travel as uint64[6] arrays: src_hi, src_lo, dst_hi, dst_lo, sport, dport ("ports" are the
-ICMP id for ICMP; for ICMP dport holds type << 8 | code and is never manipulated).
+ICMP id for ICMP; for ICMP dport holds type << 8 | code and is never manipulated). The conntrack
+table is passed as its arrays E, L, H (conntrack/table.py; addresses there are int64 bit patterns).
+No kernel allocates: the caller passes T, a uint64[8, 6] scratch (new_nat_scratch()), whose rows the
+functions use as fixed temporaries (rows 0-2 setup_info / nat_packet, 3 _used, 4-6 find_best_ips).
 
 Randomness (the kernel's get_random_u16) comes from a seeded xorshift generator kept in
 NatState.rng, so a run is reproducible; its seed is recorded in the summary.
@@ -18,7 +21,20 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
-from .conntrack import ct_tuple_taken
+from .conntrack import ct_tuple_taken_a
+from .conntrack.table import (
+    C_FAMILY,
+    C_O_SRC_HI,
+    C_PROTO,
+    C_R_DPORT,
+    C_R_DST_HI,
+    C_R_DST_LO,
+    C_R_SPORT,
+    C_R_SRC_HI,
+    C_R_SRC_LO,
+    C_STATUS,
+    C_ZONE,
+)
 
 MANIP_SRC = 0
 MANIP_DST = 1
@@ -51,6 +67,11 @@ STAT_NULL = 1
 STAT_PORT_CHANGED = 2
 STAT_RANDOMISED = 3
 STAT_FAILED = 4
+
+
+def new_nat_scratch() -> np.ndarray:
+    """The uint64[8, 6] scratch every NAT kernel takes as T."""
+    return np.zeros((8, 6), dtype=np.uint64)
 
 
 def new_nat_state(seed: int) -> NatState:
@@ -172,8 +193,9 @@ def _word_host(family, hi, lo, i):
 
 
 @kernel
-def find_best_ips(family, zone, t, manip, flags, min_hi, min_lo, max_hi, max_lo):
-    """find_best_ips_proto: choose the address of tuple t (uint64[6]) in [min, max]; writes t."""
+def find_best_ips(family, zone, t, manip, flags, min_hi, min_lo, max_hi, max_lo, T):
+    """find_best_ips_proto: choose the address of tuple t (uint64[6]) in [min, max]; writes t.
+    Uses rows 4-6 of the scratch T."""
     if (flags & NAT_MAP_IPS) == 0:
         return
     si = 0 if manip == MANIP_SRC else 2
@@ -182,9 +204,9 @@ def find_best_ips(family, zone, t, manip, flags, min_hi, min_lo, max_hi, max_lo)
         t[si + 1] = min_lo
         return
     mx = 0 if family == 4 else 3
-    w = np.zeros(4, dtype=np.uint64)
+    w = T[4]
     _addr_words(family, t[0], t[1], w)
-    dw = np.zeros(4, dtype=np.uint64)
+    dw = T[5]
     _addr_words(family, t[2], t[3], dw)
     if flags & NAT_PERSISTENT:
         init = np.uint64(0)
@@ -192,7 +214,7 @@ def find_best_ips(family, zone, t, manip, flags, min_hi, min_lo, max_hi, max_lo)
         init = (dw[mx] ^ np.uint64(zone)) & _M32
     j = jhash2(w, 4, init)
     full = False
-    res = np.zeros(4, dtype=np.uint64)
+    res = T[6]
     for i in range(mx + 1):
         if not full:
             minip = _word_host(family, min_hi, min_lo, i)
@@ -288,17 +310,17 @@ def invert_into(family, proto, t, out):
 
 # ------------------------------------------------------------------ bindings on conntrack entries
 @kernel
-def _used(tab, fam, proto, zone, t, slot, now_ns):
+def _used(E, L, H, fam, proto, zone, t, slot, now_ns, T):
     """nf_nat_used_tuple: the inverse of candidate t (original-direction form) is a tuple of another
-    live entry."""
-    inv = np.zeros(6, dtype=np.uint64)
+    live entry. Uses row 3 of T."""
+    inv = T[3]
     invert_into(fam, proto, t, inv)
-    return ct_tuple_taken(tab, fam, inv[0], inv[1], inv[2], inv[3], proto, np.int64(inv[4]),
-                          np.int64(inv[5]), zone, slot, now_ns)
+    return ct_tuple_taken_a(E, L, H, fam, np.int64(inv[0]), np.int64(inv[1]), np.int64(inv[2]), np.int64(inv[3]),
+                            proto, np.int64(inv[4]), np.int64(inv[5]), zone, slot, now_ns)
 
 
 @kernel
-def _l4_unique(tab, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now_ns, nst):
+def _l4_unique(E, L, H, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now_ns, nst, T):
     """nf_nat_l4proto_unique_tuple."""
     if proto == 1 or proto == 58:
         ki = 4
@@ -345,7 +367,7 @@ def _l4_unique(tab, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now_ns,
         for _i in range(attempts):
             t[ki] = np.uint64(mn + (off % size))
             off += 1
-            if not _used(tab, fam, proto, zone, t, slot, now_ns):
+            if not _used(E, L, H, fam, proto, zone, t, slot, now_ns, T):
                 return
         if attempts >= size or attempts < 16:
             return
@@ -354,8 +376,8 @@ def _l4_unique(tab, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now_ns,
 
 
 @kernel
-def get_unique_tuple(tab, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
-                     slot, now_ns, nst, out):
+def get_unique_tuple(E, L, H, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
+                     slot, now_ns, nst, out, T):
     """get_unique_tuple (nf_nat_core.c): writes the chosen original-direction tuple into out."""
     for k in range(6):
         out[k] = curr[k]
@@ -367,88 +389,88 @@ def get_unique_tuple(tab, fam, proto, zone, curr, manip, flags, min_hi, min_lo, 
         if inr and (flags & NAT_PROTO_SPECIFIED) != 0 and not l4_in_range(proto, curr, MANIP_SRC, pmin, pmax):
             inr = False
         if inr:
-            if not _used(tab, fam, proto, zone, curr, slot, now_ns):
+            if not _used(E, L, H, fam, proto, zone, curr, slot, now_ns, T):
                 return
         # find_appropriate_src (the by-source hash) is not modelled: see docs/pipeline.md
-    find_best_ips(fam, zone, out, manip, flags, min_hi, min_lo, max_hi, max_lo)
+    find_best_ips(fam, zone, out, manip, flags, min_hi, min_lo, max_hi, max_lo, T)
     if not rnd:
         if (flags & NAT_PROTO_SPECIFIED) != 0:
-            if l4_in_range(proto, out, manip, pmin, pmax) and (pmin == pmax or not _used(tab, fam, proto, zone, out,
-                                                                                          slot, now_ns)):
+            if l4_in_range(proto, out, manip, pmin, pmax) and (pmin == pmax or not _used(E, L, H, fam, proto, zone,
+                                                                                          out, slot, now_ns, T)):
                 return
-        elif not _used(tab, fam, proto, zone, out, slot, now_ns):
+        elif not _used(E, L, H, fam, proto, zone, out, slot, now_ns, T):
             return
     before = out[4] if (manip == MANIP_SRC or proto == 1 or proto == 58) else out[5]
-    _l4_unique(tab, fam, proto, zone, out, manip, flags, pmin, pmax, slot, now_ns, nst)
+    _l4_unique(E, L, H, fam, proto, zone, out, manip, flags, pmin, pmax, slot, now_ns, nst, T)
     after = out[4] if (manip == MANIP_SRC or proto == 1 or proto == 58) else out[5]
     if before != after:
         nst.stats[STAT_PORT_CHANGED] += 1
 
 
 @kernel
-def setup_info(tab, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst):
+def setup_info(E, L, H, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst, T):
     """nf_nat_setup_info on an unconfirmed entry: curr = invert(REPLY); choose; REPLY = invert(new);
-    set SRC_NAT/DST_NAT when changed and the *_NAT_DONE bit."""
-    fam = np.int64(tab.family[slot])
-    proto = np.int64(tab.proto[slot])
-    zone = np.int64(tab.zone[slot])
-    rep = np.zeros(6, dtype=np.uint64)
-    rep[0] = tab.r_src_hi[slot]
-    rep[1] = tab.r_src_lo[slot]
-    rep[2] = tab.r_dst_hi[slot]
-    rep[3] = tab.r_dst_lo[slot]
-    rep[4] = np.uint64(tab.r_sport[slot])
-    rep[5] = np.uint64(tab.r_dport[slot])
-    curr = np.zeros(6, dtype=np.uint64)
+    set SRC_NAT/DST_NAT when changed and the *_NAT_DONE bit. Addresses min/max as uint64."""
+    fam = E[slot, C_FAMILY]
+    proto = E[slot, C_PROTO]
+    zone = E[slot, C_ZONE]
+    rep = T[0]
+    rep[0] = np.uint64(E[slot, C_R_SRC_HI])
+    rep[1] = np.uint64(E[slot, C_R_SRC_LO])
+    rep[2] = np.uint64(E[slot, C_R_DST_HI])
+    rep[3] = np.uint64(E[slot, C_R_DST_LO])
+    rep[4] = np.uint64(E[slot, C_R_SPORT])
+    rep[5] = np.uint64(E[slot, C_R_DPORT])
+    curr = T[1]
     invert_into(fam, proto, rep, curr)
-    new = np.zeros(6, dtype=np.uint64)
-    get_unique_tuple(tab, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
-                     slot, now_ns, nst, new)
+    new = T[2]
+    get_unique_tuple(E, L, H, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
+                     slot, now_ns, nst, new, T)
     changed = False
     for k in range(6):
         if new[k] != curr[k]:
             changed = True
     if changed:
         invert_into(fam, proto, new, rep)
-        tab.r_src_hi[slot] = rep[0]
-        tab.r_src_lo[slot] = rep[1]
-        tab.r_dst_hi[slot] = rep[2]
-        tab.r_dst_lo[slot] = rep[3]
-        tab.r_sport[slot] = np.int32(rep[4])
-        tab.r_dport[slot] = np.int32(rep[5])
+        E[slot, C_R_SRC_HI] = np.int64(rep[0])
+        E[slot, C_R_SRC_LO] = np.int64(rep[1])
+        E[slot, C_R_DST_HI] = np.int64(rep[2])
+        E[slot, C_R_DST_LO] = np.int64(rep[3])
+        E[slot, C_R_SPORT] = np.int64(np.int32(rep[4]))
+        E[slot, C_R_DPORT] = np.int64(np.int32(rep[5]))
         if manip == MANIP_SRC:
-            tab.status[slot] |= np.int64(1 << 4)
+            E[slot, C_STATUS] |= np.int64(1 << 4)
         else:
-            tab.status[slot] |= np.int64(1 << 5)
+            E[slot, C_STATUS] |= np.int64(1 << 5)
     if manip == MANIP_SRC:
-        tab.status[slot] |= np.int64(1 << 7)
+        E[slot, C_STATUS] |= np.int64(1 << 7)
     else:
-        tab.status[slot] |= np.int64(1 << 8)
+        E[slot, C_STATUS] |= np.int64(1 << 8)
     nst.stats[STAT_BINDINGS] += 1
     return changed
 
 
 @kernel
-def null_binding(tab, slot, manip, now_ns, nst):
+def null_binding(E, L, H, slot, manip, now_ns, nst, T):
     """__nf_nat_alloc_null_binding: single address (REPLY.dst for SRC, REPLY.src for DST), MAP_IPS only."""
     if manip == MANIP_SRC:
-        hi = tab.r_dst_hi[slot]
-        lo = tab.r_dst_lo[slot]
+        hi = np.uint64(E[slot, C_R_DST_HI])
+        lo = np.uint64(E[slot, C_R_DST_LO])
     else:
-        hi = tab.r_src_hi[slot]
-        lo = tab.r_src_lo[slot]
-    setup_info(tab, slot, manip, NAT_MAP_IPS, hi, lo, hi, lo, np.int64(0), np.int64(0), now_ns, nst)
+        hi = np.uint64(E[slot, C_R_SRC_HI])
+        lo = np.uint64(E[slot, C_R_SRC_LO])
+    setup_info(E, L, H, slot, manip, NAT_MAP_IPS, hi, lo, hi, lo, np.int64(0), np.int64(0), now_ns, nst, T)
     nst.stats[STAT_BINDINGS] -= 1
     nst.stats[STAT_NULL] += 1
 
 
 @kernel
-def nat_packet(tab, slot, d, manip, cur):
+def nat_packet(E, slot, d, manip, cur, T):
     """nf_nat_packet: rewrite the current tuple cur (uint64[6]) of a packet of direction d at a hook of
-    manip type; returns 1 (source changed) / 2 (destination changed) / 0."""
-    st = tab.status[slot]
-    fam = np.int64(tab.family[slot])
-    proto = np.int64(tab.proto[slot])
+    manip type; returns 1 (source changed) / 2 (destination changed) / 0. Uses rows 0-1 of T."""
+    st = E[slot, C_STATUS]
+    fam = E[slot, C_FAMILY]
+    proto = E[slot, C_PROTO]
     if manip == MANIP_SRC:
         bit = np.int64(1 << 4)
     else:
@@ -459,22 +481,11 @@ def nat_packet(tab, slot, d, manip, cur):
         do = (st & ((np.int64(1 << 4) | np.int64(1 << 5)) ^ bit)) != 0
     if not do:
         return 0
-    other = np.zeros(6, dtype=np.uint64)
-    if d == 0:
-        other[0] = tab.r_src_hi[slot]
-        other[1] = tab.r_src_lo[slot]
-        other[2] = tab.r_dst_hi[slot]
-        other[3] = tab.r_dst_lo[slot]
-        other[4] = np.uint64(tab.r_sport[slot])
-        other[5] = np.uint64(tab.r_dport[slot])
-    else:
-        other[0] = tab.o_src_hi[slot]
-        other[1] = tab.o_src_lo[slot]
-        other[2] = tab.o_dst_hi[slot]
-        other[3] = tab.o_dst_lo[slot]
-        other[4] = np.uint64(tab.o_sport[slot])
-        other[5] = np.uint64(tab.o_dport[slot])
-    target = np.zeros(6, dtype=np.uint64)
+    other = T[0]
+    c = C_R_SRC_HI if d == 0 else C_O_SRC_HI
+    for k in range(6):
+        other[k] = np.uint64(E[slot, c + k])
+    target = T[1]
     invert_into(fam, proto, other, target)
     icmp = proto == 1 or proto == 58
     if manip == MANIP_SRC:

@@ -37,31 +37,85 @@ from .chains import (
     eval_chain,
     reset_packet,
 )
-from .conntrack import ct_abort, ct_confirm, ct_help, ct_in, ct_remaining_s, ct_set_helper
+from .conntrack import ct_abort_a, ct_confirm_a, ct_help_a, ct_in_pv, ct_remaining_s_a, ct_set_helper_a
+from .conntrack.table import (
+    C_CT_ID,
+    C_FAMILY,
+    C_GEN,
+    C_HELPER,
+    C_MARK,
+    C_O_DPORT,
+    C_O_DST_HI,
+    C_O_DST_LO,
+    C_O_SPORT,
+    C_O_SRC_HI,
+    C_O_SRC_LO,
+    C_PROTO,
+    C_R_DPORT,
+    C_R_DST_HI,
+    C_R_DST_LO,
+    C_R_SPORT,
+    C_R_SRC_HI,
+    C_R_SRC_LO,
+    C_STATUS,
+    C_TCP_STATE,
+    C_USED,
+    C_ZONE,
+)
 from .host import is_local, masq_addr, primary_addr, route_lookup
 from .nat import MANIP_DST, MANIP_SRC, nat_packet, null_binding, setup_info
+from .schema import (
+    N_PV,
+    PV_DPORT,
+    PV_DST_HI,
+    PV_DST_LO,
+    PV_ETH_DST,
+    PV_ETH_SRC,
+    PV_FAMILY,
+    PV_FRAG_OFF,
+    PV_ICMP_CODE,
+    PV_ICMP_ID,
+    PV_ICMP_TYPE,
+    PV_INDEX,
+    PV_IP_CSUM,
+    PV_IP_FLAGS,
+    PV_IP_ID,
+    PV_IP_LEN,
+    PV_PKT_DIR,
+    PV_PROTO,
+    PV_SPORT,
+    PV_SRC_HI,
+    PV_SRC_LO,
+    PV_STATUS,
+    PV_TCP_FLAGS,
+    PV_TCP_MSS,
+    PV_TCP_WIN,
+    PV_TOS,
+    PV_TS,
+    PV_TTL,
+    PV_VLAN_ID,
+    load_pv_block,
+)
 
 log = logging.getLogger(__name__)
 
-# options array slots
-OPT_CT_ENABLED = 0
-OPT_FWD4 = 1
-OPT_FWD6 = 2
-OPT_SKIP_OUTGOING = 3
-OPT_TRACE_PACKET = 4
-OPT_LO_IFACE = 5
-OPT_NAT4 = 6  # NAT core active for IPv4 (some nat chain exists)
-OPT_NAT6 = 7
-N_OPT = 8
+# options: slots of the per-packet scratch S (see S_* / R_* below), set by the driver
+OPT_CT_ENABLED = 16
+OPT_FWD4 = 17
+OPT_FWD6 = 18
+OPT_SKIP_OUTGOING = 19
+OPT_TRACE_PACKET = 20
+OPT_LO_IFACE = 21
+OPT_NAT4 = 22  # NAT core active for IPv4 (some nat chain exists)
+OPT_NAT6 = 23
 
-# counters array slots (summary)
-C_SKIPPED_OUTGOING = 0
-C_BAD_IP_CSUM = 1
-C_NO_ROUTE = 2
-C_TTL = 3
-C_FWD_DISABLED = 4
-C_CONFIRM_FAIL = 5
-N_COUNTERS = 8
+# counters (summary): slots of S, read by the driver
+C_SKIPPED_OUTGOING = 32
+C_BAD_IP_CSUM = 33
+C_NO_ROUTE = 34
+C_TTL = 35
+C_FWD_DISABLED = 36
+C_CONFIRM_FAIL = 37
 
 BC_NAT = 1
 BIG = np.int64(1) << np.int64(62)
@@ -75,6 +129,7 @@ F_CT_ORIG_SPORT, F_CT_ORIG_DPORT, F_CT_REPLY_SPORT, F_CT_REPLY_DPORT = 32, 33, 3
 F_CT_ZONE, F_CT_EXPIRE, F_CT_HELPER, F_VLAN_ID, F_ETH_SRC, F_ETH_DST, F_IP_ID, F_TCP_WIN = 36, 37, 38, 39, 40, 41, 42, 43
 F_PRESENT, F_IP_FLAGS, F_TCP_OPT_MSS, F_IIFTYPE, F_HOOK, F_CT_PROTO, F_CT_L3PROTO, F_DSCP = \
     44, 45, 46, 47, 48, 49, 50, 51
+F_CT_SLOT, F_CT_ID = 53, 54  # codes.Field.CT_SLOT / CT_ID (connlimit)
 
 P_PORTS, P_ICMP, P_TCP, P_CT, P_ETH, P_VLAN, P_IIF, P_OIF, P_ICMP_ID = 1, 2, 4, 8, 16, 32, 64, 128, 256
 
@@ -83,15 +138,14 @@ CS_INVALID, CS_ESTABLISHED, CS_RELATED, CS_NEW, CS_UNTRACKED = 1, 2, 3, 4, 5
 
 
 class Work(NamedTuple):
-    """Scratch arrays reused for every packet."""
+    """Scratch arrays reused for every packet (taken apart once per replay_range call)."""
 
     ctx: np.ndarray  # int64[N_FIELDS]
     out: np.ndarray  # int64[N_OUT]
-    cur: np.ndarray  # uint64[6] current tuple (src_hi, src_lo, dst_hi, dst_lo, sport/id, dport)
     trace: np.ndarray  # int64[cap, 3] (cap 1 = off)
-    opts: np.ndarray  # int64[N_OPT]
-    counters: np.ndarray  # int64[N_COUNTERS]
-    hooks: np.ndarray  # int64[8] per packet: trace of (hook) entries visited (scratch)
+    cur: np.ndarray  # uint64[6] current tuple (src_hi, src_lo, dst_hi, dst_lo, sport/id, dport)
+    S: np.ndarray  # int64[N_S]: per-packet state S_*, options OPT_*, counters C_*, result row R_*
+    T: np.ndarray  # uint64[8, 6] NAT scratch (nat.new_nat_scratch)
 
 
 @kernel
@@ -104,9 +158,9 @@ def _is_icmp_error(fam, proto, typ):
 
 
 @kernel
-def _fill_ctx(ctx, pk, i, cur, iif, oif, mark, ttl, hook, tab, slot, d, cstate, now_ns):
-    fam = np.int64(pk.family[i])
-    proto = np.int64(pk.proto[i])
+def _fill_ctx(ctx, pv, cur, iif, oif, mark, ttl, hook, E, L, slot, d, cstate, now_ns):
+    fam = pv[PV_FAMILY]
+    proto = pv[PV_PROTO]
     ctx[F_SRC] = np.int64(cur[0])
     ctx[F_SRC + 1] = np.int64(cur[1])
     ctx[F_DST] = np.int64(cur[2])
@@ -115,49 +169,49 @@ def _fill_ctx(ctx, pk, i, cur, iif, oif, mark, ttl, hook, tab, slot, d, cstate, 
     ctx[F_IIF] = iif
     ctx[F_OIF] = oif
     ctx[F_MARK] = mark
-    ctx[F_LEN] = np.int64(pk.ip_len[i])
+    ctx[F_LEN] = pv[PV_IP_LEN]
     ctx[F_TTL] = ttl
-    ctx[F_TOS] = np.int64(pk.tos[i])
-    ctx[F_DSCP] = np.int64(pk.tos[i]) >> 2
+    ctx[F_TOS] = pv[PV_TOS]
+    ctx[F_DSCP] = pv[PV_TOS] >> 2
     ctx[F_PKTTYPE] = 0
-    ctx[F_FRAG] = np.int64(pk.frag_off[i])
+    ctx[F_FRAG] = pv[PV_FRAG_OFF]
     ctx[F_NFPROTO] = 2 if fam == 4 else 10
-    ctx[F_IP_ID] = np.int64(pk.ip_id[i])
-    ctx[F_IP_FLAGS] = np.int64(pk.ip_flags[i])
+    ctx[F_IP_ID] = pv[PV_IP_ID]
+    ctx[F_IP_FLAGS] = pv[PV_IP_FLAGS]
     ctx[F_HOOK] = hook
     pres = np.int64(0)
     if iif >= 0:
         pres |= P_IIF
     if oif >= 0:
         pres |= P_OIF
-    nonfirst = pk.frag_off[i] != 0
+    nonfirst = pv[PV_FRAG_OFF] != 0
     if not nonfirst and (proto == 6 or proto == 17 or proto == 136 or proto == 132 or proto == 33):
         pres |= P_PORTS
         ctx[F_SPORT] = np.int64(cur[4])
         ctx[F_DPORT] = np.int64(cur[5])
         if proto == 6:
             pres |= P_TCP
-            ctx[F_TCP_FLAGS] = np.int64(pk.tcp_flags[i])
-            ctx[F_TCP_WIN] = np.int64(pk.tcp_win[i])
-            ctx[F_TCP_OPT_MSS] = np.int64(pk.tcp_mss[i])
+            ctx[F_TCP_FLAGS] = pv[PV_TCP_FLAGS]
+            ctx[F_TCP_WIN] = pv[PV_TCP_WIN]
+            ctx[F_TCP_OPT_MSS] = pv[PV_TCP_MSS]
     else:
         ctx[F_SPORT] = 0
         ctx[F_DPORT] = 0
     if not nonfirst and ((proto == 1 and fam == 4) or (proto == 58 and fam == 6)):
         pres |= P_ICMP
-        t = np.int64(pk.icmp_type[i])
+        t = pv[PV_ICMP_TYPE]
         ctx[F_ICMP_TYPE] = t
-        ctx[F_ICMP_CODE] = np.int64(pk.icmp_code[i])
+        ctx[F_ICMP_CODE] = pv[PV_ICMP_CODE]
         if not _is_icmp_error(fam, proto, t):
             pres |= P_ICMP_ID
             ctx[F_ICMP_ID] = np.int64(cur[4])
-    if pk.eth_src[i] != 0 or pk.eth_dst[i] != 0:
+    if pv[PV_ETH_SRC] != 0 or pv[PV_ETH_DST] != 0:
         pres |= P_ETH
-        ctx[F_ETH_SRC] = np.int64(pk.eth_src[i])
-        ctx[F_ETH_DST] = np.int64(pk.eth_dst[i])
-    if pk.vlan_id[i] >= 0:
+        ctx[F_ETH_SRC] = pv[PV_ETH_SRC]
+        ctx[F_ETH_DST] = pv[PV_ETH_DST]
+    if pv[PV_VLAN_ID] >= 0:
         pres |= P_VLAN
-        ctx[F_VLAN_ID] = np.int64(pk.vlan_id[i])
+        ctx[F_VLAN_ID] = pv[PV_VLAN_ID]
     # conntrack
     if cstate == CS_INVALID:
         ctx[F_CT_STATE] = 1
@@ -173,34 +227,38 @@ def _fill_ctx(ctx, pk, i, cur, iif, oif, mark, ttl, hook, tab, slot, d, cstate, 
         ctx[F_CT_STATE] = 1
     if slot >= 0 and (cstate == CS_ESTABLISHED or cstate == CS_RELATED or cstate == CS_NEW):
         pres |= P_CT
-        st = tab.status[slot]
+        st = E[slot, C_STATUS]
         if (st & (1 << 4)) != 0:
             ctx[F_CT_STATE] |= 128
         if (st & (1 << 5)) != 0:
             ctx[F_CT_STATE] |= 256
         ctx[F_CT_DIR] = d
         ctx[F_CT_STATUS] = st
-        ctx[F_CT_MARK] = tab.mark[slot]
-        ctx[F_CT_ORIG_SRC] = np.int64(tab.o_src_hi[slot])
-        ctx[F_CT_ORIG_SRC + 1] = np.int64(tab.o_src_lo[slot])
-        ctx[F_CT_ORIG_DST] = np.int64(tab.o_dst_hi[slot])
-        ctx[F_CT_ORIG_DST + 1] = np.int64(tab.o_dst_lo[slot])
-        ctx[F_CT_REPLY_SRC] = np.int64(tab.r_src_hi[slot])
-        ctx[F_CT_REPLY_SRC + 1] = np.int64(tab.r_src_lo[slot])
-        ctx[F_CT_REPLY_DST] = np.int64(tab.r_dst_hi[slot])
-        ctx[F_CT_REPLY_DST + 1] = np.int64(tab.r_dst_lo[slot])
-        ctx[F_CT_ORIG_SPORT] = np.int64(tab.o_sport[slot])
-        ctx[F_CT_ORIG_DPORT] = np.int64(tab.o_dport[slot])
-        ctx[F_CT_REPLY_SPORT] = np.int64(tab.r_sport[slot])
-        ctx[F_CT_REPLY_DPORT] = np.int64(tab.r_dport[slot])
-        ctx[F_CT_ZONE] = np.int64(tab.zone[slot])
-        ctx[F_CT_EXPIRE] = np.int64(ct_remaining_s(tab, slot, now_ns))
-        ctx[F_CT_HELPER] = np.int64(tab.helper[slot])
-        ctx[F_CT_PROTO] = np.int64(tab.proto[slot])
-        ctx[F_CT_L3PROTO] = 2 if tab.family[slot] == 4 else 10
+        ctx[F_CT_MARK] = E[slot, C_MARK]
+        ctx[F_CT_ORIG_SRC] = E[slot, C_O_SRC_HI]
+        ctx[F_CT_ORIG_SRC + 1] = E[slot, C_O_SRC_LO]
+        ctx[F_CT_ORIG_DST] = E[slot, C_O_DST_HI]
+        ctx[F_CT_ORIG_DST + 1] = E[slot, C_O_DST_LO]
+        ctx[F_CT_REPLY_SRC] = E[slot, C_R_SRC_HI]
+        ctx[F_CT_REPLY_SRC + 1] = E[slot, C_R_SRC_LO]
+        ctx[F_CT_REPLY_DST] = E[slot, C_R_DST_HI]
+        ctx[F_CT_REPLY_DST + 1] = E[slot, C_R_DST_LO]
+        ctx[F_CT_ORIG_SPORT] = E[slot, C_O_SPORT]
+        ctx[F_CT_ORIG_DPORT] = E[slot, C_O_DPORT]
+        ctx[F_CT_REPLY_SPORT] = E[slot, C_R_SPORT]
+        ctx[F_CT_REPLY_DPORT] = E[slot, C_R_DPORT]
+        ctx[F_CT_ZONE] = E[slot, C_ZONE]
+        ctx[F_CT_EXPIRE] = np.int64(ct_remaining_s_a(E, L, slot, now_ns))
+        ctx[F_CT_HELPER] = E[slot, C_HELPER]
+        ctx[F_CT_PROTO] = E[slot, C_PROTO]
+        ctx[F_CT_L3PROTO] = 2 if E[slot, C_FAMILY] == 4 else 10
+        ctx[F_CT_SLOT] = slot
+        ctx[F_CT_ID] = E[slot, C_GEN]
     else:
         ctx[F_CT_MARK] = 0
         ctx[F_CT_STATUS] = 0
+        ctx[F_CT_SLOT] = -1
+        ctx[F_CT_ID] = -1
     ctx[F_PRESENT] = pres
 
 
@@ -219,52 +277,52 @@ def _cstate(ctinfo):
 
 
 @kernel
-def _run_nat(hook, manip, cra, rst, pk, i, tab, slot, d, ctinfo, cstate, w, iif, oif, mark, ttl, now_ns, ha,
-             nst, res):
+def _run_nat(hook, manip, cra, rst, pv, E, L, H, slot, d, ctinfo, cstate, ctx, out, trace, cur, T, iif, oif, mark,
+             ttl, now_ns, ha, nst, S):
     """The NAT core entry of a hook. Returns (verdict, nat flags applied, mark)."""
-    fam = np.int64(pk.family[i])
-    proto = np.int64(pk.proto[i])
+    fam = pv[PV_FAMILY]
+    proto = pv[PV_PROTO]
     if slot < 0 or cstate == CS_INVALID or cstate == CS_UNTRACKED:
         return np.int64(1), np.int64(0), mark
-    if _is_icmp_error(fam, proto, np.int64(pk.icmp_type[i])):
+    if _is_icmp_error(fam, proto, pv[PV_ICMP_TYPE]):
         # nf_nat_icmp_reply_translation: outer addresses rewritten as for a packet of that direction
-        s4 = w.cur[4]
-        s5 = w.cur[5]
-        r = nat_packet(tab, slot, d, manip, w.cur)
-        w.cur[4] = s4
-        w.cur[5] = s5
+        s4 = cur[4]
+        s5 = cur[5]
+        r = nat_packet(E, slot, d, manip, cur, T)
+        cur[4] = s4
+        cur[5] = s5
         return np.int64(1), r, mark
     done_bit = np.int64(1 << 7) if manip == MANIP_SRC else np.int64(1 << 8)
-    if (ctinfo == 2 or ctinfo == 1 or ctinfo == 4) and (tab.status[slot] & done_bit) == 0:
+    if (ctinfo == 2 or ctinfo == 1 or ctinfo == 4) and (E[slot, C_STATUS] & done_bit) == 0:
         made = False
         k = cra.hook_bc_start[hook]
         while k < cra.hook_bc_end[hook]:
             if cra.bc_type[k] == BC_NAT:
-                _fill_ctx(w.ctx, pk, i, w.cur, iif, oif, mark, ttl, hook, tab, slot, d, cstate, now_ns)
-                v = eval_chain(cra, rst, k, w.ctx, np.int64(pk.ip_len[i]), now_ns, w.out, w.trace)
-                mark = w.ctx[F_MARK]
+                _fill_ctx(ctx, pv, cur, iif, oif, mark, ttl, hook, E, L, slot, d, cstate, now_ns)
+                v = eval_chain(cra, rst, k, ctx, pv[PV_IP_LEN], now_ns, out, trace)
+                mark = ctx[F_MARK]
                 if v == 0:
-                    res.verdict_rule[i] = w.out[OUT_RULE]
-                    res.verdict_hook[i] = hook
+                    S[R_VERDICT_RULE] = out[OUT_RULE]
+                    S[R_VERDICT_HOOK] = hook
                     return np.int64(0), np.int64(0), mark
-                nr = w.out[OUT_NAT]
+                nr = out[OUT_NAT]
                 if nr >= 0:
-                    _apply_nat_row(cra, nr, manip, tab, slot, pk, i, w, iif, oif, ha, now_ns, nst)
+                    _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, nst)
                     made = True
                     break
             k += 1
         if not made:
-            null_binding(tab, slot, manip, now_ns, nst)
-        tab.status[slot] |= done_bit
-    r = nat_packet(tab, slot, d, manip, w.cur)
+            null_binding(E, L, H, slot, manip, now_ns, nst, T)
+        E[slot, C_STATUS] |= done_bit
+    r = nat_packet(E, slot, d, manip, cur, T)
     return np.int64(1), r, mark
 
 
 @kernel
-def _apply_nat_row(cra, nr, manip, tab, slot, pk, i, w, iif, oif, ha, now_ns, nst):
+def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, nst):
     kind = cra.nat_kind[nr]
     flags = cra.nat_flags[nr]
-    fam = np.int64(tab.family[slot])
+    fam = E[slot, C_FAMILY]
     pmin = cra.nat_port_lo[nr]
     pmax = cra.nat_port_hi[nr]
     if cra.nat_has_addr[nr] != 0:
@@ -279,7 +337,7 @@ def _apply_nat_row(cra, nr, manip, tab, slot, pk, i, w, iif, oif, ha, now_ns, ns
         max_hi = np.uint64(0)
         max_lo = np.uint64(0)
     if kind == 3:  # MASQUERADE: address of the out interface (next hop = destination, on-link model)
-        hi, lo, ok = masq_addr(ha, oif, fam, np.int64(w.cur[2]), np.int64(w.cur[3]))
+        hi, lo, ok = masq_addr(ha, oif, fam, np.int64(cur[2]), np.int64(cur[3]))
         if not ok:
             return
         min_hi = np.uint64(hi)
@@ -308,11 +366,11 @@ def _apply_nat_row(cra, nr, manip, tab, slot, pk, i, w, iif, oif, ha, now_ns, ns
         mh = np.uint64(cra.nat_mask_hi[nr])
         ml = np.uint64(cra.nat_mask_lo[nr])
         if manip == MANIP_SRC:
-            ah = w.cur[0]
-            al = w.cur[1]
+            ah = cur[0]
+            al = cur[1]
         else:
-            ah = w.cur[2]
-            al = w.cur[3]
+            ah = cur[2]
+            al = cur[3]
         nh = (min_hi & mh) | (ah & ~mh)
         nl = (min_lo & ml) | (al & ~ml)
         min_hi = nh
@@ -320,17 +378,17 @@ def _apply_nat_row(cra, nr, manip, tab, slot, pk, i, w, iif, oif, ha, now_ns, ns
         max_hi = nh
         max_lo = nl
         flags |= 16
-    setup_info(tab, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst)
+    setup_info(E, L, H, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst, T)
 
 
 @kernel
-def _run_hook(hook, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now_ns):
-    """Walk one hook. state: int64[16] per-packet scratch (see S_* in replay_range). Returns verdict."""
-    fam = np.int64(pk.family[i])
-    opts = w.opts
-    ct_on = opts[OPT_CT_ENABLED] != 0
-    nat_on = (opts[OPT_NAT4] != 0) if fam == 4 else (opts[OPT_NAT6] != 0)
-    has_ct_op = ct_on and (hook == 0 or hook == 3) and state[S_CT_DONE] == 0
+def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now_ns):
+    """Walk one hook. S: the per-packet int64 scratch (S_* state, OPT_*, counters, R_* results).
+    Returns the verdict."""
+    fam = pv[PV_FAMILY]
+    ct_on = S[OPT_CT_ENABLED] != 0
+    nat_on = (S[OPT_NAT4] != 0) if fam == 4 else (S[OPT_NAT6] != 0)
+    has_ct_op = ct_on and (hook == 0 or hook == 3) and S[S_CT_DONE] == 0
     has_nat_op = ct_on and nat_on
     nat_prio = np.int64(-100) if (hook == 0 or hook == 3) else np.int64(100)
     if hook == 2:
@@ -340,85 +398,85 @@ def _run_hook(hook, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state,
     nat_pending = has_nat_op
     k = cra.hook_bc_start[hook]
     kend = cra.hook_bc_end[hook]
-    plen = np.int64(pk.ip_len[i])
+    plen = pv[PV_IP_LEN]
     while True:
         while k < kend and cra.bc_type[k] == BC_NAT:
             k += 1
         pc = cra.bc_prio[k] if k < kend else BIG
         if ct_pending and np.int64(-200) < pc:
             ct_pending = False
-            _do_ct(hook, pk, i, tab, prm, ev, w, state, now_ns)
-            if state[S_DROPPED] != 0:
+            _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns)
+            if S[S_DROPPED] != 0:
                 return np.int64(0)
             continue
         if nat_pending and nat_prio < pc:
             nat_pending = False
-            v, r, mk = _run_nat(hook, manip, cra, rst, pk, i, tab, state[S_SLOT], state[S_DIR], state[S_CTINFO],
-                                state[S_CSTATE], w, state[S_IIF], state[S_OIF], state[S_MARK], state[S_TTL],
-                                now_ns, ha, nst, res)
-            state[S_MARK] = mk
-            state[S_NATF] |= r
+            v, r, mk = _run_nat(hook, manip, cra, rst, pv, E, L, H, S[S_SLOT], S[S_DIR], S[S_CTINFO], S[S_CSTATE],
+                                ctx, out, trace, cur, T, S[S_IIF], S[S_OIF], S[S_MARK], S[S_TTL], now_ns, ha, nst,
+                                S)
+            S[S_MARK] = mk
+            S[S_NATF] |= r
             if v == 0:
                 return np.int64(0)
             continue
         if k >= kend:
             break
-        _fill_ctx(w.ctx, pk, i, w.cur, state[S_IIF], state[S_OIF], state[S_MARK], state[S_TTL], hook, tab,
-                  state[S_SLOT], state[S_DIR], state[S_CSTATE], now_ns)
-        v = eval_chain(cra, rst, k, w.ctx, plen, now_ns, w.out, w.trace)
-        state[S_MARK] = w.ctx[F_MARK]
-        if state[S_SLOT] >= 0 and (w.ctx[F_PRESENT] & P_CT) != 0:
-            tab.mark[state[S_SLOT]] = w.ctx[F_CT_MARK]
+        _fill_ctx(ctx, pv, cur, S[S_IIF], S[S_OIF], S[S_MARK], S[S_TTL], hook, E, L, S[S_SLOT], S[S_DIR],
+                  S[S_CSTATE], now_ns)
+        v = eval_chain(cra, rst, k, ctx, plen, now_ns, out, trace)
+        S[S_MARK] = ctx[F_MARK]
+        if S[S_SLOT] >= 0 and (ctx[F_PRESENT] & P_CT) != 0:
+            E[S[S_SLOT], C_MARK] = ctx[F_CT_MARK]
         if v == 0:
-            res.verdict_rule[i] = w.out[OUT_RULE]
-            res.verdict_hook[i] = hook
-            res.reject_kind[i] = w.out[OUT_REJECT]
+            S[R_VERDICT_RULE] = out[OUT_RULE]
+            S[R_VERDICT_HOOK] = hook
+            S[R_REJECT_KIND] = out[OUT_REJECT]
             return np.int64(0)
         if v == 3:  # QUEUE: no listener in a replay
-            if w.out[OUT_QUEUE_BYPASS] == 0:
-                res.verdict_rule[i] = w.out[OUT_RULE]
-                res.verdict_hook[i] = hook
+            if out[OUT_QUEUE_BYPASS] == 0:
+                S[R_VERDICT_RULE] = out[OUT_RULE]
+                S[R_VERDICT_HOOK] = hook
                 return np.int64(3)
-        elif v == 1 and w.out[OUT_RULE] >= 0:
-            if cra.bc_prio[k] == 0 or state[S_LAST_ACCEPT_FILTER] < 0:
-                state[S_LAST_ACCEPT] = w.out[OUT_RULE]
-                state[S_LAST_ACCEPT_HOOK] = hook
+        elif v == 1 and out[OUT_RULE] >= 0:
+            if cra.bc_prio[k] == 0 or S[S_LAST_ACCEPT_FILTER] < 0:
+                S[S_LAST_ACCEPT] = out[OUT_RULE]
+                S[S_LAST_ACCEPT_HOOK] = hook
                 if cra.bc_prio[k] == 0:
-                    state[S_LAST_ACCEPT_FILTER] = w.out[OUT_RULE]
+                    S[S_LAST_ACCEPT_FILTER] = out[OUT_RULE]
         k += 1
     return np.int64(1)
 
 
 @kernel
-def _do_ct(hook, pk, i, tab, prm, ev, w, state, now_ns):
-    if w.out[OUT_CT_NOTRACK] != 0:
-        state[S_SLOT] = -1
-        state[S_CTINFO] = 7
-        state[S_CSTATE] = CS_UNTRACKED
-        state[S_DIR] = 2
-        state[S_CT_DONE] = 1
+def _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns):
+    if out[OUT_CT_NOTRACK] != 0:
+        S[S_SLOT] = -1
+        S[S_CTINFO] = 7
+        S[S_CSTATE] = CS_UNTRACKED
+        S[S_DIR] = 2
+        S[S_CT_DONE] = 1
         return
-    zone = w.out[OUT_CT_ZONE]
+    zone = out[OUT_CT_ZONE]
     if zone < 0:
         zone = np.int64(0)
-    slot, d, ctinfo, reason = ct_in(tab, prm, pk, i, zone, hook, now_ns, ev)
-    state[S_CT_DONE] = 1
+    slot, d, ctinfo, reason = ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV)
+    S[S_CT_DONE] = 1
     if slot < 0 and reason == 21:  # table full: dropped by conntrack
-        state[S_DROPPED] = 1
-        res_reason = 71
-        state[S_REASON] = res_reason
-        state[S_CSTATE] = CS_INVALID
+        S[S_DROPPED] = 1
+        S[S_REASON] = 71
+        S[S_CSTATE] = CS_INVALID
         return
-    state[S_SLOT] = slot
-    state[S_DIR] = d
-    state[S_CTINFO] = ctinfo
-    state[S_CSTATE] = _cstate(ctinfo)
-    state[S_INVALID_REASON] = reason
-    if slot >= 0 and w.out[OUT_CT_HELPER] > 0:
-        ct_set_helper(tab, slot, w.out[OUT_CT_HELPER])
+    S[S_SLOT] = slot
+    S[S_DIR] = d
+    S[S_CTINFO] = ctinfo
+    S[S_CSTATE] = _cstate(ctinfo)
+    S[S_INVALID_REASON] = reason
+    if slot >= 0 and out[OUT_CT_HELPER] > 0:
+        ct_set_helper_a(E, slot, out[OUT_CT_HELPER])
 
 
-# per-packet scratch slots
+# Per-packet scratch S (int64[N_S]): S_* per-packet state, OPT_* options and counters (set / read by the
+# driver), R_* the packet's result row (written to PacketResults once, by replay_range).
 S_SLOT = 0
 S_DIR = 1
 S_CTINFO = 2
@@ -436,204 +494,301 @@ S_LAST_ACCEPT = 13
 S_LAST_ACCEPT_HOOK = 14
 S_LAST_ACCEPT_FILTER = 15
 N_STATE = 16
+R_OUTCOME = 48
+R_PATH = 49
+R_IN_IFACE = 50
+R_OUT_IFACE = 51
+R_VERDICT_RULE = 52
+R_VERDICT_HOOK = 53
+R_CT_ID = 54
+R_CT_STATE = 55
+R_CT_DIR = 56
+R_TCP_STATE = 57
+R_INVALID_REASON = 58
+R_OUT_SRC_HI = 59
+R_OUT_SRC_LO = 60
+R_OUT_DST_HI = 61
+R_OUT_DST_LO = 62
+R_OUT_SPORT = 63
+R_OUT_DPORT = 64
+R_MARK = 65
+R_CT_MARK = 66
+R_REJECT_KIND = 67
+R_REASON = 68
+R_NAT_FLAGS = 69
+N_S = 72
+PV_BLOCK = 256
 
 
 @kernel
-def replay_range(pk, data, ha, cra, rst, tab, prm, ev, nst, res, w, start, end):
-    """Replay packets [start, end) of packet table pk; writes res (PacketResults) rows."""
-    state = np.zeros(N_STATE, dtype=np.int64)
-    opts = w.opts
-    for i in range(start, end):
-        _replay_one(i, pk, data, ha, cra, rst, tab, prm, ev, nst, res, w, state, opts)
-        if ev.n[0] > ev.ts_ns.shape[0] - 64:
-            return i + 1
+def replay_range(pk, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, end):
+    """Replay packets [start, end) of packet table pk; writes res (PacketResults) rows. PVB: int64[B, N_PV]
+    packet-vector scratch (schema.load_pv_block). Returns the next index (early when EV is nearly full)."""
+    E = tab.E
+    L = tab.L
+    H = tab.H
+    M = tab.M
+    X = tab.X
+    F = tab.F
+    ctx = w.ctx
+    out = w.out
+    trace = w.trace
+    cur = w.cur
+    S = w.S
+    T = w.T
+    r_outcome = res.outcome
+    r_path = res.path
+    r_in_iface = res.in_iface
+    r_out_iface = res.out_iface
+    r_verdict_rule = res.verdict_rule
+    r_verdict_hook = res.verdict_hook
+    r_ct_id = res.ct_id
+    r_ct_state = res.ct_state
+    r_ct_dir = res.ct_dir
+    r_tcp_state = res.tcp_state
+    r_invalid_reason = res.invalid_reason
+    r_out_src_hi = res.out_src_hi
+    r_out_src_lo = res.out_src_lo
+    r_out_dst_hi = res.out_dst_hi
+    r_out_dst_lo = res.out_dst_lo
+    r_out_sport = res.out_sport
+    r_out_dport = res.out_dport
+    r_mark = res.mark
+    r_ct_mark = res.ct_mark
+    r_reject_kind = res.reject_kind
+    r_reason = res.reason
+    r_nat_flags = res.nat_flags
+    ev_limit = EV.shape[0] - 1 - 64
+    i0 = start
+    while i0 < end:
+        i1 = min(end, i0 + PVB.shape[0])
+        load_pv_block(pk, i0, i1, PVB)
+        for k in range(i1 - i0):
+            i = i0 + k
+            _replay_one(PVB[k], data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, trace, cur, T, S)
+            r_outcome[i] = S[R_OUTCOME]
+            r_path[i] = S[R_PATH]
+            r_in_iface[i] = S[R_IN_IFACE]
+            r_out_iface[i] = S[R_OUT_IFACE]
+            r_verdict_rule[i] = S[R_VERDICT_RULE]
+            r_verdict_hook[i] = S[R_VERDICT_HOOK]
+            r_ct_id[i] = S[R_CT_ID]
+            r_ct_state[i] = S[R_CT_STATE]
+            r_ct_dir[i] = S[R_CT_DIR]
+            r_tcp_state[i] = S[R_TCP_STATE]
+            r_invalid_reason[i] = S[R_INVALID_REASON]
+            r_out_src_hi[i] = np.uint64(S[R_OUT_SRC_HI])
+            r_out_src_lo[i] = np.uint64(S[R_OUT_SRC_LO])
+            r_out_dst_hi[i] = np.uint64(S[R_OUT_DST_HI])
+            r_out_dst_lo[i] = np.uint64(S[R_OUT_DST_LO])
+            r_out_sport[i] = S[R_OUT_SPORT]
+            r_out_dport[i] = S[R_OUT_DPORT]
+            r_mark[i] = S[R_MARK]
+            r_ct_mark[i] = S[R_CT_MARK]
+            r_reject_kind[i] = S[R_REJECT_KIND]
+            r_reason[i] = S[R_REASON]
+            r_nat_flags[i] = S[R_NAT_FLAGS]
+            if EV[0, 0] > ev_limit:
+                return i + 1
+        i0 = i1
     return end
 
 
 @kernel
-def _replay_one(i, pk, data, ha, cra, rst, tab, prm, ev, nst, res, w, state, opts):
-    st = pk.status[i]
-    if st != 0:
-        res.outcome[i] = 8
-        res.reason[i] = st
-        return
-    fam = np.int64(pk.family[i])
-    if opts[OPT_SKIP_OUTGOING] != 0 and pk.pkt_dir[i] == 2:
-        res.outcome[i] = 8
-        res.reason[i] = 69
-        w.counters[C_SKIPPED_OUTGOING] += 1
-        return
-    if fam == 4 and pk.ip_csum[i] == 2:
-        res.outcome[i] = 4
-        res.reason[i] = 70
-        w.counters[C_BAD_IP_CSUM] += 1
-        return
-    now = pk.ts_ns[i]
+def _reset_packet_slots(S):
     for k in range(N_STATE):
-        state[k] = 0
-    state[S_SLOT] = -1
-    state[S_DIR] = 2
-    state[S_LAST_ACCEPT] = -1
-    state[S_LAST_ACCEPT_HOOK] = -1
-    state[S_LAST_ACCEPT_FILTER] = -1
-    state[S_TTL] = np.int64(pk.ttl[i])
-    reset_packet(w.out, w.trace)
-    if opts[OPT_TRACE_PACKET] != i:
-        w.trace[0, 0] = 0
-    cur = w.cur
-    cur[0] = pk.src_hi[i]
-    cur[1] = pk.src_lo[i]
-    cur[2] = pk.dst_hi[i]
-    cur[3] = pk.dst_lo[i]
-    proto = np.int64(pk.proto[i])
+        S[k] = 0
+    for k in range(R_OUTCOME, N_S):
+        S[k] = 0
+    S[S_SLOT] = -1
+    S[S_DIR] = 2
+    S[S_LAST_ACCEPT] = -1
+    S[S_LAST_ACCEPT_HOOK] = -1
+    S[S_LAST_ACCEPT_FILTER] = -1
+    # PacketResults defaults (result.empty_results)
+    S[R_IN_IFACE] = -1
+    S[R_OUT_IFACE] = -1
+    S[R_VERDICT_RULE] = -1
+    S[R_VERDICT_HOOK] = -1
+    S[R_CT_ID] = -1
+    S[R_CT_DIR] = 2
+
+
+@kernel
+def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, trace, cur, T, S):
+    i = pv[PV_INDEX]
+    _reset_packet_slots(S)
+    st = pv[PV_STATUS]
+    if st != 0:
+        S[R_OUTCOME] = 8
+        S[R_REASON] = st
+        return
+    fam = pv[PV_FAMILY]
+    if S[OPT_SKIP_OUTGOING] != 0 and pv[PV_PKT_DIR] == 2:
+        S[R_OUTCOME] = 8
+        S[R_REASON] = 69
+        S[C_SKIPPED_OUTGOING] += 1
+        return
+    if fam == 4 and pv[PV_IP_CSUM] == 2:
+        S[R_OUTCOME] = 4
+        S[R_REASON] = 70
+        S[C_BAD_IP_CSUM] += 1
+        return
+    now = pv[PV_TS]
+    S[S_TTL] = pv[PV_TTL]
+    reset_packet(out, trace)
+    if S[OPT_TRACE_PACKET] != i:
+        trace[0, 0] = 0
+    cur[0] = np.uint64(pv[PV_SRC_HI])
+    cur[1] = np.uint64(pv[PV_SRC_LO])
+    cur[2] = np.uint64(pv[PV_DST_HI])
+    cur[3] = np.uint64(pv[PV_DST_LO])
+    proto = pv[PV_PROTO]
     if (proto == 1 and fam == 4) or (proto == 58 and fam == 6):
-        cur[4] = np.uint64(pk.icmp_id[i])
-        cur[5] = np.uint64((np.int64(pk.icmp_type[i]) << 8) | np.int64(pk.icmp_code[i]))
+        cur[4] = np.uint64(pv[PV_ICMP_ID])
+        cur[5] = np.uint64((pv[PV_ICMP_TYPE] << 8) | pv[PV_ICMP_CODE])
     else:
-        cur[4] = np.uint64(pk.sport[i])
-        cur[5] = np.uint64(pk.dport[i])
-    if not (opts[OPT_CT_ENABLED] != 0):
-        state[S_CSTATE] = 0
+        cur[4] = np.uint64(pv[PV_SPORT])
+        cur[5] = np.uint64(pv[PV_DPORT])
     src_local = is_local(ha, fam, np.int64(cur[0]), np.int64(cur[1]))
     path = np.int64(0)
     if src_local:
-        state[S_IIF] = -1
+        S[S_IIF] = -1
         if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
-            oif = opts[OPT_LO_IFACE]
+            oif = S[OPT_LO_IFACE]
         else:
             oif = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
         if oif < 0:
-            res.outcome[i] = 8
-            res.reason[i] = 65
-            w.counters[C_NO_ROUTE] += 1
+            S[R_OUTCOME] = 8
+            S[R_REASON] = 65
+            S[C_NO_ROUTE] += 1
             return
-        state[S_OIF] = oif
-        res.in_iface[i] = -1
-        hooks_v = _walk(3, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+        S[S_OIF] = oif
+        S[R_IN_IFACE] = -1
+        hooks_v = _run_hook(3, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
         path |= 1 << 3
         if hooks_v == 1:
             # re-route after OUTPUT DNAT
-            if (state[S_NATF] & 2) != 0:
+            if (S[S_NATF] & 2) != 0:
                 if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
-                    state[S_OIF] = opts[OPT_LO_IFACE]
+                    S[S_OIF] = S[OPT_LO_IFACE]
                 else:
                     o2 = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
                     if o2 >= 0:
-                        state[S_OIF] = o2
-            hooks_v = _walk(4, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+                        S[S_OIF] = o2
+            hooks_v = _run_hook(4, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
             path |= 1 << 4
         final_ok = np.int64(2)  # emitted
     else:
         iif = route_lookup(ha, fam, np.int64(cur[0]), np.int64(cur[1]))
         if iif < 0:
-            res.outcome[i] = 8
-            res.reason[i] = 64
-            w.counters[C_NO_ROUTE] += 1
+            S[R_OUTCOME] = 8
+            S[R_REASON] = 64
+            S[C_NO_ROUTE] += 1
             return
-        state[S_IIF] = iif
-        state[S_OIF] = -1
-        res.in_iface[i] = iif
-        hooks_v = _walk(0, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+        S[S_IIF] = iif
+        S[S_OIF] = -1
+        S[R_IN_IFACE] = iif
+        hooks_v = _run_hook(0, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
         path |= 1
         final_ok = np.int64(3)
         if hooks_v == 1:
             if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
-                hooks_v = _walk(1, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+                hooks_v = _run_hook(1, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S,
+                                    now)
                 path |= 1 << 1
                 final_ok = np.int64(3)
             else:
-                fwd_on = opts[OPT_FWD4] if fam == 4 else opts[OPT_FWD6]
+                fwd_on = S[OPT_FWD4] if fam == 4 else S[OPT_FWD6]
                 oif = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
-                if fwd_on == 0 or oif < 0 or state[S_TTL] <= 1:
+                if fwd_on == 0 or oif < 0 or S[S_TTL] <= 1:
                     # dropped by the kernel's routing / ip_forward, not by a rule
-                    res.path[i] = path
-                    res.outcome[i] = 4
+                    S[R_PATH] = path
+                    S[R_OUTCOME] = 4
                     if fwd_on == 0:
-                        res.reason[i] = 66
-                        w.counters[C_FWD_DISABLED] += 1
+                        S[R_REASON] = 66
+                        S[C_FWD_DISABLED] += 1
                     elif oif < 0:
-                        res.reason[i] = 65
-                        w.counters[C_NO_ROUTE] += 1
+                        S[R_REASON] = 65
+                        S[C_NO_ROUTE] += 1
                     else:
-                        res.reason[i] = 67
-                        w.counters[C_TTL] += 1
-                    _finish_drop(tab, state)
-                    _record(i, res, tab, state, now)
+                        S[R_REASON] = 67
+                        S[C_TTL] += 1
+                    _finish_drop(E, L, M, S)
+                    _record(E, S)
                     return
-                state[S_OIF] = oif
-                state[S_TTL] -= 1
-                hooks_v = _walk(2, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+                S[S_OIF] = oif
+                S[S_TTL] -= 1
+                hooks_v = _run_hook(2, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S,
+                                    now)
                 path |= 1 << 2
                 if hooks_v == 1:
-                    hooks_v = _walk(4, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+                    hooks_v = _run_hook(4, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T,
+                                        S, now)
                     path |= 1 << 4
                 final_ok = np.int64(1)
-    res.path[i] = path
-    res.out_iface[i] = state[S_OIF] if hooks_v == 1 and final_ok != 3 else -1
+    S[R_PATH] = path
+    S[R_OUT_IFACE] = S[S_OIF] if hooks_v == 1 and final_ok != 3 else -1
     if hooks_v == 1:
-        slot = state[S_SLOT]
+        slot = S[S_SLOT]
         if slot >= 0:
-            if tab.helper[slot] != 0:
-                if not ct_help(tab, prm, pk, data, i, slot, state[S_DIR], state[S_CTINFO], now):
+            if E[slot, C_HELPER] != 0:
+                if not ct_help_a(E, M, X, P, pv, data, slot, S[S_DIR], S[S_CTINFO], now):
                     hooks_v = np.int64(0)
-            if hooks_v == 1 and not ct_confirm(tab, prm, slot, now, i, ev):
+            if hooks_v == 1 and not ct_confirm_a(E, L, H, M, X, F, slot, now, i, EV):
                 hooks_v = np.int64(0)
-                w.counters[C_CONFIRM_FAIL] += 1
+                S[C_CONFIRM_FAIL] += 1
     if hooks_v == 1:
-        res.outcome[i] = final_ok
-        res.verdict_rule[i] = state[S_LAST_ACCEPT]
-        res.verdict_hook[i] = state[S_LAST_ACCEPT_HOOK]
+        S[R_OUTCOME] = final_ok
+        S[R_VERDICT_RULE] = S[S_LAST_ACCEPT]
+        S[R_VERDICT_HOOK] = S[S_LAST_ACCEPT_HOOK]
         if final_ok != 3:
-            res.out_src_hi[i] = cur[0]
-            res.out_src_lo[i] = cur[1]
-            res.out_dst_hi[i] = cur[2]
-            res.out_dst_lo[i] = cur[3]
+            S[R_OUT_SRC_HI] = np.int64(cur[0])
+            S[R_OUT_SRC_LO] = np.int64(cur[1])
+            S[R_OUT_DST_HI] = np.int64(cur[2])
+            S[R_OUT_DST_LO] = np.int64(cur[3])
             if (proto == 1 and fam == 4) or (proto == 58 and fam == 6):
-                res.out_sport[i] = np.uint16(cur[4] & np.uint64(0xFFFF))
-                res.out_dport[i] = 0
+                S[R_OUT_SPORT] = np.int64(cur[4] & np.uint64(0xFFFF))
+                S[R_OUT_DPORT] = 0
             else:
-                res.out_sport[i] = np.uint16(cur[4] & np.uint64(0xFFFF))
-                res.out_dport[i] = np.uint16(cur[5] & np.uint64(0xFFFF))
+                S[R_OUT_SPORT] = np.int64(cur[4] & np.uint64(0xFFFF))
+                S[R_OUT_DPORT] = np.int64(cur[5] & np.uint64(0xFFFF))
     elif hooks_v == 3:
-        res.outcome[i] = 6
-        _finish_drop(tab, state)
+        S[R_OUTCOME] = 6
+        _finish_drop(E, L, M, S)
     else:
-        if state[S_DROPPED] != 0:
-            res.outcome[i] = 4
-            res.reason[i] = state[S_REASON]
-        elif res.reject_kind[i] > 0:
-            res.outcome[i] = 5
+        if S[S_DROPPED] != 0:
+            S[R_OUTCOME] = 4
+            S[R_REASON] = S[S_REASON]
+        elif S[R_REJECT_KIND] > 0:
+            S[R_OUTCOME] = 5
         else:
-            res.outcome[i] = 4
-        _finish_drop(tab, state)
-    res.nat_flags[i] = state[S_NATF]
-    _record(i, res, tab, state, now)
+            S[R_OUTCOME] = 4
+        _finish_drop(E, L, M, S)
+    S[R_NAT_FLAGS] = S[S_NATF]
+    _record(E, S)
 
 
 @kernel
-def _finish_drop(tab, state):
-    slot = state[S_SLOT]
-    if slot >= 0 and tab.used[slot] == 1:
-        ct_abort(tab, slot)
-        state[S_SLOT] = -1
+def _finish_drop(E, L, M, S):
+    slot = S[S_SLOT]
+    if slot >= 0 and E[slot, C_USED] == 1:
+        ct_abort_a(E, L, M, slot)
+        S[S_SLOT] = -1
 
 
 @kernel
-def _record(i, res, tab, state, now):
-    res.ct_state[i] = state[S_CSTATE]
-    res.ct_dir[i] = state[S_DIR] if state[S_CSTATE] != CS_INVALID and state[S_CSTATE] != CS_UNTRACKED else 2
-    res.invalid_reason[i] = state[S_INVALID_REASON] if state[S_CSTATE] == CS_INVALID else 0
-    res.mark[i] = np.uint32(state[S_MARK] & 0xFFFFFFFF)
-    slot = state[S_SLOT]
+def _record(E, S):
+    cs = S[S_CSTATE]
+    S[R_CT_STATE] = cs
+    S[R_CT_DIR] = S[S_DIR] if cs != CS_INVALID and cs != CS_UNTRACKED else 2
+    S[R_INVALID_REASON] = S[S_INVALID_REASON] if cs == CS_INVALID else 0
+    S[R_MARK] = S[S_MARK] & 0xFFFFFFFF
+    slot = S[S_SLOT]
     if slot >= 0:
-        res.ct_id[i] = np.int32(tab.ct_id[slot])
-        res.tcp_state[i] = tab.tcp_state[slot]
-        res.ct_mark[i] = np.uint32(tab.mark[slot] & 0xFFFFFFFF)
-
-
-@kernel
-def _walk(hook, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now):
-    return _run_hook(hook, cra, rst, pk, data, i, tab, prm, ev, ha, nst, res, w, state, now)
+        S[R_CT_ID] = np.int64(np.int32(E[slot, C_CT_ID]))
+        S[R_TCP_STATE] = E[slot, C_TCP_STATE]
+        S[R_CT_MARK] = E[slot, C_MARK] & 0xFFFFFFFF
 
 
 # ------------------------------------------------------------------ Python driver
@@ -693,7 +848,7 @@ def run_replay(capture, ruleset, host, *, allow_unsupported: bool = False, seed:
     from . import conntrack as ct
     from .chains import new_out, new_rule_state, new_trace
     from .codes import Field
-    from .nat import new_nat_state
+    from .nat import new_nat_scratch, new_nat_state
     from .result import ReplayOutput, empty_results
     from .rules.compile import REJECT_KINDS, compile_ruleset
     from .schema import validate
@@ -715,20 +870,25 @@ def run_replay(capture, ruleset, host, *, allow_unsupported: bool = False, seed:
     tab = ct.new_table(ct.table_capacity_for(prm.ct_max, n), min(n, chunk) + 16)
     ev = ct.new_event_log(3 * min(n, chunk) + 1024)
     rst = new_rule_state(crs, seed)
+    if "ct_live" in getattr(rst, "_fields", ()):
+        # connlimit's view of conntrack: the table's live array itself (kept by the conntrack kernels)
+        rst = rst._replace(ct_live=tab.L)
     nst = new_nat_state(seed)
     res = empty_results(n)
-    opts = np.zeros(N_OPT, np.int64)
-    opts[OPT_CT_ENABLED] = int(ct_on)
-    opts[OPT_FWD4] = int(host.ip_forward)
-    opts[OPT_FWD6] = int(host.ip6_forward)
-    opts[OPT_SKIP_OUTGOING] = int(capture_point == "skip-outgoing")
-    opts[OPT_TRACE_PACKET] = int(trace_packet)
-    opts[OPT_LO_IFACE] = host.iface_index("lo")
-    opts[OPT_NAT4] = int(nat4)
-    opts[OPT_NAT6] = int(nat6)
+    S = np.zeros(N_S, np.int64)
+    S[OPT_CT_ENABLED] = int(ct_on)
+    S[OPT_FWD4] = int(host.ip_forward)
+    S[OPT_FWD6] = int(host.ip6_forward)
+    S[OPT_SKIP_OUTGOING] = int(capture_point == "skip-outgoing")
+    S[OPT_TRACE_PACKET] = int(trace_packet)
+    S[OPT_LO_IFACE] = host.iface_index("lo")
+    S[OPT_NAT4] = int(nat4)
+    S[OPT_NAT6] = int(nat6)
     w = Work(ctx=np.zeros(int(Field.N_FIELDS), np.int64), out=new_out(),
-             cur=np.zeros(6, np.uint64), trace=new_trace(512 if trace_packet >= 0 else 1), opts=opts,
-             counters=np.zeros(N_COUNTERS, np.int64), hooks=np.zeros(8, np.int64))
+             trace=new_trace(512 if trace_packet >= 0 else 1), cur=np.zeros(6, np.uint64), S=S,
+             T=new_nat_scratch())
+    pvb = np.zeros((PV_BLOCK, N_PV), np.int64)
+    P = prm.vec
     events = []
     trace_rows = None
     start = 0
@@ -737,14 +897,14 @@ def run_replay(capture, ruleset, host, *, allow_unsupported: bool = False, seed:
         tab = ct.grow_flows(tab, end - start)
         if trace_packet >= 0 and start <= trace_packet < end:
             # stop right after the traced packet to copy its trace
-            mid = replay_range(pk, data, ha, cra, rst, tab, prm, ev, nst, res, w, start, trace_packet + 1)
+            mid = replay_range(pk, data, ha, cra, rst, tab, P, ev, nst, res, w, pvb, start, trace_packet + 1)
             if mid == trace_packet + 1:
                 k = int(w.trace[0, 0])
                 trace_rows = w.trace[1:k + 1].copy()
             events.append(ct.drain_events(ev))
             start = mid
             continue
-        done = replay_range(pk, data, ha, cra, rst, tab, prm, ev, nst, res, w, start, end)
+        done = replay_range(pk, data, ha, cra, rst, tab, P, ev, nst, res, w, pvb, start, end)
         events.append(ct.drain_events(ev))
         start = done
         if progress is not None:
@@ -755,7 +915,7 @@ def run_replay(capture, ruleset, host, *, allow_unsupported: bool = False, seed:
     flows = ct.flows_table(tab)
     evd = ct.concat_events(events)
     wall = time.perf_counter() - t0
-    c = w.counters
+    c = S
     meta = {
         "host": host.describe(),
         "host_source": host.source,

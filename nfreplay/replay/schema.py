@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._jit import kernel
+
 # (name, dtype, unit, meaning) -- the one declaration every other part derives from.
 PACKET_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("ts_ns", "int64", "ns since epoch", "capture timestamp"),
@@ -170,3 +172,163 @@ def take(t: PacketTable, idx) -> PacketTable:
 
 def nbytes_per_packet() -> int:
     return sum(dt.itemsize for dt in _DTYPES.values())
+
+
+# ------------------------------------------------------------------ per-packet vector (additive)
+# The engine (conntrack, pipeline, NAT) reads a packet's fields from one small int64 vector instead of
+# the 52-array PacketTable: the driver fills a block of rows with load_pv_block once per block, and
+# per-packet code passes the row `pv` (see docs/pipeline.md, "Kernel data passing"). uint64 columns
+# (addresses, MACs) hold their int64 bit patterns.
+PV_TS = 0
+PV_STATUS = 1
+PV_FAMILY = 2
+PV_PROTO = 3
+PV_SRC_HI = 4
+PV_SRC_LO = 5
+PV_DST_HI = 6
+PV_DST_LO = 7
+PV_SPORT = 8
+PV_DPORT = 9
+PV_IP_LEN = 10
+PV_L4_LEN = 11
+PV_L4_CSUM = 12
+PV_IP_CSUM = 13
+PV_TCP_HLEN = 14
+PV_TCP_FLAGS = 15
+PV_TCP_SEQ = 16
+PV_TCP_ACK = 17
+PV_TCP_SACK = 18
+PV_TCP_WIN = 19
+PV_TCP_WSCALE = 20
+PV_TCP_SACKOK = 21
+PV_TCP_MSS = 22
+PV_ICMP_TYPE = 23
+PV_ICMP_CODE = 24
+PV_ICMP_ID = 25
+PV_INNER_OK = 26
+PV_INNER_PROTO = 27
+PV_INNER_SPORT = 28
+PV_INNER_DPORT = 29
+PV_INNER_SRC_HI = 30
+PV_INNER_SRC_LO = 31
+PV_INNER_DST_HI = 32
+PV_INNER_DST_LO = 33
+PV_L3_OFF = 34
+PV_IP_HLEN = 35
+PV_TTL = 36
+PV_TOS = 37
+PV_FRAG_OFF = 38
+PV_IP_ID = 39
+PV_IP_FLAGS = 40
+PV_ETH_SRC = 41
+PV_ETH_DST = 42
+PV_VLAN_ID = 43
+PV_PKT_DIR = 44
+PV_INDEX = 45  # row index of the packet in its table
+N_PV = 48
+
+
+@kernel
+def load_pv_block(pk, start, end, out):
+    """Rows [start, end) of pk into out[0:end-start, :] (int64[B, N_PV]). The columns are taken out
+    of the table once per call (no per-row NamedTuple traffic)."""
+    ts = pk.ts_ns
+    status = pk.status
+    family = pk.family
+    proto = pk.proto
+    src_hi = pk.src_hi
+    src_lo = pk.src_lo
+    dst_hi = pk.dst_hi
+    dst_lo = pk.dst_lo
+    sport = pk.sport
+    dport = pk.dport
+    ip_len = pk.ip_len
+    l4_len = pk.l4_len
+    l4_csum = pk.l4_csum
+    ip_csum = pk.ip_csum
+    tcp_hlen = pk.tcp_hlen
+    tcp_flags = pk.tcp_flags
+    tcp_seq = pk.tcp_seq
+    tcp_ack = pk.tcp_ack
+    tcp_sack = pk.tcp_sack
+    tcp_win = pk.tcp_win
+    tcp_wscale = pk.tcp_wscale
+    tcp_sackok = pk.tcp_sackok
+    tcp_mss = pk.tcp_mss
+    icmp_type = pk.icmp_type
+    icmp_code = pk.icmp_code
+    icmp_id = pk.icmp_id
+    inner_ok = pk.inner_ok
+    inner_proto = pk.inner_proto
+    inner_sport = pk.inner_sport
+    inner_dport = pk.inner_dport
+    inner_src_hi = pk.inner_src_hi
+    inner_src_lo = pk.inner_src_lo
+    inner_dst_hi = pk.inner_dst_hi
+    inner_dst_lo = pk.inner_dst_lo
+    l3_off = pk.l3_off
+    ip_hlen = pk.ip_hlen
+    ttl = pk.ttl
+    tos = pk.tos
+    frag_off = pk.frag_off
+    ip_id = pk.ip_id
+    ip_flags = pk.ip_flags
+    eth_src = pk.eth_src
+    eth_dst = pk.eth_dst
+    vlan_id = pk.vlan_id
+    pkt_dir = pk.pkt_dir
+    for i in range(start, end):
+        k = i - start
+        out[k, PV_TS] = ts[i]
+        out[k, PV_STATUS] = status[i]
+        out[k, PV_FAMILY] = family[i]
+        out[k, PV_PROTO] = proto[i]
+        out[k, PV_SRC_HI] = np.int64(src_hi[i])
+        out[k, PV_SRC_LO] = np.int64(src_lo[i])
+        out[k, PV_DST_HI] = np.int64(dst_hi[i])
+        out[k, PV_DST_LO] = np.int64(dst_lo[i])
+        out[k, PV_SPORT] = sport[i]
+        out[k, PV_DPORT] = dport[i]
+        out[k, PV_IP_LEN] = ip_len[i]
+        out[k, PV_L4_LEN] = l4_len[i]
+        out[k, PV_L4_CSUM] = l4_csum[i]
+        out[k, PV_IP_CSUM] = ip_csum[i]
+        out[k, PV_TCP_HLEN] = tcp_hlen[i]
+        out[k, PV_TCP_FLAGS] = tcp_flags[i]
+        out[k, PV_TCP_SEQ] = tcp_seq[i]
+        out[k, PV_TCP_ACK] = tcp_ack[i]
+        out[k, PV_TCP_SACK] = tcp_sack[i]
+        out[k, PV_TCP_WIN] = tcp_win[i]
+        out[k, PV_TCP_WSCALE] = tcp_wscale[i]
+        out[k, PV_TCP_SACKOK] = tcp_sackok[i]
+        out[k, PV_TCP_MSS] = tcp_mss[i]
+        out[k, PV_ICMP_TYPE] = icmp_type[i]
+        out[k, PV_ICMP_CODE] = icmp_code[i]
+        out[k, PV_ICMP_ID] = icmp_id[i]
+        out[k, PV_INNER_OK] = inner_ok[i]
+        out[k, PV_INNER_PROTO] = inner_proto[i]
+        out[k, PV_INNER_SPORT] = inner_sport[i]
+        out[k, PV_INNER_DPORT] = inner_dport[i]
+        out[k, PV_INNER_SRC_HI] = np.int64(inner_src_hi[i])
+        out[k, PV_INNER_SRC_LO] = np.int64(inner_src_lo[i])
+        out[k, PV_INNER_DST_HI] = np.int64(inner_dst_hi[i])
+        out[k, PV_INNER_DST_LO] = np.int64(inner_dst_lo[i])
+        out[k, PV_L3_OFF] = l3_off[i]
+        out[k, PV_IP_HLEN] = ip_hlen[i]
+        out[k, PV_TTL] = ttl[i]
+        out[k, PV_TOS] = tos[i]
+        out[k, PV_FRAG_OFF] = frag_off[i]
+        out[k, PV_IP_ID] = ip_id[i]
+        out[k, PV_IP_FLAGS] = ip_flags[i]
+        out[k, PV_ETH_SRC] = np.int64(eth_src[i])
+        out[k, PV_ETH_DST] = np.int64(eth_dst[i])
+        out[k, PV_VLAN_ID] = vlan_id[i]
+        out[k, PV_PKT_DIR] = pkt_dir[i]
+        out[k, PV_INDEX] = i
+    return end - start
+
+
+@kernel
+def load_pv(pk, i, pv):
+    """Packet i of pk into pv (int64[N_PV])."""
+    load_pv_block(pk, i, i + 1, pv.reshape((1, pv.shape[0])))

@@ -3,6 +3,12 @@
 All functions are jitted with the one `kernel` decorator. They never raise for data problems: they
 return status / reason codes. Integer arithmetic in TCP sequence space is done in int64 masked to 32
 bits so that NUMBA_DISABLE_JIT=1 gives the same answers.
+
+Data passing (docs/pipeline.md "Kernel data passing"): the table is the arrays E, L, H, M, X, F of
+table.py, the parameters the int64 vector P (params.P_*), the event log the int64 array EV, the packet
+the int64 vector pv (schema.PV_*). Internal kernels take only the arrays they use. The ``*_a`` /
+``ct_in_pv`` kernels are the array-level API the pipeline calls; the historical ``ct_in(tab, prm, pk,
+i, ...)`` family are thin wrappers over them.
 """
 
 from __future__ import annotations
@@ -11,6 +17,24 @@ import numpy as np
 
 from nfreplay.replay._jit import kernel
 from nfreplay.replay.conntrack.params import (
+    P_ASSUME_GOOD,
+    P_BE_LIBERAL,
+    P_CHECKSUM,
+    P_CT_MAX,
+    P_EXPECT_MAX,
+    P_FTP_EXPECT,
+    P_GENERIC,
+    P_GRE,
+    P_GRE_STREAM,
+    P_ICMP,
+    P_ICMPV6,
+    P_IGNORE_INVALID_RST,
+    P_LOOSE,
+    P_MAX_RETRANS,
+    P_SCTP,
+    P_TCP,
+    P_UDP,
+    P_UDP_STREAM,
     R_ACK_OVER,
     R_BAD_HDR,
     R_CAPTURE_TRUNC,
@@ -35,30 +59,165 @@ from nfreplay.replay.conntrack.params import (
     R_UDP_LEN,
 )
 from nfreplay.replay.conntrack.table import (
+    C_BY,
+    C_CT_ID,
+    C_ECACHE,
+    C_FAMILY,
+    C_FIRST_PKT,
+    C_FIRST_TS,
+    C_FTP_NSEQ,
+    C_FTP_SEQ,
+    C_GEN,
+    C_HELPER,
+    C_LAST_ACK,
+    C_LAST_DIR,
+    C_LAST_END,
+    C_LAST_FLAGS,
+    C_LAST_INDEX,
+    C_LAST_PKT,
+    C_LAST_SEQ,
+    C_LAST_TS,
+    C_LAST_WIN,
+    C_LAST_WSCALE,
+    C_MARK,
+    C_MASTER,
+    C_O_DPORT,
+    C_O_DST_HI,
+    C_O_DST_LO,
+    C_O_SPORT,
+    C_O_SRC_HI,
+    C_O_SRC_LO,
+    C_PK,
+    C_PROTO,
+    C_R_DPORT,
+    C_R_DST_HI,
+    C_R_DST_LO,
+    C_R_SPORT,
+    C_R_SRC_HI,
+    C_R_SRC_LO,
+    C_RETRANS,
+    C_STATUS,
+    C_STREAM_TS,
+    C_TCP_STATE,
+    C_TD_END,
+    C_TD_FLAGS,
+    C_TD_MAXACK,
+    C_TD_MAXEND,
+    C_TD_MAXWIN,
+    C_TD_SCALE,
+    C_TIMEOUT_REL,
+    C_TUPLE,
+    C_USED,
+    C_ZONE,
+    CF_BYTES_ORIG,
+    CF_BYTES_REPLY,
+    CF_END,
+    CF_END_TS_NS,
+    CF_FAMILY,
+    CF_FINAL_TCP_STATE,
+    CF_FIRST_PACKET,
+    CF_FIRST_TS_NS,
+    CF_LAST_PACKET,
+    CF_LAST_TS_NS,
+    CF_MARK,
+    CF_ORIG_DPORT,
+    CF_ORIG_DST_HI,
+    CF_ORIG_DST_LO,
+    CF_ORIG_SPORT,
+    CF_ORIG_SRC_HI,
+    CF_ORIG_SRC_LO,
+    CF_PACKETS_ORIG,
+    CF_PACKETS_REPLY,
+    CF_PROTO,
+    CF_REPLY_DPORT,
+    CF_REPLY_DST_HI,
+    CF_REPLY_DST_LO,
+    CF_REPLY_SPORT,
+    CF_REPLY_SRC_HI,
+    CF_REPLY_SRC_LO,
+    CF_STATUS,
+    CF_ZONE,
     EV_ASSURED,
     EV_HELPER,
     EV_MARK,
     EV_PROTOINFO,
     EV_REPLY,
+    L_CLOSED,
+    L_EXPIRES,
+    L_GEN,
     M_COUNT,
     M_CSUM_BAD,
     M_EARLY_DROP,
     M_EXPECT_CREATED,
     M_FLOW_OVERFLOW,
     M_FREE_TOP,
+    M_GEN,
     M_HELPER_DROP,
     M_INSERT_FAILED,
-    M_MASK,
+    M_LEN,
     M_N_EXPECT,
     M_NEXT_ID,
     M_PENDING,
+    M_SCRATCH,
     M_TABLE_FULL,
+    N_E,
+    X_CREATED,
+    X_DPORT,
+    X_DST_HI,
+    X_DST_LO,
+    X_EXPIRES,
+    X_FAMILY,
+    X_MASTER,
+    X_MASTER_ID,
+    X_PROTO,
+    X_SRC_HI,
+    X_SRC_LO,
+    X_USED,
+    X_ZONE,
+)
+from nfreplay.replay.schema import (
+    N_PV,
+    PV_DPORT,
+    PV_DST_HI,
+    PV_DST_LO,
+    PV_FAMILY,
+    PV_ICMP_CODE,
+    PV_ICMP_ID,
+    PV_ICMP_TYPE,
+    PV_INDEX,
+    PV_INNER_DPORT,
+    PV_INNER_DST_HI,
+    PV_INNER_DST_LO,
+    PV_INNER_OK,
+    PV_INNER_PROTO,
+    PV_INNER_SPORT,
+    PV_INNER_SRC_HI,
+    PV_INNER_SRC_LO,
+    PV_IP_HLEN,
+    PV_IP_LEN,
+    PV_L3_OFF,
+    PV_L4_CSUM,
+    PV_L4_LEN,
+    PV_PROTO,
+    PV_SPORT,
+    PV_SRC_HI,
+    PV_SRC_LO,
+    PV_STATUS,
+    PV_TCP_ACK,
+    PV_TCP_FLAGS,
+    PV_TCP_HLEN,
+    PV_TCP_SACK,
+    PV_TCP_SACKOK,
+    PV_TCP_SEQ,
+    PV_TCP_WIN,
+    PV_TCP_WSCALE,
+    PV_TS,
+    load_pv,
+    load_pv_block,
 )
 
 NS = 1_000_000_000
 U32 = 0xFFFFFFFF
-U64_32 = np.uint64(32)
-U64_LO = np.uint64(0xFFFFFFFF)
 
 # status bits
 S_EXPECTED = 1
@@ -150,100 +309,96 @@ def _mix(h, w):
 
 @kernel
 def tuple_hash(fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
+    """Hash of a tuple; addresses are int64 bit patterns of the uint64 halves."""
     h = np.int64(0x2545F491)
-    h = _mix(h, np.int64(shi >> U64_32))
-    h = _mix(h, np.int64(shi & U64_LO))
-    h = _mix(h, np.int64(slo >> U64_32))
-    h = _mix(h, np.int64(slo & U64_LO))
-    h = _mix(h, np.int64(dhi >> U64_32))
-    h = _mix(h, np.int64(dhi & U64_LO))
-    h = _mix(h, np.int64(dlo >> U64_32))
-    h = _mix(h, np.int64(dlo & U64_LO))
+    h = _mix(h, (shi >> 32) & U32)
+    h = _mix(h, shi & U32)
+    h = _mix(h, (slo >> 32) & U32)
+    h = _mix(h, slo & U32)
+    h = _mix(h, (dhi >> 32) & U32)
+    h = _mix(h, dhi & U32)
+    h = _mix(h, (dlo >> 32) & U32)
+    h = _mix(h, dlo & U32)
     h = _mix(h, (np.int64(sp) << 16) | np.int64(dp))
     h = _mix(h, (np.int64(fam) << 24) | (np.int64(proto) << 16) | np.int64(zone))
     return h
 
 
 @kernel
-def _entry_hash(tab, v):
+def _entry_hash(E, v):
     s = (v - 1) >> 1
-    if ((v - 1) & 1) == 0:
-        return tuple_hash(tab.family[s], tab.proto[s], tab.zone[s], tab.o_src_hi[s], tab.o_src_lo[s],
-                          tab.o_dst_hi[s], tab.o_dst_lo[s], tab.o_sport[s], tab.o_dport[s])
-    return tuple_hash(tab.family[s], tab.proto[s], tab.zone[s], tab.r_src_hi[s], tab.r_src_lo[s],
-                      tab.r_dst_hi[s], tab.r_dst_lo[s], tab.r_sport[s], tab.r_dport[s])
+    c = C_TUPLE + 6 * ((v - 1) & 1)
+    return tuple_hash(E[s, C_FAMILY], E[s, C_PROTO], E[s, C_ZONE], E[s, c], E[s, c + 1], E[s, c + 2],
+                      E[s, c + 3], E[s, c + 4], E[s, c + 5])
 
 
 @kernel
-def _key_eq(tab, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
+def _key_eq(E, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
     s = (v - 1) >> 1
-    if tab.family[s] != fam or tab.proto[s] != proto or tab.zone[s] != zone:
+    if E[s, C_FAMILY] != fam or E[s, C_PROTO] != proto or E[s, C_ZONE] != zone:
         return False
-    if ((v - 1) & 1) == 0:
-        return (tab.o_src_lo[s] == slo and tab.o_dst_lo[s] == dlo and tab.o_sport[s] == sp
-                and tab.o_dport[s] == dp and tab.o_src_hi[s] == shi and tab.o_dst_hi[s] == dhi)
-    return (tab.r_src_lo[s] == slo and tab.r_dst_lo[s] == dlo and tab.r_sport[s] == sp
-            and tab.r_dport[s] == dp and tab.r_src_hi[s] == shi and tab.r_dst_hi[s] == dhi)
+    c = C_TUPLE + 6 * ((v - 1) & 1)
+    return (E[s, c + 1] == slo and E[s, c + 3] == dlo and E[s, c + 4] == sp
+            and E[s, c + 5] == dp and E[s, c] == shi and E[s, c + 2] == dhi)
 
 
 @kernel
-def _find_pos(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
-    """Position in hidx of the confirmed tuple, or -1."""
-    mask = tab.meta[M_MASK]
+def _find_pos(E, H, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
+    """Position in H of the confirmed tuple, or -1."""
+    mask = H.shape[0] - 1
     p = tuple_hash(fam, proto, zone, shi, slo, dhi, dlo, sp, dp) & mask
     while True:
-        v = tab.hidx[p]
+        v = H[p]
         if v == 0:
             return -1
-        if _key_eq(tab, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
+        if _key_eq(E, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
             return p
         p = (p + 1) & mask
 
 
 @kernel
-def _hash_insert(tab, v, h):
-    mask = tab.meta[M_MASK]
+def _hash_insert(H, v, h):
+    mask = H.shape[0] - 1
     p = h & mask
-    while tab.hidx[p] != 0:
+    while H[p] != 0:
         p = (p + 1) & mask
-    tab.hidx[p] = v
+    H[p] = v
 
 
 @kernel
-def _hash_delete_pos(tab, p):
+def _hash_delete_pos(E, H, p):
     """Linear-probing delete with backward shift (no tombstones)."""
-    mask = tab.meta[M_MASK]
-    tab.hidx[p] = 0
+    mask = H.shape[0] - 1
+    H[p] = 0
     j = p
     while True:
         j = (j + 1) & mask
-        v = tab.hidx[j]
+        v = H[j]
         if v == 0:
             return
-        k = _entry_hash(tab, v) & mask
+        k = _entry_hash(E, v) & mask
         if p <= j:
             if p < k <= j:
                 continue
         elif k <= j or k > p:
             continue
-        tab.hidx[p] = v
-        tab.hidx[j] = 0
+        H[p] = v
+        H[j] = 0
         p = j
 
 
 @kernel
-def _hash_remove_entry(tab, s):
+def _hash_remove_entry(E, H, s):
+    mask = H.shape[0] - 1
     for d in range(2):
         v = np.int64(s * 2 + d + 1)
-        h = _entry_hash(tab, v)
-        mask = tab.meta[M_MASK]
-        p = h & mask
+        p = _entry_hash(E, v) & mask
         while True:
-            w = tab.hidx[p]
+            w = H[p]
             if w == 0:
                 break
             if w == v:
-                _hash_delete_pos(tab, p)
+                _hash_delete_pos(E, H, p)
                 break
             p = (p + 1) & mask
 
@@ -251,103 +406,106 @@ def _hash_remove_entry(tab, s):
 # ------------------------------------------------------------------------------------------- events
 
 @kernel
-def _emit(ev, ct_id, pkt_index, ts, kind, tcp_state, status, timeout_s):
-    k = ev.n[0]
-    if k >= len(ev.ct_id):
-        ev.n[1] += 1
+def _emit(EV, ct_id, pkt_index, ts, kind, tcp_state, status, timeout_s):
+    k = EV[0, 0]
+    if k >= EV.shape[0] - 1:
+        EV[0, 1] += 1
         return
-    ev.ct_id[k] = ct_id
-    ev.packet_index[k] = pkt_index
-    ev.ts_ns[k] = ts
-    ev.event[k] = kind
-    ev.tcp_state[k] = tcp_state
-    ev.status[k] = status & 0xFFFFFFFF
-    ev.timeout_s[k] = timeout_s
-    ev.n[0] = k + 1
+    r = k + 1
+    EV[r, 0] = ct_id
+    EV[r, 1] = pkt_index
+    EV[r, 2] = ts
+    EV[r, 3] = kind
+    EV[r, 4] = tcp_state
+    EV[r, 5] = status & 0xFFFFFFFF
+    EV[r, 6] = timeout_s
+    EV[0, 0] = r
 
 
 @kernel
-def _write_flow(tab, s, end, end_ts):
-    f = tab.ct_id[s]
-    if f < 0 or f >= len(tab.f_family):
+def _write_flow(E, F, s, end, end_ts):
+    f = E[s, C_CT_ID]
+    if f < 0 or f >= F.shape[0]:
         return
-    tab.f_status[f] = tab.status[s] & 0xFFFFFFFF
-    tab.f_last_ts_ns[f] = tab.last_ts[s]
-    tab.f_packets_orig[f] = tab.pk_o[s]
-    tab.f_bytes_orig[f] = tab.by_o[s]
-    tab.f_packets_reply[f] = tab.pk_r[s]
-    tab.f_bytes_reply[f] = tab.by_r[s]
-    tab.f_final_tcp_state[f] = tab.tcp_state[s]
-    tab.f_end[f] = end
-    tab.f_end_ts_ns[f] = end_ts
-    tab.f_last_packet[f] = tab.last_pkt[s]
-    tab.f_mark[f] = tab.mark[s] & 0xFFFFFFFF
-    tab.f_reply_src_hi[f] = tab.r_src_hi[s]
-    tab.f_reply_src_lo[f] = tab.r_src_lo[s]
-    tab.f_reply_dst_hi[f] = tab.r_dst_hi[s]
-    tab.f_reply_dst_lo[f] = tab.r_dst_lo[s]
-    tab.f_reply_sport[f] = tab.r_sport[s]
-    tab.f_reply_dport[f] = tab.r_dport[s]
+    F[f, CF_STATUS] = E[s, C_STATUS] & 0xFFFFFFFF
+    F[f, CF_LAST_TS_NS] = E[s, C_LAST_TS]
+    F[f, CF_PACKETS_ORIG] = E[s, C_PK]
+    F[f, CF_BYTES_ORIG] = E[s, C_BY]
+    F[f, CF_PACKETS_REPLY] = E[s, C_PK + 1]
+    F[f, CF_BYTES_REPLY] = E[s, C_BY + 1]
+    F[f, CF_FINAL_TCP_STATE] = E[s, C_TCP_STATE]
+    F[f, CF_END] = end
+    F[f, CF_END_TS_NS] = end_ts
+    F[f, CF_LAST_PACKET] = E[s, C_LAST_PKT]
+    F[f, CF_MARK] = E[s, C_MARK] & 0xFFFFFFFF
+    F[f, CF_REPLY_SRC_HI] = E[s, C_R_SRC_HI]
+    F[f, CF_REPLY_SRC_LO] = E[s, C_R_SRC_LO]
+    F[f, CF_REPLY_DST_HI] = E[s, C_R_DST_HI]
+    F[f, CF_REPLY_DST_LO] = E[s, C_R_DST_LO]
+    F[f, CF_REPLY_SPORT] = E[s, C_R_SPORT] & 0xFFFF
+    F[f, CF_REPLY_DPORT] = E[s, C_R_DPORT] & 0xFFFF
 
 
 @kernel
-def _free_slot(tab, s):
-    tab.used[s] = 0
-    tab.ct_id[s] = -1
-    tab.master[s] = -1
-    top = tab.meta[M_FREE_TOP]
-    tab.free[top] = s
-    tab.meta[M_FREE_TOP] = top + 1
-    tab.meta[M_COUNT] -= 1
+def _free_slot(E, L, M, s):
+    E[s, C_USED] = 0
+    E[s, C_CT_ID] = -1
+    E[s, C_MASTER] = -1
+    L[s, L_GEN] = -1
+    top = M[M_FREE_TOP]
+    M[M_LEN + top] = s
+    M[M_FREE_TOP] = top + 1
+    M[M_COUNT] -= 1
 
 
 @kernel
-def _drop_expectations_of(tab, s):
-    if tab.meta[M_N_EXPECT] == 0:
+def _drop_expectations_of(E, M, X, s):
+    if M[M_N_EXPECT] == 0:
         return
-    cid = tab.ct_id[s]
-    for e in range(len(tab.e_used)):
-        if tab.e_used[e] != 0 and tab.e_master[e] == s and tab.e_master_id[e] == cid:
-            tab.e_used[e] = 0
-            tab.meta[M_N_EXPECT] -= 1
+    cid = E[s, C_CT_ID]
+    for e in range(X.shape[0]):
+        if X[e, X_USED] != 0 and X[e, X_MASTER] == s and X[e, X_MASTER_ID] == cid:
+            X[e, X_USED] = 0
+            M[M_N_EXPECT] -= 1
 
 
 @kernel
-def _destroy(tab, s, ts, pkt_index, end, ev, defer):
+def _destroy(E, L, H, M, X, F, EV, s, ts, pkt_index, end, defer):
     """Remove a confirmed entry: DESTROY event, flow record closed. defer: keep the slot readable
     until the next ct_in (the current packet still references it)."""
-    _hash_remove_entry(tab, s)
-    tab.status[s] |= S_DYING
-    _emit(ev, tab.ct_id[s], pkt_index, ts, EVT_DESTROY, tab.tcp_state[s], tab.status[s], 0)
-    _write_flow(tab, s, end, ts)
-    _drop_expectations_of(tab, s)
+    _hash_remove_entry(E, H, s)
+    E[s, C_STATUS] |= S_DYING
+    L[s, L_GEN] = -1
+    _emit(EV, E[s, C_CT_ID], pkt_index, ts, EVT_DESTROY, E[s, C_TCP_STATE], E[s, C_STATUS], 0)
+    _write_flow(E, F, s, end, ts)
+    _drop_expectations_of(E, M, X, s)
     if defer:
-        tab.meta[M_PENDING] = s
+        M[M_PENDING] = s
     else:
-        _free_slot(tab, s)
+        _free_slot(E, L, M, s)
 
 
 @kernel
-def _lookup(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now, ev):
+def _lookup(E, L, H, M, X, F, EV, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now):
     """(slot, dir) of the live confirmed entry with this tuple; an expired match is reaped (DESTROY
     stamped with its expiry time, packet_index -1) and not returned."""
-    p = _find_pos(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp)
+    p = _find_pos(E, H, fam, proto, zone, shi, slo, dhi, dlo, sp, dp)
     if p < 0:
         return -1, 0
-    v = tab.hidx[p]
+    v = H[p]
     s = (v - 1) >> 1
-    if now >= tab.expires[s]:
-        _destroy(tab, s, tab.expires[s], -1, END_EXPIRED, ev, False)
+    if now >= L[s, L_EXPIRES]:
+        _destroy(E, L, H, M, X, F, EV, s, L[s, L_EXPIRES], -1, END_EXPIRED, False)
         return -1, 0
     return s, (v - 1) & 1
 
 
 @kernel
-def _reap_all_expired(tab, now, ev):
+def _reap_all_expired(E, L, H, M, X, F, EV, now):
     n = 0
-    for s in range(len(tab.used)):
-        if tab.used[s] == 2 and (tab.status[s] & S_DYING) == 0 and now >= tab.expires[s]:
-            _destroy(tab, s, tab.expires[s], -1, END_EXPIRED, ev, False)
+    for s in range(E.shape[0]):
+        if E[s, C_USED] == 2 and (E[s, C_STATUS] & S_DYING) == 0 and now >= L[s, L_EXPIRES]:
+            _destroy(E, L, H, M, X, F, EV, s, L[s, L_EXPIRES], -1, END_EXPIRED, False)
             n += 1
     return n
 
@@ -401,131 +559,107 @@ def _has_ports(proto):
 # --------------------------------------------------------------------------------- entry allocation
 
 @kernel
-def _alloc(tab, prm, now, pkt_index, ev):
+def _alloc(E, L, H, M, X, F, EV, P, now, pkt_index):
     """A free slot, applying nf_conntrack_max with early drop. -1: table full (packet dropped)."""
-    lim = len(tab.used)
-    if prm.ct_max > 0 and prm.ct_max < lim:
-        lim = prm.ct_max
-    if tab.meta[M_COUNT] >= lim or tab.meta[M_FREE_TOP] == 0:
-        _reap_all_expired(tab, now, ev)
-    if tab.meta[M_COUNT] >= lim or tab.meta[M_FREE_TOP] == 0:
+    lim = E.shape[0]
+    ct_max = P[P_CT_MAX]
+    if ct_max > 0 and ct_max < lim:
+        lim = ct_max
+    if M[M_COUNT] >= lim or M[M_FREE_TOP] == 0:
+        _reap_all_expired(E, L, H, M, X, F, EV, now)
+    if M[M_COUNT] >= lim or M[M_FREE_TOP] == 0:
         # early drop: the oldest confirmed, non-ASSURED, non-dying entry (documented policy)
         victim = -1
         best = np.int64(0x7FFFFFFFFFFFFFFF)
-        for s in range(len(tab.used)):
-            if (tab.used[s] == 2 and (tab.status[s] & (S_ASSURED | S_DYING)) == 0
-                    and tab.ct_id[s] < best):
-                best = tab.ct_id[s]
+        for s in range(E.shape[0]):
+            if (E[s, C_USED] == 2 and (E[s, C_STATUS] & (S_ASSURED | S_DYING)) == 0
+                    and E[s, C_CT_ID] < best):
+                best = E[s, C_CT_ID]
                 victim = s
         if victim < 0:
-            tab.meta[M_TABLE_FULL] += 1
+            M[M_TABLE_FULL] += 1
             return -1
-        _destroy(tab, victim, now, pkt_index, END_EVICTED, ev, False)
-        tab.meta[M_EARLY_DROP] += 1
-    top = tab.meta[M_FREE_TOP] - 1
-    tab.meta[M_FREE_TOP] = top
-    s = tab.free[top]
-    tab.meta[M_COUNT] += 1
+        _destroy(E, L, H, M, X, F, EV, victim, now, pkt_index, END_EVICTED, False)
+        M[M_EARLY_DROP] += 1
+    top = M[M_FREE_TOP] - 1
+    M[M_FREE_TOP] = top
+    s = M[M_LEN + top]
+    M[M_COUNT] += 1
     return s
 
 
 @kernel
-def _init_entry(tab, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, rdp, now, pkt_index):
-    tab.used[s] = 1
-    tab.family[s] = fam
-    tab.proto[s] = proto
-    tab.zone[s] = zone
-    tab.o_src_hi[s] = shi
-    tab.o_src_lo[s] = slo
-    tab.o_dst_hi[s] = dhi
-    tab.o_dst_lo[s] = dlo
-    tab.o_sport[s] = sp
-    tab.o_dport[s] = dp
-    tab.r_src_hi[s] = dhi
-    tab.r_src_lo[s] = dlo
-    tab.r_dst_hi[s] = shi
-    tab.r_dst_lo[s] = slo
-    tab.r_sport[s] = rsp
-    tab.r_dport[s] = rdp
-    tab.status[s] = 0
-    tab.expires[s] = 0
-    tab.timeout_rel[s] = 0
-    tab.mark[s] = 0
-    tab.helper[s] = 0
-    tab.ct_id[s] = -1
-    tab.master[s] = -1
-    tab.ecache[s] = 0
-    tab.pk_o[s] = 0
-    tab.by_o[s] = 0
-    tab.pk_r[s] = 0
-    tab.by_r[s] = 0
-    tab.first_ts[s] = now
-    tab.last_ts[s] = now
-    tab.first_pkt[s] = pkt_index
-    tab.last_pkt[s] = pkt_index
-    tab.stream_ts[s] = now + 2 * NS
-    tab.tcp_state[s] = 0
-    for d in range(2):
-        tab.td_end[s, d] = 0
-        tab.td_maxend[s, d] = 0
-        tab.td_maxwin[s, d] = 0
-        tab.td_maxack[s, d] = 0
-        tab.td_scale[s, d] = 0
-        tab.td_flags[s, d] = 0
-        tab.ftp_nseq[s, d] = 0
-        tab.ftp_seq[s, d, 0] = 0
-        tab.ftp_seq[s, d, 1] = 0
-    tab.last_dir[s] = 0
-    tab.last_index[s] = I_NONE
-    tab.last_seq[s] = 0
-    tab.last_ack[s] = 0
-    tab.last_end[s] = 0
-    tab.last_win[s] = 0
-    tab.last_wscale[s] = 0
-    tab.last_flags[s] = 0
-    tab.retrans[s] = 0
+def _init_entry(E, L, M, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, rdp, now, pkt_index):
+    for c in range(N_E):
+        E[s, c] = 0
+    E[s, C_USED] = 1
+    E[s, C_FAMILY] = fam
+    E[s, C_PROTO] = proto
+    E[s, C_ZONE] = zone
+    E[s, C_O_SRC_HI] = shi
+    E[s, C_O_SRC_LO] = slo
+    E[s, C_O_DST_HI] = dhi
+    E[s, C_O_DST_LO] = dlo
+    E[s, C_O_SPORT] = sp
+    E[s, C_O_DPORT] = dp
+    E[s, C_R_SRC_HI] = dhi
+    E[s, C_R_SRC_LO] = dlo
+    E[s, C_R_DST_HI] = shi
+    E[s, C_R_DST_LO] = slo
+    E[s, C_R_SPORT] = rsp
+    E[s, C_R_DPORT] = rdp
+    E[s, C_CT_ID] = -1
+    E[s, C_MASTER] = -1
+    E[s, C_FIRST_TS] = now
+    E[s, C_LAST_TS] = now
+    E[s, C_FIRST_PKT] = pkt_index
+    E[s, C_LAST_PKT] = pkt_index
+    E[s, C_STREAM_TS] = now + 2 * NS
+    E[s, C_LAST_INDEX] = I_NONE
+    g = M[M_GEN] + 1
+    M[M_GEN] = g
+    E[s, C_GEN] = g
+    L[s, L_GEN] = -1
+    L[s, L_EXPIRES] = 0
+    L[s, L_CLOSED] = 0
 
 
 @kernel
-def _refresh(tab, s, d, now, timeout, ip_len):
+def _acct(E, s, d, ip_len):
+    E[s, C_PK + d] += 1
+    E[s, C_BY + d] += ip_len
+
+
+@kernel
+def _refresh(E, L, s, d, now, timeout, ip_len):
     """nf_ct_refresh_acct: unconfirmed entries keep a relative timeout until confirm."""
-    if (tab.status[s] & S_FIXED_TIMEOUT) == 0:
-        if tab.used[s] == 2:
-            tab.expires[s] = now + timeout
+    if (E[s, C_STATUS] & S_FIXED_TIMEOUT) == 0:
+        if E[s, C_USED] == 2:
+            L[s, L_EXPIRES] = now + timeout
         else:
-            tab.timeout_rel[s] = timeout
-    _acct(tab, s, d, ip_len)
+            E[s, C_TIMEOUT_REL] = timeout
+    _acct(E, s, d, ip_len)
 
 
 @kernel
-def _acct(tab, s, d, ip_len):
-    if d == 0:
-        tab.pk_o[s] += 1
-        tab.by_o[s] += ip_len
-    else:
-        tab.pk_r[s] += 1
-        tab.by_r[s] += ip_len
-
-
-@kernel
-def _find_expectation(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now):
+def _find_expectation(E, M, X, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now):
     """nf_ct_find_expectation: consumes and returns the master slot, or -1."""
-    if tab.meta[M_N_EXPECT] == 0:
+    if M[M_N_EXPECT] == 0:
         return -1
-    for e in range(len(tab.e_used)):
-        if tab.e_used[e] == 0:
+    for e in range(X.shape[0]):
+        if X[e, X_USED] == 0:
             continue
-        m = tab.e_master[e]
-        if now >= tab.e_expires[e] or tab.used[m] != 2 or tab.ct_id[m] != tab.e_master_id[e] \
-                or (tab.status[m] & S_DYING) != 0:
-            tab.e_used[e] = 0
-            tab.meta[M_N_EXPECT] -= 1
+        m = X[e, X_MASTER]
+        if now >= X[e, X_EXPIRES] or E[m, C_USED] != 2 or E[m, C_CT_ID] != X[e, X_MASTER_ID] \
+                or (E[m, C_STATUS] & S_DYING) != 0:
+            X[e, X_USED] = 0
+            M[M_N_EXPECT] -= 1
             continue
-        if (tab.e_family[e] == fam and tab.e_proto[e] == proto and tab.e_zone[e] == zone
-                and tab.e_dst_lo[e] == dlo and tab.e_dst_hi[e] == dhi and tab.e_dport[e] == dp
-                and tab.e_src_lo[e] == slo and tab.e_src_hi[e] == shi):
-            tab.e_used[e] = 0
-            tab.meta[M_N_EXPECT] -= 1
+        if (X[e, X_FAMILY] == fam and X[e, X_PROTO] == proto and X[e, X_ZONE] == zone
+                and X[e, X_DST_LO] == dlo and X[e, X_DST_HI] == dhi and X[e, X_DPORT] == dp
+                and X[e, X_SRC_LO] == slo and X[e, X_SRC_HI] == shi):
+            X[e, X_USED] = 0
+            M[M_N_EXPECT] -= 1
             return m
     return -1
 
@@ -546,27 +680,27 @@ def _tcp_index(fl):
 
 
 @kernel
-def _tcp_options(tab, s, d, ws, sackok):
+def _tcp_options(E, s, d, ws, sackok):
     """tcp_options(): td_scale and WINDOW_SCALE/SACK_PERM from the SYN; BE_LIBERAL preserved."""
-    tab.td_scale[s, d] = 0
-    tab.td_flags[s, d] &= F_LIBERAL
+    E[s, C_TD_SCALE + d] = 0
+    E[s, C_TD_FLAGS + d] &= F_LIBERAL
     if sackok:
-        tab.td_flags[s, d] |= F_SACK_PERM
+        E[s, C_TD_FLAGS + d] |= F_SACK_PERM
     if ws >= 0:
-        tab.td_flags[s, d] |= F_WSCALE
-        tab.td_scale[s, d] = 14 if ws > 14 else ws
+        E[s, C_TD_FLAGS + d] |= F_WSCALE
+        E[s, C_TD_SCALE + d] = 14 if ws > 14 else ws
 
 
 @kernel
-def _tcp_init_sender(tab, s, d, end, win, ws, sackok):
-    tab.td_end[s, d] = end
-    tab.td_maxend[s, d] = end
-    tab.td_maxwin[s, d] = 1 if win == 0 else win
-    _tcp_options(tab, s, d, ws, sackok)
+def _tcp_init_sender(E, s, d, end, win, ws, sackok):
+    E[s, C_TD_END + d] = end
+    E[s, C_TD_MAXEND + d] = end
+    E[s, C_TD_MAXWIN + d] = 1 if win == 0 else win
+    _tcp_options(E, s, d, ws, sackok)
     r = 1 - d
-    if d == 1 and not ((tab.td_flags[s, d] & F_WSCALE) and (tab.td_flags[s, r] & F_WSCALE)):
-        tab.td_scale[s, d] = 0
-        tab.td_scale[s, r] = 0
+    if d == 1 and not ((E[s, C_TD_FLAGS + d] & F_WSCALE) and (E[s, C_TD_FLAGS + r] & F_WSCALE)):
+        E[s, C_TD_SCALE + d] = 0
+        E[s, C_TD_SCALE + r] = 0
 
 
 # results of tcp_in_window
@@ -576,48 +710,48 @@ W_INVALID = 2
 
 
 @kernel
-def _tcp_in_window(tab, prm, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
+def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
     """tcp_in_window (6.1+): returns (W_*, reason)."""
     r = 1 - d
-    state = tab.tcp_state[s]
-    if (tab.td_flags[s, r] & F_SACK_PERM) == 0:
+    state = E[s, C_TCP_STATE]
+    if (E[s, C_TD_FLAGS + r] & F_SACK_PERM) == 0:
         sack = ack
-    if tab.td_maxwin[s, d] == 0:
+    if E[s, C_TD_MAXWIN + d] == 0:
         if fl & 0x02:
-            _tcp_init_sender(tab, s, d, end, win, ws, sackok)
+            _tcp_init_sender(E, s, d, end, win, ws, sackok)
             if (fl & 0x10) == 0:
                 return W_ACCEPT, 0
         else:
-            tab.td_end[s, d] = end
-            sw = (win << tab.td_scale[s, d]) & U32
-            tab.td_maxwin[s, d] = 1 if sw == 0 else sw
-            tab.td_maxend[s, d] = (end + tab.td_maxwin[s, d]) & U32
-            if tab.td_maxwin[s, r] == 0:
-                tab.td_end[s, r] = sack
-                tab.td_maxend[s, r] = sack
-            elif sack == ((tab.td_end[s, r] + 1) & U32):
-                tab.td_end[s, r] = (tab.td_end[s, r] + 1) & U32
-    elif (fl & 0x02) and after(end, tab.td_end[s, d]) and (state == sSS or state == sSR):
-        _tcp_init_sender(tab, s, d, end, win, ws, sackok)
+            E[s, C_TD_END + d] = end
+            sw = (win << E[s, C_TD_SCALE + d]) & U32
+            E[s, C_TD_MAXWIN + d] = 1 if sw == 0 else sw
+            E[s, C_TD_MAXEND + d] = (end + E[s, C_TD_MAXWIN + d]) & U32
+            if E[s, C_TD_MAXWIN + r] == 0:
+                E[s, C_TD_END + r] = sack
+                E[s, C_TD_MAXEND + r] = sack
+            elif sack == ((E[s, C_TD_END + r] + 1) & U32):
+                E[s, C_TD_END + r] = (E[s, C_TD_END + r] + 1) & U32
+    elif (fl & 0x02) and after(end, E[s, C_TD_END + d]) and (state == sSS or state == sSR):
+        _tcp_init_sender(E, s, d, end, win, ws, sackok)
         if d == 1 and (fl & 0x10) == 0:
             return W_ACCEPT, 0
 
     if (fl & 0x10) == 0:
-        ack = tab.td_end[s, r]
+        ack = E[s, C_TD_END + r]
         sack = ack
     elif (fl & 0x14) == 0x14 and ack == 0:
-        ack = tab.td_end[s, r]
+        ack = E[s, C_TD_END + r]
         sack = ack
     if (fl & 0x04) and seq == 0 and state == sSS:
-        seq = tab.td_end[s, d]
+        seq = E[s, C_TD_END + d]
         end = seq
 
-    liberal = (tab.td_flags[s, d] & F_LIBERAL) != 0 or prm.be_liberal != 0
-    s_end = tab.td_end[s, d]
-    s_maxend = tab.td_maxend[s, d]
-    r_end = tab.td_end[s, r]
-    r_maxwin = tab.td_maxwin[s, r]
-    maxack = tab.td_maxwin[s, d]
+    liberal = (E[s, C_TD_FLAGS + d] & F_LIBERAL) != 0 or P[P_BE_LIBERAL] != 0
+    s_end = E[s, C_TD_END + d]
+    s_maxend = E[s, C_TD_MAXEND + d]
+    r_end = E[s, C_TD_END + r]
+    r_maxwin = E[s, C_TD_MAXWIN + r]
+    maxack = E[s, C_TD_MAXWIN + d]
     if maxack < 66000:
         maxack = 66000
     ack_ok = after(sack, (r_end - maxack - 1) & U32)
@@ -625,8 +759,8 @@ def _tcp_in_window(tab, prm, s, d, index, fl, seq, ack, sack, win, end, ws, sack
         overshot = (end - s_maxend + 1) & U32
         in_recv = r_maxwin != 0 and after(end, (s_end - r_maxwin - 1) & U32)
         if in_recv and ack_ok and overshot <= r_maxwin and before(sack, (r_end + 1) & U32):
-            tab.td_end[s, d] = end
-            tab.td_flags[s, d] |= F_UNACK
+            E[s, C_TD_END + d] = end
+            E[s, C_TD_FLAGS + d] |= F_UNACK
             return (W_ACCEPT if liberal else W_IGNORE), 0
         return (W_ACCEPT if liberal else W_INVALID), R_SEQ_OVER
     if not before(sack, (r_end + 1) & U32):
@@ -638,38 +772,38 @@ def _tcp_in_window(tab, prm, s, d, index, fl, seq, ack, sack, win, end, ws, sack
 
     # all four checks passed: update
     if (fl & 0x02) == 0:
-        win = (win << tab.td_scale[s, d]) & U32
+        win = (win << E[s, C_TD_SCALE + d]) & U32
     swin = (win + ((sack - ack) & U32)) & U32
-    if tab.td_maxwin[s, d] < swin:
-        tab.td_maxwin[s, d] = swin
-    if after(end, tab.td_end[s, d]):
-        tab.td_end[s, d] = end
-        tab.td_flags[s, d] |= F_UNACK
+    if E[s, C_TD_MAXWIN + d] < swin:
+        E[s, C_TD_MAXWIN + d] = swin
+    if after(end, E[s, C_TD_END + d]):
+        E[s, C_TD_END + d] = end
+        E[s, C_TD_FLAGS + d] |= F_UNACK
     if fl & 0x10:
-        if (tab.td_flags[s, d] & F_MAXACK) == 0:
-            tab.td_maxack[s, d] = ack
-            tab.td_flags[s, d] |= F_MAXACK
-        elif after(ack, tab.td_maxack[s, d]):
-            tab.td_maxack[s, d] = ack
-    if tab.td_maxwin[s, r] != 0 and after(end, s_maxend):
-        tab.td_maxwin[s, r] = (tab.td_maxwin[s, r] + ((end - s_maxend) & U32)) & U32
-    if after((sack + win) & U32, (tab.td_maxend[s, r] - 1) & U32):
-        tab.td_maxend[s, r] = (sack + win) & U32
+        if (E[s, C_TD_FLAGS + d] & F_MAXACK) == 0:
+            E[s, C_TD_MAXACK + d] = ack
+            E[s, C_TD_FLAGS + d] |= F_MAXACK
+        elif after(ack, E[s, C_TD_MAXACK + d]):
+            E[s, C_TD_MAXACK + d] = ack
+    if E[s, C_TD_MAXWIN + r] != 0 and after(end, s_maxend):
+        E[s, C_TD_MAXWIN + r] = (E[s, C_TD_MAXWIN + r] + ((end - s_maxend) & U32)) & U32
+    if after((sack + win) & U32, (E[s, C_TD_MAXEND + r] - 1) & U32):
+        E[s, C_TD_MAXEND + r] = (sack + win) & U32
         if win == 0:
-            tab.td_maxend[s, r] = (tab.td_maxend[s, r] + 1) & U32
-    if ack == tab.td_end[s, r]:
-        tab.td_flags[s, r] &= ~F_UNACK
+            E[s, C_TD_MAXEND + r] = (E[s, C_TD_MAXEND + r] + 1) & U32
+    if ack == E[s, C_TD_END + r]:
+        E[s, C_TD_FLAGS + r] &= ~F_UNACK
     if index == I_ACK:
-        if (tab.last_dir[s] == d and tab.last_seq[s] == seq and tab.last_ack[s] == ack
-                and tab.last_end[s] == end and tab.last_win[s] == win):
-            tab.retrans[s] += 1
+        if (E[s, C_LAST_DIR] == d and E[s, C_LAST_SEQ] == seq and E[s, C_LAST_ACK] == ack
+                and E[s, C_LAST_END] == end and E[s, C_LAST_WIN] == win):
+            E[s, C_RETRANS] += 1
         else:
-            tab.last_dir[s] = d
-            tab.last_seq[s] = seq
-            tab.last_ack[s] = ack
-            tab.last_end[s] = end
-            tab.last_win[s] = win
-            tab.retrans[s] = 0
+            E[s, C_LAST_DIR] = d
+            E[s, C_LAST_SEQ] = seq
+            E[s, C_LAST_ACK] = ack
+            E[s, C_LAST_END] = end
+            E[s, C_LAST_WIN] = win
+            E[s, C_RETRANS] = 0
     return W_ACCEPT, 0
 
 
@@ -681,95 +815,94 @@ H_KILLED = 3  # accepted, entry deleted (RST without reply)
 
 
 @kernel
-def _tcp_new(tab, prm, s, fl, seq, win, end, ws, sackok):
+def _tcp_new(E, P, s, fl, seq, win, end, ws, sackok):
     """tcp_new: returns reason (0 ok)."""
     index = _tcp_index(fl)
     ns = TCP_TABLE[0, index, sNO]
     if ns >= sIV:
         return R_INVALID_NEW
     if ns == sSS:
-        tab.td_end[s, 0] = end
-        tab.td_maxwin[s, 0] = 1 if win == 0 else win
-        tab.td_maxend[s, 0] = end
-        _tcp_options(tab, s, 0, ws, sackok)
-    elif prm.loose == 0:
+        E[s, C_TD_END] = end
+        E[s, C_TD_MAXWIN] = 1 if win == 0 else win
+        E[s, C_TD_MAXEND] = end
+        _tcp_options(E, s, 0, ws, sackok)
+    elif P[P_LOOSE] == 0:
         return R_NO_PICKUP
     else:
-        tab.td_end[s, 0] = end
-        tab.td_maxwin[s, 0] = 1 if win == 0 else win
-        tab.td_maxend[s, 0] = (end + tab.td_maxwin[s, 0]) & U32
-        tab.td_flags[s, 0] = F_SACK_PERM | F_LIBERAL
-        tab.td_flags[s, 1] = F_SACK_PERM | F_LIBERAL
-    tab.last_index[s] = I_NONE
+        E[s, C_TD_END] = end
+        E[s, C_TD_MAXWIN] = 1 if win == 0 else win
+        E[s, C_TD_MAXEND] = (end + E[s, C_TD_MAXWIN]) & U32
+        E[s, C_TD_FLAGS] = F_SACK_PERM | F_LIBERAL
+        E[s, C_TD_FLAGS + 1] = F_SACK_PERM | F_LIBERAL
+    E[s, C_LAST_INDEX] = I_NONE
     return 0
 
 
 @kernel
-def _tcp_handle_invalid(tab, s, d, index, now, tmo_unack):
-    if (tab.status[s] & S_ASSURED) == 0 or (tab.status[s] & S_FIXED_TIMEOUT) != 0:
+def _tcp_handle_invalid(E, L, s, d, index, now, tmo_unack):
+    if (E[s, C_STATUS] & S_ASSURED) == 0 or (E[s, C_STATUS] & S_FIXED_TIMEOUT) != 0:
         return
     if index != I_RST and index != I_FIN:
         return
-    if tab.last_dir[s] != d and (tab.last_index[s] == I_FIN or tab.last_index[s] == I_RST):
-        remaining = tab.expires[s] - now
+    if E[s, C_LAST_DIR] != d and (E[s, C_LAST_INDEX] == I_FIN or E[s, C_LAST_INDEX] == I_RST):
+        remaining = L[s, L_EXPIRES] - now
         if remaining < 120 * NS:
             return
         if remaining > tmo_unack:
-            tab.expires[s] = now + tmo_unack
+            L[s, L_EXPIRES] = now + tmo_unack
     else:
-        tab.last_index[s] = index
-        tab.last_dir[s] = d
+        E[s, C_LAST_INDEX] = index
+        E[s, C_LAST_DIR] = d
 
 
 @kernel
-def _tcp_packet(tab, prm, pk, i, s, d, now, ev):
+def _tcp_packet(E, L, P, pv, s, d, now):
     """nf_conntrack_tcp_packet after tcp_error/tcp_new. Returns (H_*, reason)."""
-    fl = np.int64(pk.tcp_flags[i]) & 0xFF
-    seq = np.int64(pk.tcp_seq[i])
-    ack = np.int64(pk.tcp_ack[i])
-    sack = np.int64(pk.tcp_sack[i])
-    win = np.int64(pk.tcp_win[i])
-    ws = np.int64(pk.tcp_wscale[i])
-    sackok = pk.tcp_sackok[i] != 0
-    plen = np.int64(pk.l4_len[i]) - np.int64(pk.tcp_hlen[i])
+    fl = pv[PV_TCP_FLAGS] & 0xFF
+    seq = pv[PV_TCP_SEQ]
+    ack = pv[PV_TCP_ACK]
+    sack = pv[PV_TCP_SACK]
+    win = pv[PV_TCP_WIN]
+    ws = pv[PV_TCP_WSCALE]
+    sackok = pv[PV_TCP_SACKOK] != 0
+    plen = pv[PV_L4_LEN] - pv[PV_TCP_HLEN]
     end = (seq + plen + (1 if fl & 0x02 else 0) + (1 if fl & 0x01 else 0)) & U32
-    ip_len = np.int64(pk.ip_len[i])
-    tt = prm.tcp_timeouts
-    st = tab.status[s]
+    ip_len = pv[PV_IP_LEN]
+    st = E[s, C_STATUS]
 
-    old = np.int64(tab.tcp_state[s])
+    old = E[s, C_TCP_STATE]
     index = _tcp_index(fl)
     new = TCP_TABLE[d, index, old]
     go_in_window = False  # skip window check (goto in_window)
 
     if new == sSS and old >= sTW:
-        if ((tab.td_flags[s, 0] | tab.td_flags[s, 1]) & F_CLOSE_INIT) != 0 or \
-                (tab.last_dir[s] == d and tab.last_index[s] == I_RST):
+        if ((E[s, C_TD_FLAGS] | E[s, C_TD_FLAGS + 1]) & F_CLOSE_INIT) != 0 or \
+                (E[s, C_LAST_DIR] == d and E[s, C_LAST_INDEX] == I_RST):
             return H_REPEAT, 0
         new = sIG
     if new == sIG:
-        if (index == I_SYNACK and tab.last_index[s] == I_SYN and tab.last_dir[s] != d
-                and ack == tab.last_end[s]):
+        if (index == I_SYNACK and E[s, C_LAST_INDEX] == I_SYN and E[s, C_LAST_DIR] != d
+                and ack == E[s, C_LAST_END]):
             old = sSS
             new = sSR
-            ld = tab.last_dir[s]
-            tab.td_end[s, ld] = tab.last_end[s]
-            tab.td_maxend[s, ld] = tab.last_end[s]
-            tab.td_maxwin[s, ld] = 1 if tab.last_win[s] == 0 else tab.last_win[s]
-            tab.td_scale[s, ld] = tab.last_wscale[s]
-            tab.td_flags[s, ld] = tab.last_flags[s] & ~F_CHALLENGE
-            tab.td_end[s, d] = 0
-            tab.td_maxend[s, d] = 0
-            tab.td_maxwin[s, d] = 0
-            tab.td_maxack[s, d] = 0
-            tab.td_scale[s, d] = 0
-            tab.td_flags[s, d] &= F_LIBERAL
+            ld = E[s, C_LAST_DIR]
+            E[s, C_TD_END + ld] = E[s, C_LAST_END]
+            E[s, C_TD_MAXEND + ld] = E[s, C_LAST_END]
+            E[s, C_TD_MAXWIN + ld] = 1 if E[s, C_LAST_WIN] == 0 else E[s, C_LAST_WIN]
+            E[s, C_TD_SCALE + ld] = E[s, C_LAST_WSCALE]
+            E[s, C_TD_FLAGS + ld] = E[s, C_LAST_FLAGS] & ~F_CHALLENGE
+            E[s, C_TD_END + d] = 0
+            E[s, C_TD_MAXEND + d] = 0
+            E[s, C_TD_MAXWIN + d] = 0
+            E[s, C_TD_MAXACK + d] = 0
+            E[s, C_TD_SCALE + d] = 0
+            E[s, C_TD_FLAGS + d] &= F_LIBERAL
         else:
-            tab.last_index[s] = index
-            tab.last_dir[s] = d
-            tab.last_seq[s] = seq
-            tab.last_end[s] = end
-            tab.last_win[s] = win
+            E[s, C_LAST_INDEX] = index
+            E[s, C_LAST_DIR] = d
+            E[s, C_LAST_SEQ] = seq
+            E[s, C_LAST_END] = end
+            E[s, C_LAST_WIN] = win
             if index == I_SYN and d == 0:
                 lf = 0
                 lw = 0
@@ -780,22 +913,22 @@ def _tcp_packet(tab, prm, pk, i, s, d, now, ev):
                     lf |= F_SACK_PERM
                 if old == sLA:
                     lf |= F_CHALLENGE
-                tab.last_flags[s] = lf
-                tab.last_wscale[s] = lw
+                E[s, C_LAST_FLAGS] = lf
+                E[s, C_LAST_WSCALE] = lw
             if old == sSS and index == I_ACK and d == 1:
-                tab.last_ack[s] = ack
+                E[s, C_LAST_ACK] = ack
             return H_ACCEPT, 0
     elif new == sIV:
         return H_INVALID, R_STATE
     elif new == sTW:
-        if (old == sLA and index == I_ACK and tab.last_dir[s] != d and tab.last_index[s] == I_SYN
-                and (tab.last_flags[s] & F_CHALLENGE) != 0):
-            tab.last_flags[s] &= ~F_CHALLENGE
+        if (old == sLA and index == I_ACK and E[s, C_LAST_DIR] != d and E[s, C_LAST_INDEX] == I_SYN
+                and (E[s, C_LAST_FLAGS] & F_CHALLENGE) != 0):
+            E[s, C_LAST_FLAGS] &= ~F_CHALLENGE
             return H_ACCEPT, 0
     elif new == sS2:
-        tab.last_flags[s] |= F_SIMOPEN
+        E[s, C_LAST_FLAGS] |= F_SIMOPEN
     elif new == sSR:
-        if d == 1 and index == I_ACK and (tab.last_flags[s] & F_SIMOPEN) != 0:
+        if d == 1 and index == I_ACK and (E[s, C_LAST_FLAGS] & F_SIMOPEN) != 0:
             new = sES
     elif new == sCL and index == I_RST:
         if old == sFW or old == sCW or old == sLA or old == sTW or old == sCL:
@@ -803,87 +936,91 @@ def _tcp_packet(tab, prm, pk, i, s, d, now, ev):
         else:
             r = 1 - d
             decided = False
-            if (tab.td_flags[s, r] & F_MAXACK) != 0 and tab.last_index[s] != I_SYN:
+            if (E[s, C_TD_FLAGS + r] & F_MAXACK) != 0 and E[s, C_LAST_INDEX] != I_SYN:
                 established = old == sES and (st & S_ASSURED) != 0
                 if seq == 0 and not established:
                     decided = True
-                elif before(seq, tab.td_maxack[s, r]) and prm.ignore_invalid_rst == 0:
+                elif before(seq, E[s, C_TD_MAXACK + r]) and P[P_IGNORE_INVALID_RST] == 0:
                     return H_INVALID, R_RST
-                elif not established or seq == tab.td_maxack[s, r]:
+                elif not established or seq == E[s, C_TD_MAXACK + r]:
                     decided = True
-                elif tab.last_index[s] == I_ACK and tab.last_dir[s] == d and seq == tab.last_end[s]:
+                elif E[s, C_LAST_INDEX] == I_ACK and E[s, C_LAST_DIR] == d and seq == E[s, C_LAST_END]:
                     decided = True
                 else:
                     new = old
             if not decided:
-                if ((((st & S_SEEN_REPLY) != 0 and tab.last_index[s] == I_SYN)
-                     or ((st & S_ASSURED) == 0 and tab.last_index[s] == I_ACK))
-                        and ack == tab.last_end[s]):
+                if ((((st & S_SEEN_REPLY) != 0 and E[s, C_LAST_INDEX] == I_SYN)
+                     or ((st & S_ASSURED) == 0 and E[s, C_LAST_INDEX] == I_ACK))
+                        and ack == E[s, C_LAST_END]):
                     go_in_window = True
-                elif old == sSS and tab.last_index[s] == I_ACK and tab.last_dir[s] == 1 \
-                        and seq == tab.last_ack[s]:
+                elif old == sSS and E[s, C_LAST_INDEX] == I_ACK and E[s, C_LAST_DIR] == 1 \
+                        and seq == E[s, C_LAST_ACK]:
                     go_in_window = True
 
     if not go_in_window:
-        res, reason = _tcp_in_window(tab, prm, s, d, index, fl, seq, ack, sack, win, end, ws, sackok)
+        res, reason = _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok)
         if res == W_IGNORE:
             return H_ACCEPT, 0
         if res == W_INVALID:
-            _tcp_handle_invalid(tab, s, d, index, now, tt[T_UNACK])
+            _tcp_handle_invalid(E, L, s, d, index, now, P[P_TCP + T_UNACK])
             return H_INVALID, reason
 
     # in_window:
-    tab.last_index[s] = index
-    tab.last_dir[s] = d
-    tab.tcp_state[s] = new
+    E[s, C_LAST_INDEX] = index
+    E[s, C_LAST_DIR] = d
+    E[s, C_TCP_STATE] = new
+    L[s, L_CLOSED] = 1 if (new == sCL or new == sTW) else 0
     if old != new and new == sFW:
-        tab.td_flags[s, d] |= F_CLOSE_INIT
-    if tab.retrans[s] >= prm.max_retrans and tt[new] > tt[T_RETRANS]:
-        timeout = tt[T_RETRANS]
+        E[s, C_TD_FLAGS + d] |= F_CLOSE_INIT
+    t_new = P[P_TCP + new]
+    t_retrans = P[P_TCP + T_RETRANS]
+    t_unack = P[P_TCP + T_UNACK]
+    if E[s, C_RETRANS] >= P[P_MAX_RETRANS] and t_new > t_retrans:
+        timeout = t_retrans
     elif index == I_RST:
-        timeout = tt[sCL]
-    elif ((tab.td_flags[s, 0] | tab.td_flags[s, 1]) & F_UNACK) != 0 and tt[new] > tt[T_UNACK]:
-        timeout = tt[T_UNACK]
-    elif tab.last_win[s] == 0 and tt[new] > tt[T_RETRANS]:
-        timeout = tt[T_RETRANS]
+        timeout = P[P_TCP + sCL]
+    elif ((E[s, C_TD_FLAGS] | E[s, C_TD_FLAGS + 1]) & F_UNACK) != 0 and t_new > t_unack:
+        timeout = t_unack
+    elif E[s, C_LAST_WIN] == 0 and t_new > t_retrans:
+        timeout = t_retrans
     else:
-        timeout = tt[new]
+        timeout = t_new
     if new != old:
-        tab.ecache[s] |= EV_PROTOINFO
+        E[s, C_ECACHE] |= EV_PROTOINFO
     if (st & S_SEEN_REPLY) == 0:
         if fl & 0x04:
-            _acct(tab, s, d, ip_len)
+            _acct(E, s, d, ip_len)
             return H_KILLED, 0
         if index == I_SYN and old == sSS:
             return H_ACCEPT, 0
-        if new == sES and timeout > tt[T_UNACK]:
-            timeout = tt[T_UNACK]
+        if new == sES and timeout > t_unack:
+            timeout = t_unack
     elif (st & S_ASSURED) == 0 and (old == sSR or old == sES) and new == sES:
-        tab.status[s] |= S_ASSURED
-        tab.ecache[s] |= EV_ASSURED
-    _refresh(tab, s, d, now, timeout, ip_len)
+        E[s, C_STATUS] |= S_ASSURED
+        E[s, C_ECACHE] |= EV_ASSURED
+    _refresh(E, L, s, d, now, timeout, ip_len)
     return H_ACCEPT, 0
 
 
 # ------------------------------------------------------------------------------------ nf_conntrack_in
 
 @kernel
-def _finish_pending(tab):
-    p = tab.meta[M_PENDING]
+def _finish_pending(E, L, M):
+    p = M[M_PENDING]
     if p >= 0:
-        tab.meta[M_PENDING] = -1
-        _free_slot(tab, p)
+        M[M_PENDING] = -1
+        _free_slot(E, L, M, p)
 
 
 @kernel
-def _icmp_error_lookup(tab, pk, i, zone, now, ev):
+def _icmp_error_lookup(E, L, H, M, X, F, EV, pv, zone, now):
     """nf_conntrack_inet_error: (slot, dir, ctinfo, reason)."""
-    fam = pk.family[i]
-    if pk.inner_ok[i] != 1:
+    fam = pv[PV_FAMILY]
+    if pv[PV_INNER_OK] != 1:
         return -1, 2, CI_INVALID, R_ICMP_INNER
-    ip = pk.inner_proto[i]
-    isp = np.int64(pk.inner_sport[i])
-    idp = np.int64(pk.inner_dport[i])
+    ip = pv[PV_INNER_PROTO]
+    isp = pv[PV_INNER_SPORT]
+    idp = pv[PV_INNER_DPORT]
     if (fam == 4 and ip == 1) or (fam == 6 and ip == 58):
         inv = icmp_inverse_type(fam, idp >> 8)
         if inv < 0:
@@ -896,38 +1033,37 @@ def _icmp_error_lookup(tab, pk, i, zone, now, ev):
     else:
         rsp = np.int64(0)
         rdp = np.int64(0)
-    s, d = _lookup(tab, fam, ip, zone, pk.inner_dst_hi[i], pk.inner_dst_lo[i], pk.inner_src_hi[i],
-                   pk.inner_src_lo[i], rsp, rdp, now, ev)
+    s, d = _lookup(E, L, H, M, X, F, EV, fam, ip, zone, pv[PV_INNER_DST_HI], pv[PV_INNER_DST_LO],
+                   pv[PV_INNER_SRC_HI], pv[PV_INNER_SRC_LO], rsp, rdp, now)
     if s < 0:
         return -1, 2, CI_INVALID, R_ICMP_NOMATCH
-    if d == 0:
-        ok = tab.o_dst_hi[s] == pk.dst_hi[i] and tab.o_dst_lo[s] == pk.dst_lo[i]
-    else:
-        ok = tab.r_dst_hi[s] == pk.dst_hi[i] and tab.r_dst_lo[s] == pk.dst_lo[i]
-    if not ok:
+    c = C_O_DST_HI if d == 0 else C_R_DST_HI
+    if not (E[s, c] == pv[PV_DST_HI] and E[s, c + 1] == pv[PV_DST_LO]):
         return -1, 2, CI_INVALID, R_ICMP_DADDR
-    tab.last_pkt[s] = i
+    E[s, C_LAST_PKT] = pv[PV_INDEX]
     return s, d, (CI_RELATED if d == 0 else CI_REL_REPLY), 0
 
 
 @kernel
-def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
-    """nf_conntrack_in for packet i. Returns (slot, dir, ctinfo, reason); see package docs."""
-    _finish_pending(tab)
-    st = pk.status[i]
+def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
+    """nf_conntrack_in for the packet in pv (schema.PV_*; its index is pv[PV_INDEX]).
+    Returns (slot, dir, ctinfo, reason); see the package docs."""
+    _finish_pending(E, L, M)
+    i = pv[PV_INDEX]
+    st = pv[PV_STATUS]
     if st == 10:
         return -1, 2, CI_INVALID, R_FRAGMENT
     if st == 8:
         return -1, 2, CI_INVALID, R_CAPTURE_TRUNC
     if st != 0 and st != 9:
         return -1, 2, CI_INVALID, R_BAD_HDR
-    fam = np.int64(pk.family[i])
-    proto = np.int64(pk.proto[i])
-    l4len = np.int64(pk.l4_len[i])
-    csum_bad = pk.l4_csum[i] == 2 and hook == 0
+    fam = pv[PV_FAMILY]
+    proto = pv[PV_PROTO]
+    l4len = pv[PV_L4_LEN]
+    csum_bad = pv[PV_L4_CSUM] == 2 and hook == 0
     if csum_bad:
-        tab.meta[M_CSUM_BAD] += 1
-    check_csum = hook == 0 and prm.checksum != 0 and prm.assume_good_checksums == 0
+        M[M_CSUM_BAD] += 1
+    check_csum = hook == 0 and P[P_CHECKSUM] != 0 and P[P_ASSUME_GOOD] == 0
 
     sp = np.int64(0)
     dp = np.int64(0)
@@ -936,15 +1072,15 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
     if proto == 6:
         if l4len < 20:
             return -1, 2, CI_INVALID, R_SHORT
-        th = np.int64(pk.tcp_hlen[i])
+        th = pv[PV_TCP_HLEN]
         if st == 9 or th < 20 or l4len < th:
             return -1, 2, CI_INVALID, R_TRUNC
         if check_csum and csum_bad:
             return -1, 2, CI_INVALID, R_CSUM
-        if TCP_VALID_FLAGS[np.int64(pk.tcp_flags[i]) & 0x37] == 0:
+        if TCP_VALID_FLAGS[pv[PV_TCP_FLAGS] & 0x37] == 0:
             return -1, 2, CI_INVALID, R_FLAGS
-        sp = np.int64(pk.sport[i])
-        dp = np.int64(pk.dport[i])
+        sp = pv[PV_SPORT]
+        dp = pv[PV_DPORT]
         rsp = dp
         rdp = sp
     elif proto == 17 or proto == 136:
@@ -954,8 +1090,8 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
             return -1, 2, CI_INVALID, R_UDP_LEN
         if check_csum and csum_bad:
             return -1, 2, CI_INVALID, R_CSUM
-        sp = np.int64(pk.sport[i])
-        dp = np.int64(pk.dport[i])
+        sp = pv[PV_SPORT]
+        dp = pv[PV_DPORT]
         rsp = dp
         rdp = sp
     elif proto == 1 or proto == 58:
@@ -965,19 +1101,19 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
             return -1, 2, CI_INVALID, R_SHORT
         if check_csum and csum_bad:
             return -1, 2, CI_INVALID, R_CSUM
-        t = np.int64(pk.icmp_type[i])
-        c = np.int64(pk.icmp_code[i])
+        t = pv[PV_ICMP_TYPE]
+        c = pv[PV_ICMP_CODE]
         if fam == 4:
             if t > 18:
                 return -1, 2, CI_INVALID, R_ICMP_TYPE
             if t == 3 or t == 4 or t == 5 or t == 11 or t == 12:
-                return _icmp_error_lookup(tab, pk, i, zone, now_ns, ev)
+                return _icmp_error_lookup(E, L, H, M, X, F, EV, pv, zone, now_ns)
         else:
             if (130 <= t <= 136) or t == 143 or t == 151 or t == 152:
                 return -1, 2, CI_UNTRACKED, 0
             if t < 128:
-                return _icmp_error_lookup(tab, pk, i, zone, now_ns, ev)
-        sp = np.int64(pk.icmp_id[i])
+                return _icmp_error_lookup(E, L, H, M, X, F, EV, pv, zone, now_ns)
+        sp = pv[PV_ICMP_ID]
         dp = (t << 8) | c
         inv = icmp_inverse_type(fam, t)
         rsp = sp
@@ -985,37 +1121,37 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
     elif proto == 132:
         if l4len < 4:
             return -1, 2, CI_INVALID, R_SHORT
-        sp = np.int64(pk.sport[i])
-        dp = np.int64(pk.dport[i])
+        sp = pv[PV_SPORT]
+        dp = pv[PV_DPORT]
         rsp = dp
         rdp = sp
-    shi = pk.src_hi[i]
-    slo = pk.src_lo[i]
-    dhi = pk.dst_hi[i]
-    dlo = pk.dst_lo[i]
-    ip_len = np.int64(pk.ip_len[i])
+    shi = pv[PV_SRC_HI]
+    slo = pv[PV_SRC_LO]
+    dhi = pv[PV_DST_HI]
+    dlo = pv[PV_DST_LO]
+    ip_len = pv[PV_IP_LEN]
 
     for _attempt in range(2):  # second pass only after a TCP reopen (-NF_REPEAT)
-        s, d = _lookup(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now_ns, ev)
+        s, d = _lookup(E, L, H, M, X, F, EV, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now_ns)
         is_new = s < 0
         if is_new:
             if (proto == 1 or proto == 58) and rdp < 0:
                 return -1, 2, CI_INVALID, R_NO_INVERT
-            s = _alloc(tab, prm, now_ns, i, ev)
+            s = _alloc(E, L, H, M, X, F, EV, P, now_ns, i)
             if s < 0:
                 return -1, 2, CI_INVALID, R_TABLE_FULL
-            _init_entry(tab, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, rdp, now_ns, i)
+            _init_entry(E, L, M, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, rdp, now_ns, i)
             d = 0
-            m = _find_expectation(tab, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now_ns)
+            m = _find_expectation(E, M, X, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now_ns)
             if m >= 0:
-                tab.status[s] |= S_EXPECTED
-                tab.master[s] = tab.ct_id[m]
-                tab.mark[s] = tab.mark[m]
+                E[s, C_STATUS] |= S_EXPECTED
+                E[s, C_MASTER] = E[m, C_CT_ID]
+                E[s, C_MARK] = E[m, C_MARK]
                 ctinfo = CI_RELATED
             else:
                 ctinfo = CI_NEW
         else:
-            stt = tab.status[s]
+            stt = E[s, C_STATUS]
             if d == 1:
                 ctinfo = CI_EST_REPLY
             elif stt & S_SEEN_REPLY:
@@ -1030,68 +1166,68 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
         reason = 0
         if proto == 6:
             if is_new:
-                fl = np.int64(pk.tcp_flags[i]) & 0xFF
-                seq = np.int64(pk.tcp_seq[i])
-                plen = l4len - np.int64(pk.tcp_hlen[i])
+                fl = pv[PV_TCP_FLAGS] & 0xFF
+                seq = pv[PV_TCP_SEQ]
+                plen = l4len - pv[PV_TCP_HLEN]
                 end = (seq + plen + (1 if fl & 0x02 else 0) + (1 if fl & 0x01 else 0)) & U32
-                reason = _tcp_new(tab, prm, s, fl, seq, np.int64(pk.tcp_win[i]), end,
-                                  np.int64(pk.tcp_wscale[i]), pk.tcp_sackok[i] != 0)
+                reason = _tcp_new(E, P, s, fl, seq, pv[PV_TCP_WIN], end, pv[PV_TCP_WSCALE],
+                                  pv[PV_TCP_SACKOK] != 0)
                 if reason != 0:
                     verdict = H_INVALID
             if verdict == H_ACCEPT:
-                verdict, reason = _tcp_packet(tab, prm, pk, i, s, d, now_ns, ev)
+                verdict, reason = _tcp_packet(E, L, P, pv, s, d, now_ns)
         elif proto == 17 or proto == 136:
-            if (tab.status[s] & S_SEEN_REPLY) != 0:
-                tmo = prm.udp_timeout
+            if (E[s, C_STATUS] & S_SEEN_REPLY) != 0:
+                tmo = P[P_UDP]
                 stream = False
-                if proto == 136 or now_ns > tab.stream_ts[s]:
-                    tmo = prm.udp_timeout_stream
-                    stream = (tab.status[s] & S_ASSURED) == 0
-                _refresh(tab, s, d, now_ns, tmo, ip_len)
-                if stream and (tab.status[s] & S_NAT_CLASH) == 0:
-                    tab.status[s] |= S_ASSURED
-                    tab.ecache[s] |= EV_ASSURED
+                if proto == 136 or now_ns > E[s, C_STREAM_TS]:
+                    tmo = P[P_UDP_STREAM]
+                    stream = (E[s, C_STATUS] & S_ASSURED) == 0
+                _refresh(E, L, s, d, now_ns, tmo, ip_len)
+                if stream and (E[s, C_STATUS] & S_NAT_CLASH) == 0:
+                    E[s, C_STATUS] |= S_ASSURED
+                    E[s, C_ECACHE] |= EV_ASSURED
             else:
-                _refresh(tab, s, d, now_ns, prm.udp_timeout, ip_len)
+                _refresh(E, L, s, d, now_ns, P[P_UDP], ip_len)
         elif proto == 1 or proto == 58:
             if is_new and not _icmp_valid_new(fam, dp >> 8):
                 verdict = H_INVALID
                 reason = R_ICMP_NEW
             else:
-                _refresh(tab, s, d, now_ns, prm.icmp_timeout if fam == 4 else prm.icmpv6_timeout, ip_len)
+                _refresh(E, L, s, d, now_ns, P[P_ICMP] if fam == 4 else P[P_ICMPV6], ip_len)
         elif proto == 47:
-            if (tab.status[s] & S_SEEN_REPLY) != 0:
-                _refresh(tab, s, d, now_ns, prm.gre_timeout_stream, ip_len)
-                if (tab.status[s] & S_ASSURED) == 0:
-                    tab.status[s] |= S_ASSURED
-                    tab.ecache[s] |= EV_ASSURED
+            if (E[s, C_STATUS] & S_SEEN_REPLY) != 0:
+                _refresh(E, L, s, d, now_ns, P[P_GRE_STREAM], ip_len)
+                if (E[s, C_STATUS] & S_ASSURED) == 0:
+                    E[s, C_STATUS] |= S_ASSURED
+                    E[s, C_ECACHE] |= EV_ASSURED
             else:
-                _refresh(tab, s, d, now_ns, prm.gre_timeout, ip_len)
+                _refresh(E, L, s, d, now_ns, P[P_GRE], ip_len)
         elif proto == 132:
-            _refresh(tab, s, d, now_ns, prm.sctp_timeout, ip_len)
+            _refresh(E, L, s, d, now_ns, P[P_SCTP], ip_len)
         else:
-            _refresh(tab, s, d, now_ns, prm.generic_timeout, ip_len)
+            _refresh(E, L, s, d, now_ns, P[P_GENERIC], ip_len)
 
         if verdict == H_REPEAT:
-            _destroy(tab, s, now_ns, i, END_CLOSED, ev, False)
+            _destroy(E, L, H, M, X, F, EV, s, now_ns, i, END_CLOSED, False)
             continue
         if verdict == H_INVALID:
             if is_new:
-                _free_slot(tab, s)
+                _free_slot(E, L, M, s)
             return -1, 2, CI_INVALID, reason
-        tab.last_ts[s] = now_ns
-        tab.last_pkt[s] = i
+        E[s, C_LAST_TS] = now_ns
+        E[s, C_LAST_PKT] = i
         if verdict == H_KILLED:
-            if d == 1 and (tab.status[s] & S_SEEN_REPLY) == 0:
-                tab.status[s] |= S_SEEN_REPLY
+            if d == 1 and (E[s, C_STATUS] & S_SEEN_REPLY) == 0:
+                E[s, C_STATUS] |= S_SEEN_REPLY
             if is_new:
-                _free_slot(tab, s)  # never confirmed: no events
+                _free_slot(E, L, M, s)  # never confirmed: no events
                 return -1, 2, CI_INVALID, 0
-            _destroy(tab, s, now_ns, i, END_CLOSED, ev, True)
+            _destroy(E, L, H, M, X, F, EV, s, now_ns, i, END_CLOSED, True)
             return s, d, ctinfo, 0
-        if d == 1 and (tab.status[s] & S_SEEN_REPLY) == 0:
-            tab.status[s] |= S_SEEN_REPLY
-            tab.ecache[s] |= EV_REPLY
+        if d == 1 and (E[s, C_STATUS] & S_SEEN_REPLY) == 0:
+            E[s, C_STATUS] |= S_SEEN_REPLY
+            E[s, C_ECACHE] |= EV_REPLY
         return s, d, ctinfo, 0
     return -1, 2, CI_INVALID, R_STATE  # unreachable: a repeat always creates a fresh entry
 
@@ -1099,128 +1235,128 @@ def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
 # ------------------------------------------------------------------------------------------ confirm
 
 @kernel
-def _timeout_s(tab, s, now):
-    r = tab.expires[s] - now
+def _timeout_s(L, s, now):
+    r = L[s, L_EXPIRES] - now
     if r <= 0:
         return 0
     return r // NS
 
 
 @kernel
-def ct_confirm(tab, prm, slot, now_ns, pkt_index, ev):
+def ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV):
     """nf_confirm: insert an unconfirmed entry (NEW event) or deliver cached events (UPDATE).
     Returns False when insertion is refused (clash): the packet is dropped."""
     if slot < 0:
         return True
     s = slot
-    if tab.used[s] == 0 or (tab.status[s] & S_DYING) != 0:
+    if E[s, C_USED] == 0 or (E[s, C_STATUS] & S_DYING) != 0:
         return True
-    if tab.used[s] == 1:
-        fam = tab.family[s]
-        proto = tab.proto[s]
-        zone = tab.zone[s]
-        a, _d = _lookup(tab, fam, proto, zone, tab.o_src_hi[s], tab.o_src_lo[s], tab.o_dst_hi[s],
-                        tab.o_dst_lo[s], tab.o_sport[s], tab.o_dport[s], now_ns, ev)
-        b, _d2 = _lookup(tab, fam, proto, zone, tab.r_src_hi[s], tab.r_src_lo[s], tab.r_dst_hi[s],
-                         tab.r_dst_lo[s], tab.r_sport[s], tab.r_dport[s], now_ns, ev)
+    if E[s, C_USED] == 1:
+        fam = E[s, C_FAMILY]
+        proto = E[s, C_PROTO]
+        zone = E[s, C_ZONE]
+        a, _d = _lookup(E, L, H, M, X, F, EV, fam, proto, zone, E[s, C_O_SRC_HI], E[s, C_O_SRC_LO],
+                        E[s, C_O_DST_HI], E[s, C_O_DST_LO], E[s, C_O_SPORT], E[s, C_O_DPORT], now_ns)
+        b, _d2 = _lookup(E, L, H, M, X, F, EV, fam, proto, zone, E[s, C_R_SRC_HI], E[s, C_R_SRC_LO],
+                         E[s, C_R_DST_HI], E[s, C_R_DST_LO], E[s, C_R_SPORT], E[s, C_R_DPORT], now_ns)
         if a >= 0 or b >= 0:
-            tab.meta[M_INSERT_FAILED] += 1
-            _free_slot(tab, s)
+            M[M_INSERT_FAILED] += 1
+            _free_slot(E, L, M, s)
             return False
-        _hash_insert(tab, np.int64(2 * s + 1), _entry_hash(tab, np.int64(2 * s + 1)))
-        _hash_insert(tab, np.int64(2 * s + 2), _entry_hash(tab, np.int64(2 * s + 2)))
-        tab.used[s] = 2
-        tab.status[s] |= S_CONFIRMED
-        tab.expires[s] = now_ns + tab.timeout_rel[s]
-        cid = tab.meta[M_NEXT_ID]
-        tab.meta[M_NEXT_ID] = cid + 1
-        tab.ct_id[s] = cid
-        if cid < len(tab.f_family):
-            tab.f_family[cid] = fam
-            tab.f_proto[cid] = proto
-            tab.f_orig_src_hi[cid] = tab.o_src_hi[s]
-            tab.f_orig_src_lo[cid] = tab.o_src_lo[s]
-            tab.f_orig_dst_hi[cid] = tab.o_dst_hi[s]
-            tab.f_orig_dst_lo[cid] = tab.o_dst_lo[s]
-            tab.f_orig_sport[cid] = tab.o_sport[s]
-            tab.f_orig_dport[cid] = tab.o_dport[s]
-            tab.f_zone[cid] = zone
-            tab.f_first_ts_ns[cid] = tab.first_ts[s]
-            tab.f_first_packet[cid] = tab.first_pkt[s]
-            _write_flow(tab, s, 0, -1)
+        _hash_insert(H, np.int64(2 * s + 1), _entry_hash(E, np.int64(2 * s + 1)))
+        _hash_insert(H, np.int64(2 * s + 2), _entry_hash(E, np.int64(2 * s + 2)))
+        E[s, C_USED] = 2
+        E[s, C_STATUS] |= S_CONFIRMED
+        L[s, L_EXPIRES] = now_ns + E[s, C_TIMEOUT_REL]
+        L[s, L_GEN] = E[s, C_GEN]
+        cid = M[M_NEXT_ID]
+        M[M_NEXT_ID] = cid + 1
+        E[s, C_CT_ID] = cid
+        if cid < F.shape[0]:
+            F[cid, CF_FAMILY] = fam
+            F[cid, CF_PROTO] = proto
+            F[cid, CF_ORIG_SRC_HI] = E[s, C_O_SRC_HI]
+            F[cid, CF_ORIG_SRC_LO] = E[s, C_O_SRC_LO]
+            F[cid, CF_ORIG_DST_HI] = E[s, C_O_DST_HI]
+            F[cid, CF_ORIG_DST_LO] = E[s, C_O_DST_LO]
+            F[cid, CF_ORIG_SPORT] = E[s, C_O_SPORT] & 0xFFFF
+            F[cid, CF_ORIG_DPORT] = E[s, C_O_DPORT] & 0xFFFF
+            F[cid, CF_ZONE] = zone & 0xFFFF
+            F[cid, CF_FIRST_TS_NS] = E[s, C_FIRST_TS]
+            F[cid, CF_FIRST_PACKET] = E[s, C_FIRST_PKT]
+            _write_flow(E, F, s, 0, -1)
         else:
-            tab.meta[M_FLOW_OVERFLOW] += 1
-        tab.ecache[s] = 0
-        _emit(ev, cid, pkt_index, now_ns, EVT_NEW, tab.tcp_state[s], tab.status[s],
-              _timeout_s(tab, s, now_ns))
+            M[M_FLOW_OVERFLOW] += 1
+        E[s, C_ECACHE] = 0
+        _emit(EV, cid, pkt_index, now_ns, EVT_NEW, E[s, C_TCP_STATE], E[s, C_STATUS], _timeout_s(L, s, now_ns))
         return True
-    if tab.ecache[s] != 0:
-        tab.ecache[s] = 0
-        _emit(ev, tab.ct_id[s], pkt_index, now_ns, EVT_UPDATE, tab.tcp_state[s], tab.status[s],
-              _timeout_s(tab, s, now_ns))
+    if E[s, C_ECACHE] != 0:
+        E[s, C_ECACHE] = 0
+        _emit(EV, E[s, C_CT_ID], pkt_index, now_ns, EVT_UPDATE, E[s, C_TCP_STATE], E[s, C_STATUS],
+              _timeout_s(L, s, now_ns))
     return True
 
 
 @kernel
-def ct_abort(tab, slot):
+def ct_abort_a(E, L, M, slot):
     """The packet that created an unconfirmed entry was dropped: the entry vanishes, no event."""
-    if slot >= 0 and tab.used[slot] == 1:
-        _free_slot(tab, slot)
+    if slot >= 0 and E[slot, C_USED] == 1:
+        _free_slot(E, L, M, slot)
 
 
 @kernel
-def ct_tuple_taken(tab, family, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, zone,
-                   ignore_slot, now_ns):
-    """nf_conntrack_tuple_taken: a live confirmed entry (other than ignore_slot) has this tuple as
-    its ORIGINAL or REPLY tuple (the tuple is given in reply-direction form by NAT)."""
-    p = _find_pos(tab, family, proto, zone, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
+def ct_tuple_taken_a(E, L, H, family, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, zone,
+                     ignore_slot, now_ns):
+    """nf_conntrack_tuple_taken (addresses as int64 bit patterns): a live confirmed entry (other than
+    ignore_slot) has this tuple as its ORIGINAL or REPLY tuple (given in reply-direction form by NAT)."""
+    p = _find_pos(E, H, family, proto, zone, src_hi, src_lo, dst_hi, dst_lo, sport, dport)
     if p < 0:
         return False
-    s = (tab.hidx[p] - 1) >> 1
+    s = (H[p] - 1) >> 1
     if s == ignore_slot:
         return False
-    return now_ns < tab.expires[s]
+    return now_ns < L[s, L_EXPIRES]
 
 
 @kernel
-def ct_remaining_s(tab, slot, now_ns):
+def ct_remaining_s_a(E, L, slot, now_ns):
     """Remaining lifetime in whole seconds (xt_conntrack --ctexpire, conntrack -L)."""
     if slot < 0:
         return 0
-    if tab.used[slot] == 1:
-        return tab.timeout_rel[slot] // NS
-    return _timeout_s(tab, slot, now_ns)
+    if E[slot, C_USED] == 1:
+        return E[slot, C_TIMEOUT_REL] // NS
+    return _timeout_s(L, slot, now_ns)
 
 
 @kernel
-def ct_set_helper(tab, slot, helper_id):
+def ct_set_helper_a(E, slot, helper_id):
     """Attach a helper (1 = ftp) to an unconfirmed entry (-j CT --helper / nft ct helper set)."""
-    if slot >= 0 and tab.used[slot] == 1 and tab.helper[slot] == 0:
-        tab.helper[slot] = helper_id
-        tab.status[slot] |= S_HELPER
-        tab.ecache[slot] |= EV_HELPER
+    if slot >= 0 and E[slot, C_USED] == 1 and E[slot, C_HELPER] == 0:
+        E[slot, C_HELPER] = helper_id
+        E[slot, C_STATUS] |= S_HELPER
+        E[slot, C_ECACHE] |= EV_HELPER
 
 
 @kernel
-def ct_set_mark(tab, slot, mark):
+def ct_set_mark_a(E, slot, mark):
     """CONNMARK / ct mark set: caches an IPCT_MARK event when the value changes."""
-    if slot >= 0 and tab.used[slot] != 0:
+    if slot >= 0 and E[slot, C_USED] != 0:
         m = np.int64(mark) & 0xFFFFFFFF
-        if tab.mark[slot] != m:
-            tab.mark[slot] = m
-            tab.ecache[slot] |= EV_MARK
+        if E[slot, C_MARK] != m:
+            E[slot, C_MARK] = m
+            E[slot, C_ECACHE] |= EV_MARK
 
 
 @kernel
-def ct_finish(tab, end_ns, ev):
+def ct_finish_a(E, L, H, M, X, F, end_ns, EV):
     """End of the capture: DESTROY (timer) events for entries expired by end_ns; flow records of
     live entries get their final counters (end = open_at_end). Call once after the last chunk."""
-    for s in range(len(tab.used)):
-        if tab.used[s] == 2 and (tab.status[s] & S_DYING) == 0:
-            if end_ns >= tab.expires[s]:
-                _destroy(tab, s, tab.expires[s], -1, END_EXPIRED, ev, False)
+    for s in range(E.shape[0]):
+        if E[s, C_USED] == 2 and (E[s, C_STATUS] & S_DYING) == 0:
+            if end_ns >= L[s, L_EXPIRES]:
+                _destroy(E, L, H, M, X, F, EV, s, L[s, L_EXPIRES], -1, END_EXPIRED, False)
             else:
-                _write_flow(tab, s, 0, -1)
+                _write_flow(E, F, s, 0, -1)
 
 
 # --------------------------------------------------------------------------------------- FTP helper
@@ -1288,10 +1424,9 @@ FTP_229 = np.array([ord(c) for c in "229 "], dtype=np.int64)
 
 
 @kernel
-def _ftp_parse(data, off, dlen, d, fam, srcaddr):
+def _ftp_parse(data, off, dlen, d, fam, arr):
     """find_pattern over search[dir]: returns (found, addr(v4 as int, -1 = keep tuple addr), port).
-    found: 0 no match, 1 match, -1 partial (helper drops the packet)."""
-    arr = np.zeros(6, dtype=np.int64)
+    found: 0 no match, 1 match, -1 partial (helper drops the packet). arr: int64[>= 6] scratch."""
     for which in range(2):
         if d == 0:
             pat = FTP_PORT if which == 0 else FTP_EPRT
@@ -1361,124 +1496,202 @@ def _ftp_parse(data, off, dlen, d, fam, srcaddr):
 
 
 @kernel
-def _ftp_update_nl(tab, s, d, nl_seq):
-    n = tab.ftp_nseq[s, d]
+def _ftp_update_nl(E, s, d, nl_seq):
+    n = E[s, C_FTP_NSEQ + d]
+    b = C_FTP_SEQ + 2 * d
     for k in range(n):
-        if tab.ftp_seq[s, d, k] == nl_seq:
+        if E[s, b + k] == nl_seq:
             return
     if n < 2:
-        tab.ftp_seq[s, d, n] = nl_seq
-        tab.ftp_nseq[s, d] = n + 1
+        E[s, b + n] = nl_seq
+        E[s, C_FTP_NSEQ + d] = n + 1
     else:
-        oldest = 0 if before(tab.ftp_seq[s, d, 0], tab.ftp_seq[s, d, 1]) else 1
-        if after(nl_seq, tab.ftp_seq[s, d, oldest]):
-            tab.ftp_seq[s, d, oldest] = nl_seq
+        oldest = 0 if before(E[s, b], E[s, b + 1]) else 1
+        if after(nl_seq, E[s, b + oldest]):
+            E[s, b + oldest] = nl_seq
 
 
 @kernel
-def _expect_add(tab, prm, s, fam, proto, zone, src_hi, src_lo, dst_hi, dst_lo, dport, now):
+def _expect_add(E, M, X, P, s, fam, proto, zone, src_hi, src_lo, dst_hi, dst_lo, dport, now):
     """nf_ct_expect_related for the FTP class (max_expected 1, 300 s). False: refused."""
     free_e = -1
-    for e in range(len(tab.e_used)):
-        if tab.e_used[e] == 0:
+    for e in range(X.shape[0]):
+        if X[e, X_USED] == 0:
             if free_e < 0:
                 free_e = e
             continue
-        same = (tab.e_family[e] == fam and tab.e_proto[e] == proto and tab.e_zone[e] == zone
-                and tab.e_src_hi[e] == src_hi and tab.e_src_lo[e] == src_lo and tab.e_dst_hi[e] == dst_hi
-                and tab.e_dst_lo[e] == dst_lo and tab.e_dport[e] == dport)
-        mine = tab.e_master[e] == s and tab.e_master_id[e] == tab.ct_id[s]
-        if now >= tab.e_expires[e]:
-            tab.e_used[e] = 0
-            tab.meta[M_N_EXPECT] -= 1
+        same = (X[e, X_FAMILY] == fam and X[e, X_PROTO] == proto and X[e, X_ZONE] == zone
+                and X[e, X_SRC_HI] == src_hi and X[e, X_SRC_LO] == src_lo and X[e, X_DST_HI] == dst_hi
+                and X[e, X_DST_LO] == dst_lo and X[e, X_DPORT] == dport)
+        mine = X[e, X_MASTER] == s and X[e, X_MASTER_ID] == E[s, C_CT_ID]
+        if now >= X[e, X_EXPIRES]:
+            X[e, X_USED] = 0
+            M[M_N_EXPECT] -= 1
             if free_e < 0:
                 free_e = e
             continue
         if same and mine:
-            tab.e_expires[e] = now + prm.ftp_expect_timeout
+            X[e, X_EXPIRES] = now + P[P_FTP_EXPECT]
             return True
         if same:
             return False
         if mine:  # max_expected = 1: evict the older one
-            tab.e_used[e] = 0
-            tab.meta[M_N_EXPECT] -= 1
+            X[e, X_USED] = 0
+            M[M_N_EXPECT] -= 1
             if free_e < 0:
                 free_e = e
-    if free_e < 0 or tab.meta[M_N_EXPECT] >= prm.expect_max:
+    if free_e < 0 or M[M_N_EXPECT] >= P[P_EXPECT_MAX]:
         return False
     e = free_e
-    tab.e_used[e] = 1
-    tab.e_master[e] = s
-    tab.e_master_id[e] = tab.ct_id[s]
-    tab.e_family[e] = fam
-    tab.e_proto[e] = proto
-    tab.e_zone[e] = zone
-    tab.e_src_hi[e] = src_hi
-    tab.e_src_lo[e] = src_lo
-    tab.e_dst_hi[e] = dst_hi
-    tab.e_dst_lo[e] = dst_lo
-    tab.e_dport[e] = dport
-    tab.e_expires[e] = now + prm.ftp_expect_timeout
-    tab.e_created[e] = now
-    tab.meta[M_N_EXPECT] += 1
-    tab.meta[M_EXPECT_CREATED] += 1
+    X[e, X_USED] = 1
+    X[e, X_MASTER] = s
+    X[e, X_MASTER_ID] = E[s, C_CT_ID]
+    X[e, X_FAMILY] = fam
+    X[e, X_PROTO] = proto
+    X[e, X_ZONE] = zone
+    X[e, X_SRC_HI] = src_hi
+    X[e, X_SRC_LO] = src_lo
+    X[e, X_DST_HI] = dst_hi
+    X[e, X_DST_LO] = dst_lo
+    X[e, X_DPORT] = dport
+    X[e, X_EXPIRES] = now + P[P_FTP_EXPECT]
+    X[e, X_CREATED] = now
+    M[M_N_EXPECT] += 1
+    M[M_EXPECT_CREATED] += 1
     return True
 
 
 @kernel
-def ct_help(tab, prm, pk, data, i, slot, d, ctinfo, now_ns):
-    """Run the entry's helper (FTP) for packet i (data = capture bytes). Call after the rules
-    accepted the packet, before ct_confirm. Returns True to accept, False: the helper drops it."""
-    if slot < 0 or tab.helper[slot] != 1 or (tab.status[slot] & S_DYING) != 0:
+def ct_help_a(E, M, X, P, pv, data, slot, d, ctinfo, now_ns):
+    """Run the entry's helper (FTP) for the packet in pv (data = capture bytes). Call after the rules
+    accepted the packet, before confirm. Returns True to accept, False: the helper drops it."""
+    if slot < 0 or E[slot, C_HELPER] != 1 or (E[slot, C_STATUS] & S_DYING) != 0:
         return True
     if ctinfo != CI_ESTABLISHED and ctinfo != CI_EST_REPLY:
         return True
-    if pk.proto[i] != 6 or pk.l3_off[i] < 0:
+    if pv[PV_PROTO] != 6 or pv[PV_L3_OFF] < 0:
         return True
-    off = np.int64(pk.l3_off[i]) + np.int64(pk.ip_hlen[i]) + np.int64(pk.tcp_hlen[i])
-    dlen = np.int64(pk.l4_len[i]) - np.int64(pk.tcp_hlen[i])
+    off = pv[PV_L3_OFF] + pv[PV_IP_HLEN] + pv[PV_TCP_HLEN]
+    dlen = pv[PV_L4_LEN] - pv[PV_TCP_HLEN]
     if dlen <= 0 or off + dlen > len(data):
         return True
     s = slot
-    seq = np.int64(pk.tcp_seq[i])
+    seq = pv[PV_TCP_SEQ]
     ends_nl = data[off + dlen - 1] == 10
     nl_seq = (seq + dlen) & U32
     found_seq = False
-    for k in range(tab.ftp_nseq[s, d]):
-        if tab.ftp_seq[s, d, k] == seq:
+    for k in range(E[s, C_FTP_NSEQ + d]):
+        if E[s, C_FTP_SEQ + 2 * d + k] == seq:
             found_seq = True
     if not found_seq:
         if ends_nl:
-            _ftp_update_nl(tab, s, d, nl_seq)
+            _ftp_update_nl(E, s, d, nl_seq)
         return True
-    fam = np.int64(tab.family[s])
-    found, addr, port = _ftp_parse(data, off, dlen, d, fam, 0)
+    fam = E[s, C_FAMILY]
+    found, addr, port = _ftp_parse(data, off, dlen, d, fam, M[M_SCRATCH:M_SCRATCH + 6])
     if found == -1:
-        tab.meta[M_HELPER_DROP] += 1
+        M[M_HELPER_DROP] += 1
         return False
     ok = True
     if found == 1:
-        if d == 0:
-            ssrc_hi = tab.o_src_hi[s]
-            ssrc_lo = tab.o_src_lo[s]
-        else:
-            ssrc_hi = tab.r_src_hi[s]
-            ssrc_lo = tab.r_src_lo[s]
+        c = C_O_SRC_HI if d == 0 else C_R_SRC_HI
+        ssrc_hi = E[s, c]
+        ssrc_lo = E[s, c + 1]
         addr_ok = True
         if addr >= 0:
-            a_lo = np.uint64(0xFFFF00000000) | np.uint64(addr)
-            addr_ok = fam == 4 and ssrc_hi == np.uint64(0) and ssrc_lo == a_lo
+            a_lo = np.int64(0xFFFF00000000) | np.int64(addr)
+            addr_ok = fam == 4 and ssrc_hi == 0 and ssrc_lo == a_lo
         if addr_ok:
-            if d == 0:  # tuplehash[!dir] = REPLY
-                e_src_hi, e_src_lo = tab.r_src_hi[s], tab.r_src_lo[s]
-                e_dst_hi, e_dst_lo = tab.r_dst_hi[s], tab.r_dst_lo[s]
-            else:
-                e_src_hi, e_src_lo = tab.o_src_hi[s], tab.o_src_lo[s]
-                e_dst_hi, e_dst_lo = tab.o_dst_hi[s], tab.o_dst_lo[s]
-            if not _expect_add(tab, prm, s, fam, 6, tab.zone[s], e_src_hi, e_src_lo, e_dst_hi, e_dst_lo,
-                               port, now_ns):
-                tab.meta[M_HELPER_DROP] += 1
+            ce = C_R_SRC_HI if d == 0 else C_O_SRC_HI  # tuplehash[!dir]
+            if not _expect_add(E, M, X, P, s, fam, 6, E[s, C_ZONE], E[s, ce], E[s, ce + 1], E[s, ce + 2],
+                               E[s, ce + 3], port, now_ns):
+                M[M_HELPER_DROP] += 1
                 ok = False
     if ends_nl:
-        _ftp_update_nl(tab, s, d, nl_seq)
+        _ftp_update_nl(E, s, d, nl_seq)
     return ok
+
+
+# ------------------------------------------------------------------ table-level API (NamedTuple args)
+# Thin wrappers kept for tests and callers outside the per-packet path.
+
+@kernel
+def ct_in(tab, prm, pk, i, zone, hook, now_ns, ev):
+    """nf_conntrack_in for packet i of packet table pk. Returns (slot, dir, ctinfo, reason)."""
+    pv = np.empty(N_PV, dtype=np.int64)
+    load_pv(pk, i, pv)
+    return ct_in_pv(tab.E, tab.L, tab.H, tab.M, tab.X, tab.F, prm.vec, pv, zone, hook, now_ns, ev)
+
+
+@kernel
+def ct_confirm(tab, prm, slot, now_ns, pkt_index, ev):
+    return ct_confirm_a(tab.E, tab.L, tab.H, tab.M, tab.X, tab.F, slot, now_ns, pkt_index, ev)
+
+
+@kernel
+def ct_abort(tab, slot):
+    ct_abort_a(tab.E, tab.L, tab.M, slot)
+
+
+@kernel
+def ct_help(tab, prm, pk, data, i, slot, d, ctinfo, now_ns):
+    pv = np.empty(N_PV, dtype=np.int64)
+    load_pv(pk, i, pv)
+    return ct_help_a(tab.E, tab.M, tab.X, prm.vec, pv, data, slot, d, ctinfo, now_ns)
+
+
+@kernel
+def ct_tuple_taken(tab, family, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, zone, ignore_slot, now_ns):
+    return ct_tuple_taken_a(tab.E, tab.L, tab.H, family, np.int64(src_hi), np.int64(src_lo), np.int64(dst_hi),
+                            np.int64(dst_lo), proto, sport, dport, zone, ignore_slot, now_ns)
+
+
+@kernel
+def ct_remaining_s(tab, slot, now_ns):
+    return ct_remaining_s_a(tab.E, tab.L, slot, now_ns)
+
+
+@kernel
+def ct_set_helper(tab, slot, helper_id):
+    ct_set_helper_a(tab.E, slot, helper_id)
+
+
+@kernel
+def ct_set_mark(tab, slot, mark):
+    ct_set_mark_a(tab.E, slot, mark)
+
+
+@kernel
+def ct_finish(tab, end_ns, ev):
+    ct_finish_a(tab.E, tab.L, tab.H, tab.M, tab.X, tab.F, end_ns, ev)
+
+
+PV_BLOCK = 1024
+
+
+@kernel
+def _ct_block(E, L, H, M, X, F, P, PV, n, EV):
+    for k in range(n):
+        pv = PV[k]
+        now = pv[PV_TS]
+        s, _d, _ci, _r = ct_in_pv(E, L, H, M, X, F, P, pv, 0, 0, now, EV)
+        ct_confirm_a(E, L, H, M, X, F, s, now, pv[PV_INDEX], EV)
+        if EV[0, 0] > EV.shape[0] - 16:
+            return k + 1
+    return n
+
+
+@kernel
+def ct_replay_range(tab, prm, pk, ev, start, end):
+    """Conntrack alone over packets [start, end) of pk (PREROUTING, zone 0, every packet accepted and
+    confirmed): the benchmark driver. Returns the next index (stops early when ev is nearly full)."""
+    PV = np.empty((PV_BLOCK, N_PV), dtype=np.int64)
+    i = start
+    while i < end:
+        hi = min(end, i + PV_BLOCK)
+        n = load_pv_block(pk, i, hi, PV)
+        done = _ct_block(tab.E, tab.L, tab.H, tab.M, tab.X, tab.F, prm.vec, PV, n, ev)
+        i += done
+        if done < n:
+            break
+    return i

@@ -119,6 +119,29 @@ class CtParams(NamedTuple):
     gre_timeout_stream: int
     sctp_timeout: int
     ftp_expect_timeout: int
+    vec: np.ndarray  # the same values as one int64 vector for the kernels (P_* slots)
+
+
+# slots of CtParams.vec (kernels take this vector, not the NamedTuple)
+P_LOOSE = 0
+P_BE_LIBERAL = 1
+P_MAX_RETRANS = 2
+P_IGNORE_INVALID_RST = 3
+P_CHECKSUM = 4
+P_ASSUME_GOOD = 5
+P_CT_MAX = 6
+P_EXPECT_MAX = 7
+P_UDP = 8
+P_UDP_STREAM = 9
+P_ICMP = 10
+P_ICMPV6 = 11
+P_GENERIC = 12
+P_GRE = 13
+P_GRE_STREAM = 14
+P_SCTP = 15
+P_FTP_EXPECT = 16
+P_TCP = 24  # + codes.TcpState (0..13): TCP timeouts in ns
+N_P = 40
 
 
 _NS = 1_000_000_000
@@ -156,7 +179,7 @@ def make_params(sysctls: dict | None = None, assume_good_checksums: bool = False
     tt[12] = g("nf_conntrack_tcp_timeout_max_retrans")
     tt[13] = g("nf_conntrack_tcp_timeout_unacknowledged")
     tt *= _NS
-    return CtParams(
+    vals = dict(
         loose=g("nf_conntrack_tcp_loose"), be_liberal=g("nf_conntrack_tcp_be_liberal"),
         max_retrans=g("nf_conntrack_tcp_max_retrans"),
         ignore_invalid_rst=g("nf_conntrack_tcp_ignore_invalid_rst"),
@@ -173,3 +196,14 @@ def make_params(sysctls: dict | None = None, assume_good_checksums: bool = False
         sctp_timeout=g("nf_conntrack_sctp_timeout_established") * _NS,
         ftp_expect_timeout=300 * _NS,
     )
+    vec = np.zeros(N_P, dtype=np.int64)
+    for slot, name in ((P_LOOSE, "loose"), (P_BE_LIBERAL, "be_liberal"), (P_MAX_RETRANS, "max_retrans"),
+                       (P_IGNORE_INVALID_RST, "ignore_invalid_rst"), (P_CHECKSUM, "checksum"),
+                       (P_ASSUME_GOOD, "assume_good_checksums"), (P_CT_MAX, "ct_max"),
+                       (P_EXPECT_MAX, "expect_max"), (P_UDP, "udp_timeout"), (P_UDP_STREAM, "udp_timeout_stream"),
+                       (P_ICMP, "icmp_timeout"), (P_ICMPV6, "icmpv6_timeout"), (P_GENERIC, "generic_timeout"),
+                       (P_GRE, "gre_timeout"), (P_GRE_STREAM, "gre_timeout_stream"), (P_SCTP, "sctp_timeout"),
+                       (P_FTP_EXPECT, "ftp_expect_timeout")):
+        vec[slot] = vals[name]
+    vec[P_TCP:P_TCP + 14] = tt
+    return CtParams(**vals, vec=vec)

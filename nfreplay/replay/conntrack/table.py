@@ -1,4 +1,24 @@
-"""The conntrack table (flat numpy arrays), the event log and flow records. Python side only."""
+"""The conntrack table packed into a few 2-D int64 arrays, the event log and flow records.
+
+Layout (docs/pipeline.md "Kernel data passing"): kernels pass these arrays one by one, never a wide
+NamedTuple, so that a non-inlined call costs a handful of arguments.
+
+* ``E`` int64[capacity, N_E]: one row per entry slot, one column per field (``C_*``). Entry-major so
+  that a packet's work on its entry touches a few adjacent cache lines. Addresses are the int64 bit
+  patterns of the uint64 (hi, lo) halves; per-direction fields are two columns (``C_X + dir``); the
+  tuple of direction d starts at ``C_TUPLE + 6 * d`` (src_hi, src_lo, dst_hi, dst_lo, sport, dport).
+* ``L`` int64[capacity, 3]: the live view ``(generation or -1, expiry ns, TCP CLOSE/TIME_WAIT)``.
+  ``L[s, 1]`` is *the* expiry time of a confirmed entry; ``L[s, 0]`` is the entry's generation while
+  it is confirmed and not dying, else -1; connlimit reads this array directly (RuleState.ct_live).
+* ``H`` int64[2^k]: open-addressing hash index over both tuples (value 2*slot + dir + 1, 0 empty).
+* ``M`` int64[M_LEN + capacity]: counters and allocator state (``M_*``), then the free-slot stack.
+* ``X`` int64[expect_capacity, N_X]: expectations (``X_*``).
+* ``F`` int64[flow_capacity, N_F]: flow records, row = ct_id, columns in result.FLOW_COLUMNS order.
+* event log ``EV`` int64[1 + capacity, 8]: row 0 = (rows used, rows lost), then one row per event
+  in result.EVENT_COLUMNS order.
+
+Python side only (converters back to the result.py dtypes live here).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +28,7 @@ import numpy as np
 
 from nfreplay.replay.result import EVENT_COLUMNS, FLOW_COLUMNS
 
-# meta[] slots
+# M[] slots
 M_COUNT = 0  # occupied entry slots (unconfirmed + confirmed, incl. expired-not-yet-reaped)
 M_NEXT_ID = 1  # next ct_id (flow id) to hand out at confirm
 M_FREE_TOP = 2  # number of slots on the free stack
@@ -22,7 +42,9 @@ M_INSERT_FAILED = 9  # confirm refused (clash)
 M_N_EXPECT = 10  # live expectations
 M_HELPER_DROP = 11  # packets dropped by a helper
 M_EXPECT_CREATED = 12
-M_LEN = 16
+M_GEN = 13  # last generation handed out (every allocation takes the next one)
+M_SCRATCH = 16  # 8 slots of kernel scratch (FTP parser numbers)
+M_LEN = 24  # the free-slot stack follows: M[M_LEN + k]
 
 # per-entry event cache bits (IPCT_*)
 EV_NEW = 1
@@ -33,45 +55,174 @@ EV_HELPER = 16
 EV_MARK = 32
 EV_RELATED = 64
 
-_ENTRY_FIELDS = (
-    # name, dtype, shape suffix
-    ("used", "int8", ()),  # 0 free, 1 unconfirmed, 2 confirmed
-    ("family", "uint8", ()), ("proto", "uint8", ()), ("zone", "int32", ()),
-    ("o_src_hi", "uint64", ()), ("o_src_lo", "uint64", ()), ("o_dst_hi", "uint64", ()),
-    ("o_dst_lo", "uint64", ()), ("o_sport", "int32", ()), ("o_dport", "int32", ()),
-    ("r_src_hi", "uint64", ()), ("r_src_lo", "uint64", ()), ("r_dst_hi", "uint64", ()),
-    ("r_dst_lo", "uint64", ()), ("r_sport", "int32", ()), ("r_dport", "int32", ()),
-    ("status", "int64", ()), ("expires", "int64", ()), ("timeout_rel", "int64", ()),
-    ("mark", "int64", ()), ("helper", "int8", ()), ("ct_id", "int64", ()), ("master", "int64", ()),
-    ("ecache", "int64", ()), ("pk_o", "int64", ()), ("by_o", "int64", ()), ("pk_r", "int64", ()),
-    ("by_r", "int64", ()), ("first_ts", "int64", ()), ("last_ts", "int64", ()),
-    ("first_pkt", "int64", ()), ("last_pkt", "int64", ()), ("stream_ts", "int64", ()),
-    # TCP (struct ip_ct_tcp); seq-space values are kept in int64 holding u32
-    ("tcp_state", "int8", ()),
-    ("td_end", "int64", (2,)), ("td_maxend", "int64", (2,)), ("td_maxwin", "int64", (2,)),
-    ("td_maxack", "int64", (2,)), ("td_scale", "int8", (2,)), ("td_flags", "int32", (2,)),
-    ("last_dir", "int8", ()), ("last_index", "int8", ()), ("last_seq", "int64", ()),
-    ("last_ack", "int64", ()), ("last_end", "int64", ()), ("last_win", "int64", ()),
-    ("last_wscale", "int8", ()), ("last_flags", "int32", ()), ("retrans", "int32", ()),
-    # FTP helper: per direction up to 2 "seq after newline"
-    ("ftp_seq", "int64", (2, 2)), ("ftp_nseq", "int8", (2,)),
-)
+# ---- E columns
+C_USED = 0  # 0 free, 1 unconfirmed, 2 confirmed
+C_FAMILY = 1
+C_PROTO = 2
+C_ZONE = 3
+C_TUPLE = 4  # tuple of direction d: C_TUPLE + 6 * d + (0 src_hi, 1 src_lo, 2 dst_hi, 3 dst_lo, 4 sport, 5 dport)
+C_O_SRC_HI = 4
+C_O_SRC_LO = 5
+C_O_DST_HI = 6
+C_O_DST_LO = 7
+C_O_SPORT = 8
+C_O_DPORT = 9
+C_R_SRC_HI = 10
+C_R_SRC_LO = 11
+C_R_DST_HI = 12
+C_R_DST_LO = 13
+C_R_SPORT = 14
+C_R_DPORT = 15
+C_STATUS = 16
+C_TIMEOUT_REL = 17  # relative timeout of an unconfirmed entry (expiry = confirm time + this)
+C_MARK = 18
+C_HELPER = 19
+C_CT_ID = 20  # flow id, -1 until confirmed
+C_MASTER = 21  # ct_id of the master (expected entries), -1
+C_ECACHE = 22
+C_PK = 23  # + dir: packets
+C_BY = 25  # + dir: bytes
+C_FIRST_TS = 27
+C_LAST_TS = 28
+C_FIRST_PKT = 29
+C_LAST_PKT = 30
+C_STREAM_TS = 31
+C_TCP_STATE = 32
+C_TD_END = 33  # + dir (struct ip_ct_tcp_state; seq-space values are u32 held in int64)
+C_TD_MAXEND = 35
+C_TD_MAXWIN = 37
+C_TD_MAXACK = 39
+C_TD_SCALE = 41
+C_TD_FLAGS = 43
+C_LAST_DIR = 45
+C_LAST_INDEX = 46
+C_LAST_SEQ = 47
+C_LAST_ACK = 48
+C_LAST_END = 49
+C_LAST_WIN = 50
+C_LAST_WSCALE = 51
+C_LAST_FLAGS = 52
+C_RETRANS = 53
+C_FTP_SEQ = 54  # + 2 * dir + k (k < 2): FTP helper "seq after newline"
+C_FTP_NSEQ = 58  # + dir
+C_GEN = 60  # generation of the slot's current occupant (connlimit's CT_ID)
+N_E = 64
 
-_EXPECT_FIELDS = (
-    ("e_used", "int8"), ("e_master", "int64"), ("e_master_id", "int64"), ("e_family", "uint8"),
-    ("e_proto", "uint8"), ("e_zone", "int32"), ("e_src_hi", "uint64"), ("e_src_lo", "uint64"),
-    ("e_dst_hi", "uint64"), ("e_dst_lo", "uint64"), ("e_dport", "int32"), ("e_expires", "int64"),
-    ("e_created", "int64"),
-)
+# ---- L columns (ct_live)
+L_GEN = 0
+L_EXPIRES = 1
+L_CLOSED = 2
 
-_FLOW_FIELDS = tuple(("f_" + name, dt) for name, dt, _ in FLOW_COLUMNS)
+# ---- X columns
+X_USED = 0
+X_MASTER = 1
+X_MASTER_ID = 2
+X_FAMILY = 3
+X_PROTO = 4
+X_ZONE = 5
+X_SRC_HI = 6
+X_SRC_LO = 7
+X_DST_HI = 8
+X_DST_LO = 9
+X_DPORT = 10
+X_EXPIRES = 11
+X_CREATED = 12
+N_X = 13
 
-CtTable = NamedTuple("CtTable", [("meta", np.ndarray), ("hidx", np.ndarray), ("free", np.ndarray)]
-                     + [(n, np.ndarray) for n, _, _ in _ENTRY_FIELDS]
-                     + [(n, np.ndarray) for n, _ in _EXPECT_FIELDS]
-                     + [(n, np.ndarray) for n, _ in _FLOW_FIELDS])
-CtTable.__doc__ = """State of the conntrack engine: entries, the hash index over both tuples, expectations,
-flow records (indexed by ct_id). State in / state out: pass the same object to every chunk."""
+# ---- F columns (result.FLOW_COLUMNS order)
+CF_FAMILY = 0
+CF_PROTO = 1
+CF_ORIG_SRC_HI = 2
+CF_ORIG_SRC_LO = 3
+CF_ORIG_DST_HI = 4
+CF_ORIG_DST_LO = 5
+CF_ORIG_SPORT = 6
+CF_ORIG_DPORT = 7
+CF_REPLY_SRC_HI = 8
+CF_REPLY_SRC_LO = 9
+CF_REPLY_DST_HI = 10
+CF_REPLY_DST_LO = 11
+CF_REPLY_SPORT = 12
+CF_REPLY_DPORT = 13
+CF_ZONE = 14
+CF_STATUS = 15
+CF_FIRST_TS_NS = 16
+CF_LAST_TS_NS = 17
+CF_PACKETS_ORIG = 18
+CF_BYTES_ORIG = 19
+CF_PACKETS_REPLY = 20
+CF_BYTES_REPLY = 21
+CF_FINAL_TCP_STATE = 22
+CF_END = 23
+CF_END_TS_NS = 24
+CF_FIRST_PACKET = 25
+CF_LAST_PACKET = 26
+CF_MARK = 27
+N_F = 28
+assert [c[0] for c in FLOW_COLUMNS] == [n[3:].lower() for n in sorted(
+    (k for k in list(globals()) if k.startswith("CF_")), key=lambda k: globals()[k])]
+assert len(FLOW_COLUMNS) == N_F
+
+# ---- event log columns (result.EVENT_COLUMNS order), rows 1.. ; row 0 = (used, lost)
+EVC_CT_ID = 0
+EVC_PACKET_INDEX = 1
+EVC_TS_NS = 2
+EVC_EVENT = 3
+EVC_TCP_STATE = 4
+EVC_STATUS = 5
+EVC_TIMEOUT_S = 6
+N_EVC = 8
+assert [c[0] for c in EVENT_COLUMNS] == ["ct_id", "packet_index", "ts_ns", "event", "tcp_state", "status",
+                                         "timeout_s"]
+
+# Python-side compatibility views: old per-field names -> (array, column, width)
+_ENTRY_VIEWS = {
+    "used": C_USED, "family": C_FAMILY, "proto": C_PROTO, "zone": C_ZONE,
+    "o_src_hi": C_O_SRC_HI, "o_src_lo": C_O_SRC_LO, "o_dst_hi": C_O_DST_HI, "o_dst_lo": C_O_DST_LO,
+    "o_sport": C_O_SPORT, "o_dport": C_O_DPORT, "r_src_hi": C_R_SRC_HI, "r_src_lo": C_R_SRC_LO,
+    "r_dst_hi": C_R_DST_HI, "r_dst_lo": C_R_DST_LO, "r_sport": C_R_SPORT, "r_dport": C_R_DPORT,
+    "status": C_STATUS, "timeout_rel": C_TIMEOUT_REL, "mark": C_MARK, "helper": C_HELPER,
+    "ct_id": C_CT_ID, "master": C_MASTER, "ecache": C_ECACHE, "pk_o": C_PK, "pk_r": C_PK + 1,
+    "by_o": C_BY, "by_r": C_BY + 1, "first_ts": C_FIRST_TS, "last_ts": C_LAST_TS,
+    "first_pkt": C_FIRST_PKT, "last_pkt": C_LAST_PKT, "stream_ts": C_STREAM_TS, "tcp_state": C_TCP_STATE,
+    "last_dir": C_LAST_DIR, "last_index": C_LAST_INDEX, "last_seq": C_LAST_SEQ, "last_ack": C_LAST_ACK,
+    "last_end": C_LAST_END, "last_win": C_LAST_WIN, "last_wscale": C_LAST_WSCALE,
+    "last_flags": C_LAST_FLAGS, "retrans": C_RETRANS, "gen": C_GEN,
+}
+_PAIR_VIEWS = {"td_end": C_TD_END, "td_maxend": C_TD_MAXEND, "td_maxwin": C_TD_MAXWIN,
+               "td_maxack": C_TD_MAXACK, "td_scale": C_TD_SCALE, "td_flags": C_TD_FLAGS,
+               "ftp_nseq": C_FTP_NSEQ}
+
+
+class CtTable(NamedTuple):
+    """State of the conntrack engine (see the module docstring for the layout). State in / state out:
+    pass the same object to every chunk. Python code may read the old per-field names as views
+    (``tab.status``, ``tab.tcp_state``, ``tab.td_end[s, d]``, ``tab.expires``, ``tab.f_proto``...)."""
+
+    E: np.ndarray
+    L: np.ndarray
+    H: np.ndarray
+    M: np.ndarray
+    X: np.ndarray
+    F: np.ndarray
+
+    def __getattr__(self, name):  # only reached for names that are not fields
+        if name in _ENTRY_VIEWS:
+            return self.E[:, _ENTRY_VIEWS[name]]
+        if name in _PAIR_VIEWS:
+            c = _PAIR_VIEWS[name]
+            return self.E[:, c:c + 2]
+        if name == "ftp_seq":
+            return self.E[:, C_FTP_SEQ:C_FTP_SEQ + 4].reshape(-1, 2, 2)
+        if name == "expires":
+            return self.L[:, L_EXPIRES]
+        if name == "meta":
+            return self.M[:M_LEN]
+        if name.startswith("f_"):
+            for k, (n, _dt, _u) in enumerate(FLOW_COLUMNS):
+                if n == name[2:]:
+                    return self.F[:, k]
+        raise AttributeError(name)
 
 
 def new_table(capacity: int, flow_capacity: int, expect_capacity: int = 256) -> CtTable:
@@ -81,22 +232,20 @@ def new_table(capacity: int, flow_capacity: int, expect_capacity: int = 256) -> 
     hsize = 1
     while hsize < 4 * capacity:
         hsize <<= 1
-    meta = np.zeros(M_LEN, dtype=np.int64)
-    meta[M_MASK] = hsize - 1
-    meta[M_FREE_TOP] = capacity
-    meta[M_PENDING] = -1
-    cols = {"meta": meta, "hidx": np.zeros(hsize, dtype=np.int64),
-            "free": np.arange(capacity - 1, -1, -1, dtype=np.int64)}
-    for name, dt, shape in _ENTRY_FIELDS:
-        cols[name] = np.zeros((capacity,) + shape, dtype=dt)
-    cols["ct_id"][:] = -1
-    cols["master"][:] = -1
-    for name, dt in _EXPECT_FIELDS:
-        cols[name] = np.zeros(max(int(expect_capacity), 4), dtype=dt)
-    for name, dt in _FLOW_FIELDS:
-        cols[name] = np.zeros(max(int(flow_capacity), 1), dtype=dt)
-    cols["f_end_ts_ns"][:] = -1
-    return CtTable(**cols)
+    M = np.zeros(M_LEN + capacity, dtype=np.int64)
+    M[M_MASK] = hsize - 1
+    M[M_FREE_TOP] = capacity
+    M[M_PENDING] = -1
+    M[M_LEN:] = np.arange(capacity - 1, -1, -1, dtype=np.int64)
+    E = np.zeros((capacity, N_E), dtype=np.int64)
+    E[:, C_CT_ID] = -1
+    E[:, C_MASTER] = -1
+    L = np.zeros((capacity, 3), dtype=np.int64)
+    L[:, L_GEN] = -1
+    X = np.zeros((max(int(expect_capacity), 4), N_X), dtype=np.int64)
+    F = np.zeros((max(int(flow_capacity), 1), N_F), dtype=np.int64)
+    F[:, CF_END_TS_NS] = -1
+    return CtTable(E=E, L=L, H=np.zeros(hsize, dtype=np.int64), M=M, X=X, F=F)
 
 
 def table_capacity_for(ct_max: int, n_packets: int) -> int:
@@ -107,51 +256,39 @@ def table_capacity_for(ct_max: int, n_packets: int) -> int:
 
 def grow_flows(tab: CtTable, n_more: int) -> CtTable:
     """Make sure at least n_more further flow records fit (call before each chunk with its length)."""
-    need = int(tab.meta[M_NEXT_ID]) + int(n_more)
-    cur = len(tab.f_family)
+    need = int(tab.M[M_NEXT_ID]) + int(n_more)
+    cur = tab.F.shape[0]
     if need <= cur:
         return tab
     new = max(need, 2 * cur)
-    d = tab._asdict()
-    for name, _dt in _FLOW_FIELDS:
-        a = d[name]
-        b = np.zeros(new, dtype=a.dtype)
-        if name == "f_end_ts_ns":
-            b[:] = -1
-        b[:cur] = a
-        d[name] = b
-    return CtTable(**d)
+    F = np.zeros((new, N_F), dtype=np.int64)
+    F[:, CF_END_TS_NS] = -1
+    F[:cur] = tab.F
+    return tab._replace(F=F)
 
 
 def n_flows(tab: CtTable) -> int:
-    return int(tab.meta[M_NEXT_ID])
+    return int(tab.M[M_NEXT_ID])
 
 
-class EventLog(NamedTuple):
-    ct_id: np.ndarray
-    packet_index: np.ndarray
-    ts_ns: np.ndarray
-    event: np.ndarray
-    tcp_state: np.ndarray
-    status: np.ndarray
-    timeout_s: np.ndarray
-    n: np.ndarray  # [0] = rows used, [1] = rows lost because the log was full
+EventLog = np.ndarray  # int64[1 + capacity, N_EVC]; row 0 = (rows used, rows lost)
 
 
-assert EventLog._fields[:-1] == tuple(c[0] for c in EVENT_COLUMNS)
-
-
-def new_event_log(capacity: int) -> EventLog:
+def new_event_log(capacity: int) -> np.ndarray:
     """Preallocated log; size it >= 3 x packets per chunk (+ entries that may expire at finish)."""
-    cap = max(int(capacity), 1)
-    return EventLog(*(np.zeros(cap, dtype=dt) for _n, dt, _ in EVENT_COLUMNS), n=np.zeros(2, np.int64))
+    return np.zeros((1 + max(int(capacity), 1), N_EVC), dtype=np.int64)
 
 
-def drain_events(ev: EventLog) -> dict:
+def events_used(ev: np.ndarray) -> int:
+    return int(ev[0, 0])
+
+
+def drain_events(ev: np.ndarray) -> dict:
     """Copy out the logged events (dict per result.EVENT_COLUMNS) and reset the log."""
-    k = int(ev.n[0])
-    out = {name: getattr(ev, name)[:k].copy() for name, _dt, _ in EVENT_COLUMNS}
-    ev.n[0] = 0
+    k = int(ev[0, 0])
+    rows = ev[1:1 + k]
+    out = {name: rows[:, j].astype(dt) for j, (name, dt, _) in enumerate(EVENT_COLUMNS)}
+    ev[0, 0] = 0
     return out
 
 
@@ -164,12 +301,17 @@ def concat_events(parts: list[dict]) -> dict:
 def flows_table(tab: CtTable) -> dict:
     """Flow records (dict per result.FLOW_COLUMNS, row = ct_id). Call ct_finish(tab, end_ns, ev)
     first so that entries expired by the end of the capture are closed."""
-    k = min(int(tab.meta[M_NEXT_ID]), len(tab.f_family))
-    return {name: getattr(tab, "f_" + name)[:k].copy() for name, _dt, _ in FLOW_COLUMNS}
+    k = min(int(tab.M[M_NEXT_ID]), tab.F.shape[0])
+    rows = tab.F[:k]
+    out = {}
+    for j, (name, dt, _) in enumerate(FLOW_COLUMNS):
+        col = rows[:, j]
+        out[name] = col.view(np.uint64).copy() if dt == "uint64" else col.astype(dt)
+    return out
 
 
 def counters(tab: CtTable) -> dict:
-    m = tab.meta
+    m = tab.M
     return {"entries": int(m[M_COUNT]), "flows": int(m[M_NEXT_ID]), "table_full_drops": int(m[M_TABLE_FULL]),
             "early_drops": int(m[M_EARLY_DROP]), "bad_checksums_seen": int(m[M_CSUM_BAD]),
             "insert_failed": int(m[M_INSERT_FAILED]), "helper_drops": int(m[M_HELPER_DROP]),

@@ -1,23 +1,20 @@
-"""Benchmark (not a test): conntrack alone on a synthetic TCP/UDP mix. python tests/replay/conntrack/bench_ct.py"""
+"""Benchmark (not a test): conntrack alone on a synthetic TCP/UDP mix. python tests/replay/conntrack/bench_ct.py
+(the full engine benchmark, with a realistic capture and the pipeline, is bench/bench_engine.py)"""
 import time
 
 import numpy as np
 
 from nfreplay.replay import schema
-from nfreplay.replay._jit import kernel
-from nfreplay.replay.conntrack import ct_confirm, ct_in, make_params, new_event_log, new_table
+from nfreplay.replay.conntrack import ct_replay_range, drain_events, make_params, new_event_log, new_table
 
 
-@kernel
 def loop(tab, prm, pk, ev, lo, hi):
-    n = 0
-    for i in range(lo, hi):
-        s, d, ci, r = ct_in(tab, prm, pk, i, 0, 0, pk.ts_ns[i], ev)
-        ct_confirm(tab, prm, s, pk.ts_ns[i], i, ev)
-        if ev.n[0] > len(ev.ct_id) - 8:
-            ev.n[0] = 0
-        n += 1
-    return n
+    i = lo
+    while i < hi:
+        i = ct_replay_range(tab, prm, pk, ev, i, hi)
+        drain_events(ev)
+    return hi - lo
+
 
 N = 1_000_000
 rng = np.random.default_rng(1)
