@@ -102,25 +102,31 @@ def status_text(status: np.ndarray) -> list[str]:
 def addresses_text(hi: np.ndarray, lo: np.ndarray, family: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """(hi, lo, family) arrays -> object array of address strings ('' where family is 0 or not valid).
 
-    Each distinct address is converted once, so this is fast on captures with few hosts."""
+    Each distinct address is converted once (hash factorisation, O(n)), so this is fast on captures
+    with few hosts relative to packets."""
     n = len(hi)
-    fam = np.asarray(family).astype(np.uint64)
+    fam = np.asarray(family)
     if valid is not None:
-        fam = np.where(valid, fam, 0).astype(np.uint64)
-    key = np.empty(n, dtype=[("f", "u8"), ("h", "u8"), ("l", "u8")])
-    key["f"], key["h"], key["l"] = fam, np.asarray(hi, dtype=np.uint64), np.asarray(lo, dtype=np.uint64)
-    if n == 0:
-        return np.empty(0, dtype=object)
-    uniq, inv = np.unique(key, return_inverse=True)
-    texts = np.empty(len(uniq), dtype=object)
-    for i, (f, h, l) in enumerate(uniq.tolist()):
-        if f == 4:
-            texts[i] = str(ipaddress.IPv4Address(l & 0xFFFFFFFF))
-        elif f == 6:
-            texts[i] = str(ipaddress.IPv6Address((h << 64) | l))
-        else:
-            texts[i] = ""
-    return texts[inv.reshape(-1)]
+        fam = np.where(valid, fam, 0)
+    out = np.full(n, "", dtype=object)
+    lo = np.asarray(lo, dtype=np.uint64)
+    hi = np.asarray(hi, dtype=np.uint64)
+    v4 = np.flatnonzero(fam == 4)
+    if len(v4):
+        codes_, uniq = pd.factorize(lo[v4] & np.uint64(0xFFFFFFFF))
+        texts = np.array([str(ipaddress.IPv4Address(int(u))) for u in uniq], dtype=object)
+        out[v4] = texts[codes_]
+    v6 = np.flatnonzero(fam == 6)
+    if len(v6):
+        h, l = hi[v6], lo[v6]
+        codes_h, uh = pd.factorize(h)
+        codes_l, ul = pd.factorize(l)
+        pair = codes_h.astype(np.int64) * max(len(ul), 1) + codes_l
+        codes_, up = pd.factorize(pair)
+        texts = np.array([str(ipaddress.IPv6Address((int(uh[x // max(len(ul), 1)]) << 64)
+                                                    | int(ul[x % max(len(ul), 1)]))) for x in up], dtype=object)
+        out[v6] = texts[codes_]
+    return out
 
 
 def _str_series(values, index=None) -> pd.Series:

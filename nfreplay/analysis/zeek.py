@@ -135,14 +135,20 @@ def zeek_histories(out) -> pd.DataFrame:
     ev["repeat"] = ev["repeat"].fillna(False).astype(bool)
     once = ev.loc[~ev["repeat"]].sort_values("pos").drop_duplicates(["ct", "dir", "letter"])
     ev = pd.concat([once, ev.loc[ev["repeat"]]]).sort_values(["ct", "pos"], kind="stable")
-    ev["ch"] = np.where(ev["dir"].to_numpy() == 0, ev["letter"].str.upper(), ev["letter"].str.lower())
-    history = ev.groupby("ct", sort=True)["ch"].agg("".join)
+    lower = {c: c.lower() for c in "SHADFRIQCTW"}  # letters are upper case; the responder's lower
+    chars = [c if d == 0 else lower[c] for c, d in zip(ev["letter"].tolist(), ev["dir"].tolist())]
+    ev_ct = ev["ct"].to_numpy()
+    ids = np.unique(df["ct"].to_numpy()).astype(np.int64)
+    history = np.full(len(ids), "", dtype=object)
+    if len(ev_ct):
+        starts = np.flatnonzero(np.r_[True, ev_ct[1:] != ev_ct[:-1]])
+        ends = np.r_[starts[1:], len(ev_ct)]
+        where = np.searchsorted(ids, ev_ct[starts])
+        history[where] = ["".join(chars[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
 
     # ---- endpoint states
-    flows = df.groupby("ct", sort=True)
-    ids = np.array(sorted(flows.groups), dtype=np.int64)
     res = pd.DataFrame(index=pd.Index(ids, name="ct_id"))
-    res["history"] = history.reindex(ids).fillna("").to_numpy()
+    res["history"] = history
     res["conn_state"] = _conn_states(df, ids, res["history"].to_numpy())
     res = res[["conn_state", "history"]]
     res["history"] = res["history"].astype("str")
