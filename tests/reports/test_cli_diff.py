@@ -1,0 +1,39 @@
+"""`nfreplay diff` end to end on the ruleset_change sample: exit codes, --json, --out files, --report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nfreplay.cli import main
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "ruleset_change"
+
+
+def test_diff_json_out_and_report(tmp_path, capsys):
+    out, rep = tmp_path / "out", tmp_path / "diff.html"
+    rc = main(["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--rules",
+               str(SAMPLE / "rules_new.ipt"), "--host", str(SAMPLE / "host.toml"), "--out", str(out),
+               "--report", str(rep), "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["labels"] == ["old", "new"]
+    assert d["counts"]["newly_blocked"] == 2 and d["counts"]["newly_allowed"] == 1
+    assert {r["service"] for r in d["by_service"]} == {"tcp/22", "tcp/80", "tcp/443"}
+    for name in ("diff_packets.parquet", "diff_flows.parquet", "diff_by_service.parquet", "diff.json",
+                 "old/packets.parquet", "new/summary.json"):
+        assert (out / name).exists(), name
+    assert 'id="changes"' in rep.read_text()
+
+
+def test_diff_knob_sensitivity_and_usage_errors(tmp_path, capsys):
+    liberal = tmp_path / "liberal.toml"
+    liberal.write_text((SAMPLE / "host.toml").read_text().replace(
+        '"net.netfilter.nf_conntrack_tcp_be_liberal" = 0', '"net.netfilter.nf_conntrack_tcp_be_liberal" = 1'))
+    rc = main(["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--host",
+               str(SAMPLE / "host.toml"), "--host2", str(liberal), "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["labels"] == ["host1", "host2"] and d["counts"]["conversations_changed"] == 0  # clean traffic
+    rc = main(["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt")])
+    assert rc == 1 and "--rules OLD --rules NEW" in capsys.readouterr().err
