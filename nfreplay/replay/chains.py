@@ -21,6 +21,13 @@ nft `counter` statements are what the kernel shows for nft rules; rules metadata
 the pipeline resets the rest per packet with reset_packet().
 `trace` (int64[cap, 3], row 0 = header: trace[0, 0] = number of entries): rows (rule id, TR_* or
 codes.Verdict value, argument) for each matched rule / logged statement, when cap > 1.
+
+Speed: the walk reads the packed arrays of CompiledArrays (compile.py: ex/ru rows, sets, elements) and
+RuleState (eight arrays) directly; matches are evaluated inline (single-interval sets as two compares),
+only set lookups, addrtype and stateful matches are calls, and those take a few arrays, never the
+NamedTuples. Chains with a destination-port dispatch block (compile.py `dispatch_block`) visit only the
+wildcard rules and the rules whose port set covers the packet's destination port, in rule order; the
+skipped rules are exactly those whose side-effect-free leading matches must fail. No allocation.
 """
 
 from __future__ import annotations
@@ -30,8 +37,27 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
-from .host import addr_type
+from .host import addr_type_a
 from .rules.compile import (
+    BC_CHAIN,
+    BC_FAMILY,
+    BC_POLICY_RULE,
+    BC_POLICY_VERDICT,
+    CH_END,
+    CH_IX,
+    CH_START,
+    CH_W,
+    E_HI,
+    E_LO,
+    E_PMAX,
+    E_VBYPASS,
+    E_VCHAIN,
+    E_VCODE,
+    E_VQNUM,
+    FAST_EMPTY,
+    FAST_RANGE1,
+    FAST_RANGE2,
+    H_CH_OFF,
     NO_VERDICT,
     OP_ADDR_IN,
     OP_ADDR_MASKED,
@@ -46,7 +72,6 @@ from .rules.compile import (
     OP_MASKED_ANY,
     OP_MASKED_EQ,
     OP_NAT,
-    OP_NEVER,
     OP_NFLOG,
     OP_NOOP,
     OP_NOOP_STMT,
@@ -55,9 +80,47 @@ from .rules.compile import (
     OP_STATEFUL,
     OP_VERDICT,
     OP_VMAP,
+    R_EE,
+    R_ES,
+    R_NEXTW,
+    S_END,
+    S_FIELDS,
+    S_KIND,
+    S_NF,
+    S_NW,
+    S_START,
+    S_W0,
     SET_SORTED,
+    X_A0,
+    X_A1,
+    X_A2,
+    X_A3,
+    X_A4,
+    X_A5,
+    X_FAST,
+    X_FIELD,
+    X_HI,
+    X_HI2,
+    X_LO,
+    X_LO2,
+    X_NEG,
+    X_OP,
+    X_PRES,
+    X_SET,
 )
-from .stateful import new_stateful_state, stateful_match
+from .stateful import (
+    M_CL_E,
+    M_CL_T,
+    M_HL_T,
+    M_HOTDROP,
+    M_HOTDROPS,
+    M_KEY,
+    M_RNG,
+    M_STACK,
+    RC_HDR,
+    new_stateful_state,
+    stateful_match,
+)
 
 __all__ = ["RuleState", "new_rule_state", "eval_chain", "new_out", "new_trace", "reset_packet", "set_lookup",
            "OUT_RULE", "OUT_REJECT", "OUT_NAT", "OUT_QUEUE_NUM", "OUT_QUEUE_BYPASS", "OUT_CT_NOTRACK",
@@ -105,28 +168,34 @@ _F_IIF = 7  # Field.IIF
 _F_OIF = 8  # Field.OIF
 _F_MARK = 9  # Field.MARK
 _F_CT_MARK = 13  # Field.CT_MARK
+_F_DPORT = 6  # Field.DPORT
+_P_PORTS = 1  # PRESENT_PORTS
 
 
 class RuleState(NamedTuple):
+    """Counters and stateful-match state of a compiled ruleset (eight int64 arrays; layouts of misc, rc,
+    hl, cl in stateful.py). The properties give views under the old names (Python side)."""
+
     rule_packets: np.ndarray  # int64[n_rules]
     rule_bytes: np.ndarray  # int64[n_rules]
-    stack_chain: np.ndarray  # jump stack (scratch)
-    stack_rule: np.ndarray
+    misc: np.ndarray  # hotdrop flag and count, PRNG [state, draws, seed], set-key scratch, jump stack
     sf: np.ndarray  # int64[n_sf, 8] per-stateful-match state (stateful.py)
-    rng: np.ndarray  # int64[3]: PRNG state, draws so far, seed
-    rc_addr: np.ndarray  # recent tables: int64[T, 100, 2] address words
-    rc_meta: np.ndarray  # int64[T, 100, 6]: used, family, ttl, nstamps, index, lru sequence
-    rc_stamps: np.ndarray  # int64[T, 100, RING] jiffies
-    rc_tab: np.ndarray  # int64[T, 4]: entries, lru counter, ring mask
-    hl_key: np.ndarray  # hashlimit entries (open addressing, all tables): int64[slots, 6] key words, used
-    hl_val: np.ndarray  # int64[slots, 5]: credit | current_rate, credit_cap, prev, expires (jiffies), prev_window
-    hl_tab: np.ndarray  # int64[T, 8] per hashlimit table: count, gc anchor, base, capacity, last jiffies,
-    #                     last gc sweep, hotdrops (max reached), model-capacity overflows
-    cl_key: np.ndarray  # connlimit keys: int64[C * KEYS, 8]: used, addr hi, lo, zone, head, tail, count, last_gc
-    cl_ent: np.ndarray  # remembered connections: int64[C * POOL, 14] (stateful.py)
-    cl_tab: np.ndarray  # int64[C, 6]: free head, pool base, key base, pool cap, key cap, overflows
+    rc: np.ndarray  # recent tables: int64[T, 101, 8 + ring]
+    hl: np.ndarray  # hashlimit table headers and entries
+    cl: np.ndarray  # connlimit headers, keys, remembered connections
     ct_live: np.ndarray  # conntrack view for connlimit (int64[1, 3] = not provided; see stateful.py)
-    hotdrop: np.ndarray  # int64[2]: [0] set by a match that drops the packet (xt hotdrop)
+
+    hotdrop = property(lambda s: s.misc[M_HOTDROP:M_HOTDROPS + 1])  # [flag, count]
+    rng = property(lambda s: s.misc[M_RNG:M_RNG + 3])  # [state, draws, seed]
+    stack_chain = property(lambda s: s.misc[M_STACK::2])
+    stack_rule = property(lambda s: s.misc[M_STACK + 1::2])
+    hl_tab = property(lambda s: s.hl[:int(s.misc[M_HL_T]), :8])
+    hl_key = property(lambda s: s.hl[int(s.misc[M_HL_T]):, :6])
+    hl_val = property(lambda s: s.hl[int(s.misc[M_HL_T]):, 6:11])
+    cl_tab = property(lambda s: s.cl[:int(s.misc[M_CL_T]), :6])
+    cl_key = property(lambda s: s.cl[int(s.misc[M_CL_T]):int(s.misc[M_CL_E]), :8])
+    cl_ent = property(lambda s: s.cl[int(s.misc[M_CL_E]):])
+    rc_tab = property(lambda s: s.rc[:, RC_HDR, :4])
 
 
 def new_rule_state(crs, seed: int | None = None) -> RuleState:
@@ -135,9 +204,8 @@ def new_rule_state(crs, seed: int | None = None) -> RuleState:
     a = crs.arrays
     n = a.n_rules
     depth = max(1, a.max_depth + 1)
-    sf = new_stateful_state(a, crs.seed if seed is None else seed)
-    return RuleState(np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(depth, np.int64),
-                     np.zeros(depth, np.int64), **sf)
+    sf = new_stateful_state(a, crs.seed if seed is None else seed, depth)
+    return RuleState(np.zeros(n, np.int64), np.zeros(n, np.int64), **sf)
 
 
 def new_out() -> np.ndarray:
@@ -178,30 +246,16 @@ def _trace(trace, rule, code, arg):
 
 
 @kernel
-def _key_word(ctx, cra, s, w):
-    """Word w of set s's key, flipped (x ^ 1<<63) for unsigned order."""
-    k = 0
-    for fi in range(cra.set_nf[s]):
-        f = cra.set_fields[s, fi]
-        if f == 0 or f == 2 or f == 24 or f == 26 or f == 28 or f == 30:  # ADDRESS_FIELDS: 2 words
-            if k == w:
-                return ctx[f] ^ _MIN64
-            if k + 1 == w:
-                return ctx[f + 1] ^ _MIN64
-            k += 2
-        else:
-            if k == w:
-                return ctx[f] ^ _MIN64
-            k += 1
-    return np.int64(0)
+def _is_addr_field(f):
+    return f == 0 or f == 2 or f == 24 or f == 26 or f == 28 or f == 30  # codes.ADDRESS_FIELDS
 
 
 @kernel
-def _cmp_lo(cra, key, k, nw):
-    """-1/0/1: key (nw words) vs el_lo[k] lexicographically."""
+def _cmp_lo(el, key, ko, k, nw):
+    """-1/0/1: key (nw words at key[ko:]) vs el[k, E_LO:] lexicographically."""
     for w in range(nw):
-        a = key[w]
-        b = cra.el_lo[k, w]
+        a = key[ko + w]
+        b = el[k, E_LO + w]
         if a < b:
             return -1
         if a > b:
@@ -210,11 +264,11 @@ def _cmp_lo(cra, key, k, nw):
 
 
 @kernel
-def _le_hi(cra, key, k, nw):
-    """key <= el_hi[k] lexicographically."""
+def _le_hi(el, key, ko, k, nw):
+    """key <= el[k, E_HI:] lexicographically."""
     for w in range(nw):
-        a = key[w]
-        b = cra.el_hi[k, w]
+        a = key[ko + w]
+        b = el[k, E_HI + w]
         if a < b:
             return True
         if a > b:
@@ -223,17 +277,15 @@ def _le_hi(cra, key, k, nw):
 
 
 @kernel
-def _comp_in(cra, key, k, nf, s):
+def _comp_in(sets, el, key, ko, k, s):
     """Every component of key lies in element k's component interval."""
     w = 0
-    for fi in range(nf):
-        f = cra.set_fields[s, fi]
-        nw = 2 if (f == 0 or f == 2 or f == 24 or f == 26 or f == 28 or f == 30) else 1
-        # lo <= key component
+    for fi in range(sets[s, S_NF]):
+        nw = 2 if _is_addr_field(sets[s, S_FIELDS + fi]) else 1
         ok_lo = True
         for j in range(nw):
-            a = key[w + j]
-            b = cra.el_lo[k, w + j]
+            a = key[ko + w + j]
+            b = el[k, E_LO + w + j]
             if a > b:
                 break
             if a < b:
@@ -243,8 +295,8 @@ def _comp_in(cra, key, k, nf, s):
             return False
         ok_hi = True
         for j in range(nw):
-            a = key[w + j]
-            b = cra.el_hi[k, w + j]
+            a = key[ko + w + j]
+            b = el[k, E_HI + w + j]
             if a < b:
                 break
             if a > b:
@@ -257,119 +309,120 @@ def _comp_in(cra, key, k, nf, s):
 
 
 @kernel
-def set_lookup(cra, s, ctx):
-    """Index of the element of set s containing the packet's key, or -1."""
-    key = np.zeros(8, np.int64)
-    nw = cra.set_nw[s]
-    for w in range(nw):
-        key[w] = _key_word(ctx, cra, s, w)
-    lo_i = cra.set_start[s]
-    hi_i = cra.set_end[s]
+def _set_lookup(sets, el, s, ctx, key, ko):
+    """Index of the element of set s containing the packet's key, or -1. key[ko:ko + 8] is scratch."""
+    nw = sets[s, S_NW]
+    k = 0
+    for fi in range(sets[s, S_NF]):  # the key words, flipped (x ^ 1<<63) for unsigned order
+        f = sets[s, S_FIELDS + fi]
+        key[ko + k] = ctx[f] ^ _MIN64
+        k += 1
+        if _is_addr_field(f):
+            key[ko + k] = ctx[f + 1] ^ _MIN64
+            k += 1
+    lo_i = sets[s, S_START]
+    hi_i = sets[s, S_END]
     if lo_i >= hi_i:
         return np.int64(-1)
-    if cra.set_kind[s] == SET_SORTED:
+    if sets[s, S_KIND] == SET_SORTED:
         # last element with el_lo <= key
         a = lo_i
         b = hi_i
         while a < b:
             mid = (a + b) >> 1
-            if _cmp_lo(cra, key, mid, nw) >= 0:
+            if _cmp_lo(el, key, ko, mid, nw) >= 0:
                 a = mid + 1
             else:
                 b = mid
         k = a - 1
-        if k >= lo_i and _le_hi(cra, key, k, nw):
+        if k >= lo_i and _le_hi(el, key, ko, k, nw):
             return k
         return np.int64(-1)
     # concatenation: binary search on the first component, then scan back while the prefix max of the
     # first component's upper bound still reaches the key
-    w0 = cra.set_w0[s]
+    w0 = sets[s, S_W0]
     a = lo_i
     b = hi_i
     while a < b:
         mid = (a + b) >> 1
-        if _cmp_lo(cra, key, mid, w0) >= 0:
+        if _cmp_lo(el, key, ko, mid, w0) >= 0:
             a = mid + 1
         else:
             b = mid
     k = a - 1
-    nf = cra.set_nf[s]
     while k >= lo_i:
-        # stop when pmax[k] < key[:w0]
         below = False
         for j in range(w0):
-            if cra.el_pmax[k, j] < key[j]:
+            if el[k, E_PMAX + j] < key[ko + j]:
                 below = True
                 break
-            if cra.el_pmax[k, j] > key[j]:
+            if el[k, E_PMAX + j] > key[ko + j]:
                 break
         if below:
             break
-        if _comp_in(cra, key, k, nf, s):
+        if _comp_in(sets, el, key, ko, k, s):
             return k
         k -= 1
     return np.int64(-1)
 
 
 @kernel
-def _match(cra, st, e, ctx, pkt_len, now_ns):
-    op = cra.ex_op[e]
-    pres = cra.ex_pres[e]
-    if pres != 0 and (ctx[_F_PRESENT] & pres) == 0:
-        return False
-    neg = cra.ex_neg[e] != 0
-    f = cra.ex_field[e]
-    if op == OP_FIELD_IN or op == OP_IFACE or op == OP_ADDR_IN or op == OP_SET:
-        r = set_lookup(cra, cra.ex_set[e], ctx) >= 0
-    elif op == OP_MASKED_EQ:
-        r = (ctx[f] & cra.ex_a0[e]) == cra.ex_a1[e]
-    elif op == OP_MASKED_ANY:
-        r = (ctx[f] & cra.ex_a0[e]) != 0
-    elif op == OP_ADDR_MASKED:
-        r = (ctx[f] & cra.ex_a0[e]) == cra.ex_a2[e] and (ctx[f + 1] & cra.ex_a1[e]) == cra.ex_a3[e]
-    elif op == OP_ADDRTYPE:
-        fam = np.int64(4) if ctx[_F_NFPROTO] == 2 else np.int64(6)
-        lim = np.int64(-1)
-        if cra.ex_a1[e] == 1:
-            lim = ctx[_F_IIF]
-        elif cra.ex_a1[e] == 2:
-            lim = ctx[_F_OIF]
-        bits = _addr_type_ctx(cra, fam, ctx[f], ctx[f + 1], lim)
-        mask = cra.ex_a0[e]
-        if fam == 4:
-            r = (bits & mask) != 0
-        else:  # match_type6
-            r = True
-            if (mask & 32) != 0 and (bits & 32) == 0:
-                r = False
-            if (mask & 2) != 0 and (bits & 2) == 0:
-                r = False
-            if (mask & 1) != 0 and (bits & 1) == 0:
-                r = False
-            if r and (mask & (4 | 16 | 128)) != 0:
-                r = (mask & bits & (4 | 16 | 128)) != 0
-    elif op == OP_STATEFUL:
-        r = stateful_match(cra, st, cra.ex_a0[e], ctx, pkt_len, now_ns)
-        if st.hotdrop[0] != 0:
-            return False
-    elif op == OP_NEVER:
-        return False
-    elif op == OP_NOOP:
-        return True
-    else:
-        return False
-    return r != neg
+def set_lookup(cra, s, ctx):
+    """Index of the element of set s containing the packet's key, or -1 (Python/test helper; the walk
+    uses _set_lookup on the arrays with the RuleState scratch)."""
+    key = np.zeros(8, np.int64)
+    return _set_lookup(cra.sets, cra.el, s, ctx, key, 0)
 
 
 @kernel
-def _addr_type_ctx(cra, fam, hi, lo, lim):
-    return addr_type(cra.host, fam, hi, lo, lim)
+def _ix_range(hdr, ix, has_ports, dport, r):
+    """Dispatch list of the chain block at hdr[ix] for the packet's destination port: (first position
+    holding a rule >= r, end). Empty without ports."""
+    if not has_ports or dport < 0 or dport > 65535:
+        return np.int64(0), np.int64(0)
+    nb = hdr[ix]
+    a = np.int64(0)
+    b = nb
+    while a < b:
+        mid = (a + b) >> 1
+        if hdr[ix + 1 + mid] <= dport:
+            a = mid + 1
+        else:
+            b = mid
+    offs = ix + 1 + nb + a - 1
+    a = hdr[offs]
+    b = hdr[offs + 1]
+    end = b
+    while a < b:
+        mid = (a + b) >> 1
+        if hdr[mid] < r:
+            a = mid + 1
+        else:
+            b = mid
+    return a, end
 
 
 @kernel
-def _count(st, r, pkt_len):
-    st.rule_packets[r] += 1
-    st.rule_bytes[r] += pkt_len
+def _addrtype_match(lt, ctx, f, mask, limsel):
+    fam = np.int64(4) if ctx[_F_NFPROTO] == 2 else np.int64(6)
+    lim = np.int64(-1)
+    if limsel == 1:
+        lim = ctx[_F_IIF]
+    elif limsel == 2:
+        lim = ctx[_F_OIF]
+    bits = addr_type_a(lt, fam, ctx[f], ctx[f + 1], lim)
+    if fam == 4:
+        return (bits & mask) != 0
+    r = True  # match_type6
+    if (mask & 32) != 0 and (bits & 32) == 0:
+        r = False
+    if (mask & 2) != 0 and (bits & 2) == 0:
+        r = False
+    if (mask & 1) != 0 and (bits & 1) == 0:
+        r = False
+    if r and (mask & (4 | 16 | 128)) != 0:
+        r = (mask & bits & (4 | 16 | 128)) != 0
+    return r
 
 
 @kernel
@@ -380,119 +433,185 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
     out[OUT_NAT] = -1
     out[OUT_QUEUE_NUM] = 0
     out[OUT_QUEUE_BYPASS] = 0
-    bf = cra.bc_family[bc]
+    bca = cra.bc
+    bf = bca[bc, BC_FAMILY]
     pf = np.int64(4) if ctx[_F_NFPROTO] == 2 else np.int64(6)
     if bf != 0 and bf != pf:
         return np.int64(V_ACCEPT)
+    hdr = cra.hdr
+    ru = cra.ru
+    ex = cra.ex
+    misc = st.misc
+    rp = st.rule_packets
+    rb = st.rule_bytes
     tracing = trace.shape[0] > 1
-    chain = cra.bc_chain[bc]
-    r = cra.chain_rule_start[chain]
+    has_ports = (ctx[_F_PRESENT] & _P_PORTS) != 0
+    dport = ctx[_F_DPORT]
+    cho = hdr[H_CH_OFF]
+    chain = bca[bc, BC_CHAIN]
+    r = hdr[cho + CH_W * chain + CH_START]
+    cend = hdr[cho + CH_W * chain + CH_END]
+    ix = hdr[cho + CH_W * chain + CH_IX]
+    lp = np.int64(0)
+    lend = np.int64(0)
+    if ix >= 0:
+        lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
     sp = 0
-    depth = st.stack_chain.shape[0]
+    depth = (misc.shape[0] - M_STACK) // 2
     while True:
-        if r >= cra.chain_rule_end[chain]:
+        if ix >= 0 and r < cend:
+            # next candidate: the next wildcard rule or the next rule of the port's list, whichever first
+            nw = ru[r, R_NEXTW]
+            while lp < lend and hdr[lp] < r:
+                lp += 1
+            if lp < lend and hdr[lp] < nw:
+                r = hdr[lp]
+            else:
+                r = nw
+        if r >= cend:
             # end of chain: implicit return (user chain) or policy (base chain / empty stack)
             if sp == 0:
                 break
             if tracing:
-                _trace(trace, r - 1, TR_RETURN_IMPLICIT, chain)
+                _trace(trace, cend - 1, TR_RETURN_IMPLICIT, chain)
             sp -= 1
-            chain = st.stack_chain[sp]
-            r = st.stack_rule[sp]
+            chain = misc[M_STACK + 2 * sp]
+            r = misc[M_STACK + 2 * sp + 1]
+            cend = hdr[cho + CH_W * chain + CH_END]
+            ix = hdr[cho + CH_W * chain + CH_IX]
+            if ix >= 0:
+                lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
             continue
-        e = cra.rule_expr_start[r]
-        ee = cra.rule_expr_end[r]
+        e = ru[r, R_ES]
+        ee = ru[r, R_EE]
         broke = False
         vcode = np.int64(NO_VERDICT)
         vchain = np.int64(-1)
         vq = np.int64(0)
         vb = np.int64(0)
         while e < ee:
-            op = cra.ex_op[e]
+            op = ex[e, X_OP]
             if op < OP_FIRST_STMT:
-                if not _match(cra, st, e, ctx, pkt_len, now_ns):
-                    if st.hotdrop[0] != 0:  # ipt_do_table: acpar.hotdrop -> NF_DROP, rule not counted
-                        st.hotdrop[0] = 0
-                        st.hotdrop[1] += 1
+                pres = ex[e, X_PRES]
+                if pres != 0 and (ctx[_F_PRESENT] & pres) == 0:
+                    broke = True
+                    break
+                f = ex[e, X_FIELD]
+                if op == OP_MASKED_EQ:
+                    m = (ctx[f] & ex[e, X_A0]) == ex[e, X_A1]
+                elif op == OP_MASKED_ANY:
+                    m = (ctx[f] & ex[e, X_A0]) != 0
+                elif op == OP_FIELD_IN or op == OP_IFACE or op == OP_ADDR_IN or op == OP_SET:
+                    fast = ex[e, X_FAST]
+                    if fast == FAST_RANGE1:
+                        k0 = ctx[f] ^ _MIN64
+                        m = ex[e, X_LO] <= k0 and k0 <= ex[e, X_HI]
+                    elif fast == FAST_RANGE2:
+                        k0 = ctx[f] ^ _MIN64
+                        k1 = ctx[f + 1] ^ _MIN64
+                        m = (k0 > ex[e, X_LO] or (k0 == ex[e, X_LO] and k1 >= ex[e, X_LO2])) and \
+                            (k0 < ex[e, X_HI] or (k0 == ex[e, X_HI] and k1 <= ex[e, X_HI2]))
+                    elif fast == FAST_EMPTY:
+                        m = False
+                    else:
+                        m = _set_lookup(cra.sets, cra.el, ex[e, X_SET], ctx, misc, M_KEY) >= 0
+                elif op == OP_ADDR_MASKED:
+                    m = (ctx[f] & ex[e, X_A0]) == ex[e, X_A2] and (ctx[f + 1] & ex[e, X_A1]) == ex[e, X_A3]
+                elif op == OP_ADDRTYPE:
+                    m = _addrtype_match(cra.lt, ctx, f, ex[e, X_A0], ex[e, X_A1])
+                elif op == OP_STATEFUL:
+                    m = stateful_match(cra.sf, st, ex[e, X_A0], ctx, pkt_len, now_ns)
+                    if misc[M_HOTDROP] != 0:  # ipt_do_table: acpar.hotdrop -> NF_DROP, rule not counted
+                        misc[M_HOTDROP] = 0
+                        misc[M_HOTDROPS] += 1
                         out[OUT_RULE] = r
                         if tracing:
-                            _trace(trace, r, TR_HOTDROP, cra.ex_a0[e])
+                            _trace(trace, r, TR_HOTDROP, ex[e, X_A0])
                         return np.int64(V_DROP)
+                elif op == OP_NOOP:
+                    e += 1
+                    continue
+                else:  # OP_NEVER and unknown ops: no match, negated or not
+                    broke = True
+                    break
+                if m == (ex[e, X_NEG] != 0):
                     broke = True
                     break
             elif op == OP_VERDICT:
-                vcode = cra.ex_a0[e]
-                vchain = cra.ex_a1[e]
-                vq = cra.ex_a2[e]
-                vb = cra.ex_a3[e]
+                vcode = ex[e, X_A0]
+                vchain = ex[e, X_A1]
+                vq = ex[e, X_A2]
+                vb = ex[e, X_A3]
                 break
             elif op == OP_VMAP:
-                if cra.ex_pres[e] != 0 and (ctx[_F_PRESENT] & cra.ex_pres[e]) == 0:
+                if ex[e, X_PRES] != 0 and (ctx[_F_PRESENT] & ex[e, X_PRES]) == 0:
                     broke = True
                     break
-                k = set_lookup(cra, cra.ex_set[e], ctx)
-                if k < 0 or cra.el_vcode[k] == NO_VERDICT:
+                el = cra.el
+                k = _set_lookup(cra.sets, el, ex[e, X_SET], ctx, misc, M_KEY)
+                if k < 0 or el[k, E_VCODE] == NO_VERDICT:
                     broke = True
                     break
-                vcode = cra.el_vcode[k]
-                vchain = cra.el_vchain[k]
-                vq = cra.el_vqnum[k]
-                vb = cra.el_vbypass[k]
+                vcode = el[k, E_VCODE]
+                vchain = el[k, E_VCHAIN]
+                vq = el[k, E_VQNUM]
+                vb = el[k, E_VBYPASS]
                 break
             elif op == OP_REJECT:
-                out[OUT_REJECT] = cra.ex_a0[e]
+                out[OUT_REJECT] = ex[e, X_A0]
                 vcode = np.int64(V_DROP)
                 if tracing:
-                    _trace(trace, r, TR_REJECT, cra.ex_a0[e])
+                    _trace(trace, r, TR_REJECT, ex[e, X_A0])
                 break
             elif op == OP_NAT:
-                out[OUT_NAT] = cra.ex_a0[e]
+                out[OUT_NAT] = ex[e, X_A0]
                 vcode = np.int64(V_ACCEPT)
                 if tracing:
-                    _trace(trace, r, TR_NAT, cra.ex_a0[e])
+                    _trace(trace, r, TR_NAT, ex[e, X_A0])
                 break
             elif op == OP_MARK:
-                dest = _F_MARK if cra.ex_a0[e] == 0 else _F_CT_MARK
+                dest = _F_MARK if ex[e, X_A0] == 0 else _F_CT_MARK
                 if dest == _F_MARK or (ctx[_F_PRESENT] & 8) != 0:  # ct mark: no-op without ct
-                    src = cra.ex_a3[e]
+                    src = ex[e, X_A3]
                     if src == 0:
-                        v = cra.ex_a2[e]
+                        v = ex[e, X_A2]
                     elif src == 1:
-                        v = ctx[_F_MARK] & cra.ex_a4[e]
+                        v = ctx[_F_MARK] & ex[e, X_A4]
                     else:
-                        v = ctx[_F_CT_MARK] & cra.ex_a4[e]
+                        v = ctx[_F_CT_MARK] & ex[e, X_A4]
                     old = ctx[dest]
-                    nv = (((old & cra.ex_a1[e]) ^ v) | cra.ex_a5[e]) & 0xFFFFFFFF
+                    nv = (((old & ex[e, X_A1]) ^ v) | ex[e, X_A5]) & 0xFFFFFFFF
                     ctx[dest] = nv
                     if dest == _F_MARK and nv != old:
                         out[OUT_MARK_CHANGED] = 1
                     if tracing:
                         _trace(trace, r, TR_MARK, nv)
             elif op == OP_CTSET:
-                if cra.ex_a0[e] != 0:
+                if ex[e, X_A0] != 0:
                     out[OUT_CT_NOTRACK] = 1
-                if cra.ex_a1[e] >= 0:
-                    out[OUT_CT_HELPER] = cra.ex_a1[e]
-                if cra.ex_a2[e] >= 0:
-                    out[OUT_CT_ZONE] = cra.ex_a2[e]
+                if ex[e, X_A1] >= 0:
+                    out[OUT_CT_HELPER] = ex[e, X_A1]
+                if ex[e, X_A2] >= 0:
+                    out[OUT_CT_ZONE] = ex[e, X_A2]
                 if tracing:
-                    _trace(trace, r, TR_CTSET, cra.ex_a0[e])
+                    _trace(trace, r, TR_CTSET, ex[e, X_A0])
             elif op == OP_LOG:
                 if tracing:
-                    _trace(trace, r, TR_LOG, cra.ex_a0[e])
+                    _trace(trace, r, TR_LOG, ex[e, X_A0])
             elif op == OP_NFLOG:
                 if tracing:
-                    _trace(trace, r, TR_NFLOG, cra.ex_a0[e])
+                    _trace(trace, r, TR_NFLOG, ex[e, X_A0])
             elif op == OP_NOOP_STMT:
                 if tracing:
-                    _trace(trace, r, TR_NOOP, cra.ex_a0[e])
+                    _trace(trace, r, TR_NOOP, ex[e, X_A0])
             elif op == OP_COUNTER:
                 pass
             e += 1
         if broke:
             r += 1
             continue
-        _count(st, r, pkt_len)
+        rp[r] += 1
+        rb[r] += pkt_len
         if vcode == NO_VERDICT or vcode == V_CONTINUE:
             if tracing:
                 _trace(trace, r, TR_MATCH, 0)
@@ -516,29 +635,33 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
             if sp == 0:
                 break
             sp -= 1
-            chain = st.stack_chain[sp]
-            r = st.stack_rule[sp]
-            continue
-        if vcode == V_JUMP:
+            chain = misc[M_STACK + 2 * sp]
+            r = misc[M_STACK + 2 * sp + 1]
+        elif vcode == V_JUMP:
             if sp >= depth:  # cannot happen for a checked ruleset; the kernel drops
                 out[OUT_RULE] = r
                 return np.int64(V_DROP)
-            st.stack_chain[sp] = chain
-            st.stack_rule[sp] = r + 1
+            misc[M_STACK + 2 * sp] = chain
+            misc[M_STACK + 2 * sp + 1] = r + 1
             sp += 1
             chain = vchain
-            r = cra.chain_rule_start[chain]
-            continue
-        if vcode == V_GOTO:
+            r = hdr[cho + CH_W * chain + CH_START]
+        elif vcode == V_GOTO:
             chain = vchain
-            r = cra.chain_rule_start[chain]
+            r = hdr[cho + CH_W * chain + CH_START]
+        else:
+            r += 1  # unknown code: treat as continue
             continue
-        r += 1  # unknown code: treat as continue
+        cend = hdr[cho + CH_W * chain + CH_END]
+        ix = hdr[cho + CH_W * chain + CH_IX]
+        if ix >= 0:
+            lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
     # policy of the base chain
-    pr = cra.bc_policy_rule[bc]
-    _count(st, pr, pkt_len)
+    pr = bca[bc, BC_POLICY_RULE]
+    rp[pr] += 1
+    rb[pr] += pkt_len
     out[OUT_RULE] = pr
-    pv = cra.bc_policy_verdict[bc]
+    pv = bca[bc, BC_POLICY_VERDICT]
     if tracing:
         _trace(trace, pr, TR_POLICY, pv)
     if pv == V_ACCEPT:

@@ -64,6 +64,23 @@ from .conntrack.table import (
 )
 from .host import is_local, masq_addr, primary_addr, route_lookup
 from .nat import MANIP_DST, MANIP_SRC, nat_packet, null_binding, setup_info
+from .rules.compile import (
+    BC_PRIO,
+    BC_TYPE,
+    H_HOOK_END,
+    H_HOOK_START,
+    NA_ADDR_HI_HI,
+    NA_ADDR_HI_LO,
+    NA_ADDR_LO_HI,
+    NA_ADDR_LO_LO,
+    NA_FLAGS,
+    NA_HAS_ADDR,
+    NA_KIND,
+    NA_MASK_HI,
+    NA_MASK_LO,
+    NA_PORT_HI,
+    NA_PORT_LO,
+)
 from .schema import (
     N_PV,
     PV_DPORT,
@@ -295,9 +312,9 @@ def _run_nat(hook, manip, cra, rst, pv, E, L, H, slot, d, ctinfo, cstate, ctx, o
     done_bit = np.int64(1 << 7) if manip == MANIP_SRC else np.int64(1 << 8)
     if (ctinfo == 2 or ctinfo == 1 or ctinfo == 4) and (E[slot, C_STATUS] & done_bit) == 0:
         made = False
-        k = cra.hook_bc_start[hook]
-        while k < cra.hook_bc_end[hook]:
-            if cra.bc_type[k] == BC_NAT:
+        k = cra.hdr[H_HOOK_START + hook]
+        while k < cra.hdr[H_HOOK_END + hook]:
+            if cra.bc[k, BC_TYPE] == BC_NAT:
                 _fill_ctx(ctx, pv, cur, iif, oif, mark, ttl, hook, E, L, slot, d, cstate, now_ns)
                 v = eval_chain(cra, rst, k, ctx, pv[PV_IP_LEN], now_ns, out, trace)
                 mark = ctx[F_MARK]
@@ -320,16 +337,16 @@ def _run_nat(hook, manip, cra, rst, pv, E, L, H, slot, d, ctinfo, cstate, ctx, o
 
 @kernel
 def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, nst):
-    kind = cra.nat_kind[nr]
-    flags = cra.nat_flags[nr]
+    kind = cra.nat[nr, NA_KIND]
+    flags = cra.nat[nr, NA_FLAGS]
     fam = E[slot, C_FAMILY]
-    pmin = cra.nat_port_lo[nr]
-    pmax = cra.nat_port_hi[nr]
-    if cra.nat_has_addr[nr] != 0:
-        min_hi = np.uint64(cra.nat_addr_lo_hi[nr])
-        min_lo = np.uint64(cra.nat_addr_lo_lo[nr])
-        max_hi = np.uint64(cra.nat_addr_hi_hi[nr])
-        max_lo = np.uint64(cra.nat_addr_hi_lo[nr])
+    pmin = cra.nat[nr, NA_PORT_LO]
+    pmax = cra.nat[nr, NA_PORT_HI]
+    if cra.nat[nr, NA_HAS_ADDR] != 0:
+        min_hi = np.uint64(cra.nat[nr, NA_ADDR_LO_HI])
+        min_lo = np.uint64(cra.nat[nr, NA_ADDR_LO_LO])
+        max_hi = np.uint64(cra.nat[nr, NA_ADDR_HI_HI])
+        max_lo = np.uint64(cra.nat[nr, NA_ADDR_HI_LO])
         flags |= 16
     else:
         min_hi = np.uint64(0)
@@ -363,8 +380,8 @@ def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, 
         max_lo = min_lo
         flags |= 16
     elif kind == 5:  # NETMAP: keep host bits of the address being mapped
-        mh = np.uint64(cra.nat_mask_hi[nr])
-        ml = np.uint64(cra.nat_mask_lo[nr])
+        mh = np.uint64(cra.nat[nr, NA_MASK_HI])
+        ml = np.uint64(cra.nat[nr, NA_MASK_LO])
         if manip == MANIP_SRC:
             ah = cur[0]
             al = cur[1]
@@ -396,13 +413,13 @@ def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, tr
     manip = MANIP_DST if (hook == 0 or hook == 3) else MANIP_SRC
     ct_pending = has_ct_op
     nat_pending = has_nat_op
-    k = cra.hook_bc_start[hook]
-    kend = cra.hook_bc_end[hook]
+    k = cra.hdr[H_HOOK_START + hook]
+    kend = cra.hdr[H_HOOK_END + hook]
     plen = pv[PV_IP_LEN]
     while True:
-        while k < kend and cra.bc_type[k] == BC_NAT:
+        while k < kend and cra.bc[k, BC_TYPE] == BC_NAT:
             k += 1
-        pc = cra.bc_prio[k] if k < kend else BIG
+        pc = cra.bc[k, BC_PRIO] if k < kend else BIG
         if ct_pending and np.int64(-200) < pc:
             ct_pending = False
             _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns)
@@ -438,10 +455,10 @@ def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, tr
                 S[R_VERDICT_HOOK] = hook
                 return np.int64(3)
         elif v == 1 and out[OUT_RULE] >= 0:
-            if cra.bc_prio[k] == 0 or S[S_LAST_ACCEPT_FILTER] < 0:
+            if cra.bc[k, BC_PRIO] == 0 or S[S_LAST_ACCEPT_FILTER] < 0:
                 S[S_LAST_ACCEPT] = out[OUT_RULE]
                 S[S_LAST_ACCEPT_HOOK] = hook
-                if cra.bc_prio[k] == 0:
+                if cra.bc[k, BC_PRIO] == 0:
                     S[S_LAST_ACCEPT_FILTER] = out[OUT_RULE]
         k += 1
     return np.int64(1)

@@ -384,31 +384,59 @@ def _ring_size(hitcount: int) -> int:
     return 1 << (hitcount - 1).bit_length()
 
 
-def new_stateful_state(cra, seed: int) -> dict:
-    """State arrays (the stateful part of chains.RuleState) for compiled arrays cra."""
-    n = cra.sf_kind.shape[0]
+# ---- rule state layout (chains.RuleState: rule_packets, rule_bytes, misc, sf, rc, hl, cl, ct_live)
+SF_KIND_COL = NP  # CompiledArrays.sf[s, SF_KIND_COL] = kind; columns 0..NP-1 = parameters
+# misc: int64[M_STACK + 2 * depth]
+M_HOTDROP = 0  # set by a match that drops the packet (xt hotdrop); eval_chain clears it
+M_HOTDROPS = 1  # number of hotdrops
+M_RNG = 2  # 3 words: PRNG state, draws so far, seed
+M_HL_T = 5  # number of hashlimit table header rows in hl
+M_CL_T = 6  # number of connlimit table header rows in cl
+M_CL_E = 7  # first remembered-connection row of cl (key rows are M_CL_T..M_CL_E-1)
+M_KEY = 8  # 8 words: set-lookup key scratch
+M_STACK = 16  # jump stack: (chain, return rule) pairs
+# rc: int64[T, IP_LIST_TOT + 1, RC_STAMPS + ring]: per entry address words, meta, stamp ring; row RC_HDR
+RC_USED, RC_FAM, RC_TTL, RC_NST, RC_IDX, RC_LRU, RC_STAMPS = 2, 3, 4, 5, 6, 7, 8
+RC_HDR = IP_LIST_TOT  # header row: [entries, lru counter, ring mask]
+# hl: int64[HT + slots, HL_W]: rows 0..HT-1 table headers (count, gc anchor, base row, capacity, last jiffies,
+# last gc sweep, hotdrops, overflows); entry rows: key words 0..4, used 5, credit|current_rate 6, credit_cap 7,
+# prev 8, expires 9, prev_window 10
+HL_W = 11
+# cl: int64[CT + C * CL_KEY_SLOTS + C * CL_POOL, CL_W]: rows 0..CT-1 connlimit headers (free head, pool base,
+# key base, pool cap, key cap, overflows; all row indices absolute), key rows (used, addr hi, lo, zone, head,
+# tail, count, last_gc), remembered-connection rows (next, used, tuple 2..8, zone, added jiffies, expiry ns,
+# ct slot, ct generation)
+CL_W = 14
+
+
+def new_stateful_state(cra, seed: int, depth: int = 1) -> dict:
+    """State arrays (misc, sf, rc, hl, cl, ct_live of chains.RuleState) for compiled arrays cra; depth =
+    jump stack entries."""
+    kinds = cra.sf_kind
+    p = cra.sf_p
+    n = kinds.shape[0]
     sf = np.zeros((max(n, 1), 8), np.int64)
     T = max(cra.rc_n_tables, 1)
     ring = np.full(T, 32, np.int64)
     for i in range(n):
-        k = cra.sf_kind[i]
+        k = kinds[i]
         if k == SF_STAT_NTH:
-            sf[i, 0] = cra.sf_p[i, 1]
+            sf[i, 0] = p[i, 1]
         elif k == SF_QUOTA:
-            sf[i, 0] = cra.sf_p[i, 0]
+            sf[i, 0] = p[i, 0]
         elif k == SF_NUMGEN_INC:
-            sf[i, 0] = cra.sf_p[i, 0] - 1
+            sf[i, 0] = p[i, 0] - 1
         elif k == SF_RECENT:
-            t = cra.sf_p[i, 0]
-            ring[t] = max(ring[t], _ring_size(int(cra.sf_p[i, 3])))
+            t = p[i, 0]
+            ring[t] = max(ring[t], _ring_size(int(p[i, 3])))
     # hashlimit tables: one per (name, family), sized for the table's max entries
     hl_caps = {}
     cl_rows = []
     for i in range(n):
-        k = cra.sf_kind[i]
+        k = kinds[i]
         if k == SF_HASHLIMIT:
-            t = int(cra.sf_p[i, 0])
-            mx = int(cra.sf_p[i, 12])
+            t = int(p[i, 0])
+            mx = int(p[i, 12])
             cap = 16
             while cap < 2 * mx and cap < HL_MAX_SLOTS:
                 cap *= 2
@@ -417,48 +445,54 @@ def new_stateful_state(cra, seed: int) -> dict:
             sf[i, 0] = len(cl_rows)
             cl_rows.append(i)
     HT = max(len(hl_caps), 1)
-    hl_tab = np.zeros((HT, 8), np.int64)
-    base = 0
+    base = HT
+    hl_hdr = np.zeros((HT, HL_W), np.int64)
     for t in range(len(hl_caps)):
-        hl_tab[t, 1] = -1
-        hl_tab[t, 2] = base
-        hl_tab[t, 3] = hl_caps[t]
+        hl_hdr[t, 1] = -1
+        hl_hdr[t, 2] = base
+        hl_hdr[t, 3] = hl_caps[t]
         base += hl_caps[t]
-    NS = max(base, 1)
+    hl = np.zeros((max(base, HT + 1), HL_W), np.int64)
+    hl[:HT] = hl_hdr
     C = len(cl_rows)
-    cl_tab = np.zeros((max(C, 1), 6), np.int64)
-    cl_ent = np.zeros((max(C * CL_POOL, 1), 14), np.int64)
+    CT = max(C, 1)
+    kb0 = CT
+    eb0 = CT + C * CL_KEY_SLOTS
+    cl = np.zeros((max(eb0 + C * CL_POOL, 1), CL_W), np.int64)
     for c in range(C):
-        cl_tab[c, 0] = c * CL_POOL  # free-list head
-        cl_tab[c, 1] = c * CL_POOL
-        cl_tab[c, 2] = c * CL_KEY_SLOTS
-        cl_tab[c, 3] = CL_POOL
-        cl_tab[c, 4] = CL_KEY_SLOTS
-        nxt = np.arange(c * CL_POOL + 1, (c + 1) * CL_POOL + 1, dtype=np.int64)
+        eb = eb0 + c * CL_POOL
+        cl[c, :5] = (eb, eb, kb0 + c * CL_KEY_SLOTS, CL_POOL, CL_KEY_SLOTS)  # free-list head, pool, keys, caps
+        nxt = np.arange(eb + 1, eb + CL_POOL + 1, dtype=np.int64)
         nxt[-1] = -1
-        cl_ent[c * CL_POOL:(c + 1) * CL_POOL, 0] = nxt
+        cl[eb:eb + CL_POOL, 0] = nxt
     R = int(ring.max())
-    rc_tab = np.zeros((T, 4), np.int64)
-    rc_tab[:, 2] = ring - 1
+    rc = np.zeros((T, IP_LIST_TOT + 1, RC_STAMPS + R), np.int64)
+    rc[:, RC_HDR, 2] = ring - 1
     s = (int(seed) ^ 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
     s = s - (1 << 64) if s >= 1 << 63 else s
-    rng = np.array([s or 1, 0, int(seed) & ((1 << 63) - 1)], np.int64)
-    return dict(sf=sf, rng=rng, rc_addr=np.zeros((T, IP_LIST_TOT, 2), np.int64),
-                rc_meta=np.zeros((T, IP_LIST_TOT, 6), np.int64), rc_stamps=np.zeros((T, IP_LIST_TOT, R), np.int64),
-                rc_tab=rc_tab, hl_key=np.zeros((NS, 6), np.int64), hl_val=np.zeros((NS, 5), np.int64),
-                hl_tab=hl_tab, cl_key=np.zeros((max(C * CL_KEY_SLOTS, 1), 8), np.int64), cl_ent=cl_ent,
-                cl_tab=cl_tab, ct_live=np.zeros((1, 3), np.int64), hotdrop=np.zeros(2, np.int64))
+    misc = np.zeros(M_STACK + 2 * max(1, depth), np.int64)
+    misc[M_RNG:M_RNG + 3] = (s or 1, 0, int(seed) & ((1 << 63) - 1))
+    misc[M_HL_T] = HT
+    misc[M_CL_T] = CT
+    misc[M_CL_E] = eb0
+    return dict(misc=misc, sf=sf, rc=rc, hl=hl, cl=cl, ct_live=np.zeros((1, 3), np.int64))
 
 
 @kernel
 def draw_u32(rng):
-    """Next 32-bit draw of the stream (xorshift64 13/7/17, upper half)."""
-    x = rng[0]
+    """Next 32-bit draw of the stream (xorshift64 13/7/17, upper half); rng = [state, draws, seed]."""
+    return _draw_at(rng, 0)
+
+
+@kernel
+def _draw_at(a, o):
+    """draw_u32 on the stream stored at a[o] (state), a[o + 1] (draws)."""
+    x = a[o]
     x ^= x << 13
     x ^= (x >> 7) & np.int64(0x01FFFFFFFFFFFFFF)
     x ^= x << 17
-    rng[0] = x
-    rng[1] += 1
+    a[o] = x
+    a[o + 1] += 1
     return (x >> 32) & 0xFFFFFFFF
 
 
@@ -468,36 +502,35 @@ def _jiffies(now_ns, hz):
 
 
 @kernel
-def _recent_remove(st, t, i):
-    st.rc_meta[t, i, 0] = 0
-    st.rc_tab[t, 0] -= 1
+def _recent_remove(rc, t, i):
+    rc[t, i, 2] = 0
+    rc[t, RC_HDR, 0] -= 1
 
 
 @kernel
-def _recent_update(st, t, i, now_j):
-    mask = st.rc_tab[t, 2]
-    idx = st.rc_meta[t, i, 4] & mask
-    st.rc_stamps[t, i, idx] = now_j
+def _recent_update(rc, t, i, now_j):
+    mask = rc[t, RC_HDR, 2]
+    idx = rc[t, i, 6] & mask
+    rc[t, i, RC_STAMPS + idx] = now_j
     idx += 1
-    st.rc_meta[t, i, 4] = idx
-    if idx > st.rc_meta[t, i, 3]:
-        st.rc_meta[t, i, 3] = idx
-    st.rc_tab[t, 1] += 1
-    st.rc_meta[t, i, 5] = st.rc_tab[t, 1]  # move to the LRU tail
+    rc[t, i, 6] = idx
+    if idx > rc[t, i, 5]:
+        rc[t, i, 5] = idx
+    rc[t, RC_HDR, 1] += 1
+    rc[t, i, 7] = rc[t, RC_HDR, 1]  # move to the LRU tail
 
 
 @kernel
-def _recent_oldest(st, t):
+def _recent_oldest(rc, t):
     best = -1
-    for i in range(st.rc_meta.shape[1]):
-        if st.rc_meta[t, i, 0] != 0 and (best < 0 or st.rc_meta[t, i, 5] < st.rc_meta[t, best, 5]):
+    for i in range(IP_LIST_TOT):
+        if rc[t, i, 2] != 0 and (best < 0 or rc[t, i, 7] < rc[t, best, 7]):
             best = i
     return best
 
 
 @kernel
-def _recent(cra, st, s, ctx, now_ns):
-    p = cra.sf_p
+def _recent(p, rc, s, ctx, now_ns):
     t = p[s, 0]
     cmd = p[s, 1]
     ret = p[s, 10] != 0
@@ -511,62 +544,62 @@ def _recent(cra, st, s, ctx, now_ns):
     now_j = _jiffies(now_ns, p[s, 7])
     lttl = ttl if p[s, 4] != 0 else np.int64(0)
     e = -1
-    for i in range(st.rc_meta.shape[1]):
-        if st.rc_meta[t, i, 0] != 0 and st.rc_meta[t, i, 1] == fam and st.rc_addr[t, i, 0] == hi \
-                and st.rc_addr[t, i, 1] == lo:
-            et = st.rc_meta[t, i, 2]
+    for i in range(IP_LIST_TOT):
+        if rc[t, i, 2] != 0 and rc[t, i, 3] == fam and rc[t, i, 0] == hi \
+                and rc[t, i, 1] == lo:
+            et = rc[t, i, 4]
             if lttl == et or lttl == 0 or et == 0:
                 e = i
                 break
     if e < 0:
         if cmd != 1:
             return ret
-        if st.rc_tab[t, 0] >= st.rc_meta.shape[1]:
-            _recent_remove(st, t, _recent_oldest(st, t))
-        for i in range(st.rc_meta.shape[1]):
-            if st.rc_meta[t, i, 0] == 0:
+        if rc[t, RC_HDR, 0] >= IP_LIST_TOT:
+            _recent_remove(rc, t, _recent_oldest(rc, t))
+        for i in range(IP_LIST_TOT):
+            if rc[t, i, 2] == 0:
                 e = i
                 break
-        st.rc_meta[t, e, 0] = 1
-        st.rc_meta[t, e, 1] = fam
-        st.rc_meta[t, e, 2] = lttl
-        st.rc_addr[t, e, 0] = hi
-        st.rc_addr[t, e, 1] = lo
-        st.rc_stamps[t, e, 0] = now_j
-        st.rc_meta[t, e, 3] = 1
-        st.rc_meta[t, e, 4] = 1
-        st.rc_tab[t, 0] += 1
-        st.rc_tab[t, 1] += 1
-        st.rc_meta[t, e, 5] = st.rc_tab[t, 1]
+        rc[t, e, 2] = 1
+        rc[t, e, 3] = fam
+        rc[t, e, 4] = lttl
+        rc[t, e, 0] = hi
+        rc[t, e, 1] = lo
+        rc[t, e, RC_STAMPS + 0] = now_j
+        rc[t, e, 5] = 1
+        rc[t, e, 6] = 1
+        rc[t, RC_HDR, 0] += 1
+        rc[t, RC_HDR, 1] += 1
+        rc[t, e, 7] = rc[t, RC_HDR, 1]
         return not ret
     if cmd == 1:
         ret = not ret
     elif cmd == 4:
-        _recent_remove(st, t, e)
+        _recent_remove(rc, t, e)
         return not ret
     else:
         secs = p[s, 2]
         tlim = now_j - secs * p[s, 7]
         hitc = p[s, 3]
         hits = 0
-        for i in range(st.rc_meta[t, e, 3]):
-            if secs != 0 and st.rc_stamps[t, e, i] < tlim:
+        for i in range(rc[t, e, 5]):
+            if secs != 0 and rc[t, e, RC_STAMPS + i] < tlim:
                 continue
             hits += 1
             if hitc == 0 or hits >= hitc:
                 ret = not ret
                 break
         if p[s, 6] != 0:
-            o = _recent_oldest(st, t)
+            o = _recent_oldest(rc, t)
             if o >= 0 and not (o == e and cmd == 3 and ret):
-                li = (st.rc_meta[t, o, 4] - 1) & st.rc_tab[t, 2]
-                if st.rc_stamps[t, o, li] < tlim:
-                    _recent_remove(st, t, o)
+                li = (rc[t, o, 6] - 1) & rc[t, RC_HDR, 2]
+                if rc[t, o, RC_STAMPS + li] < tlim:
+                    _recent_remove(rc, t, o)
                     if o == e:
                         return ret
     if cmd == 1 or (cmd == 3 and ret):
-        _recent_update(st, t, e, now_j)
-        st.rc_meta[t, e, 2] = ttl
+        _recent_update(rc, t, e, now_j)
+        rc[t, e, 4] = ttl
     return ret
 
 
@@ -609,54 +642,51 @@ def _hl_home(k0, k1, k2, k3, k4, msk):
 
 
 @kernel
-def _hl_delete(st, base, msk, i):
+def _hl_delete(hl, base, msk, i):
     """Linear-probing backward-shift deletion of slot base+i."""
     j = i
     while True:
         j = (j + 1) & msk
         a = base + j
-        if st.hl_key[a, 5] == 0:
+        if hl[a, 5] == 0:
             break
-        k = _hl_home(st.hl_key[a, 0], st.hl_key[a, 1], st.hl_key[a, 2], st.hl_key[a, 3], st.hl_key[a, 4], msk)
+        k = _hl_home(hl[a, 0], hl[a, 1], hl[a, 2], hl[a, 3], hl[a, 4], msk)
         if i <= j:
             stay = i < k and k <= j
         else:
             stay = i < k or k <= j
         if stay:
             continue
-        for w in range(6):
-            st.hl_key[base + i, w] = st.hl_key[a, w]
-        for w in range(5):
-            st.hl_val[base + i, w] = st.hl_val[a, w]
+        for w in range(HL_W):
+            hl[base + i, w] = hl[a, w]
         i = j
-    st.hl_key[base + i, 5] = 0
+    hl[base + i, 5] = 0
 
 
 @kernel
-def _hl_sweep(st, t, tick):
+def _hl_sweep(hl, t, tick):
     """htable_gc up to gc tick `tick`: free every entry with expires <= tick."""
-    base = st.hl_tab[t, 2]
-    cap = st.hl_tab[t, 3]
+    base = hl[t, 2]
+    cap = hl[t, 3]
     msk = cap - 1
     i = 0
     while i < cap:
         a = base + i
-        if st.hl_key[a, 5] != 0 and st.hl_val[a, 3] <= tick:
-            _hl_delete(st, base, msk, i)
-            st.hl_tab[t, 0] -= 1
+        if hl[a, 5] != 0 and hl[a, 9] <= tick:
+            _hl_delete(hl, base, msk, i)
+            hl[t, 0] -= 1
             continue  # re-check the slot: an entry may have moved in
         i += 1
-    st.hl_tab[t, 5] = tick
+    hl[t, 5] = tick
 
 
 @kernel
-def _hashlimit(cra, st, s, ctx, pkt_len, now_ns):
-    p = cra.sf_p
+def _hashlimit(p, hl, misc, s, ctx, pkt_len, now_ns):
     t = p[s, 0]
     invert = p[s, 1] != 0
     mode = p[s, 2]
     hz = p[s, 13]
-    tab = st.hl_tab
+    tab = hl
     now = _jiffies(now_ns, hz)
     if tab[t, 1] < 0:  # table created (rule load) at the first evaluation: the gc timer starts here
         tab[t, 1] = now
@@ -693,83 +723,82 @@ def _hashlimit(cra, st, s, ctx, pkt_len, now_ns):
     found = np.int64(-1)
     while True:
         a = base + i
-        if st.hl_key[a, 5] == 0:
+        if hl[a, 5] == 0:
             break
-        if st.hl_key[a, 0] == k0 and st.hl_key[a, 1] == k1 and st.hl_key[a, 2] == k2 \
-                and st.hl_key[a, 3] == k3 and st.hl_key[a, 4] == k4:
+        if hl[a, 0] == k0 and hl[a, 1] == k1 and hl[a, 2] == k2 \
+                and hl[a, 3] == k3 and hl[a, 4] == k4:
             found = a
             break
         i = (i + 1) & msk
-    if found >= 0 and st.hl_val[found, 3] <= tick:  # freed by a gc run since the last packet
-        _hl_delete(st, base, msk, found - base)
+    if found >= 0 and hl[found, 9] <= tick:  # freed by a gc run since the last packet
+        _hl_delete(hl, base, msk, found - base)
         tab[t, 0] -= 1
         found = np.int64(-1)
-    v = st.hl_val
     bytes_mode = (mode & 32) != 0
     rate_match = (mode & 64) != 0
     if found < 0:
         # dsthash_alloc_init: refuse when count >= max (after the gc runs due by now)
         if (tab[t, 0] >= p[s, 12] or tab[t, 0] * 8 >= cap * 7) and tab[t, 5] < tick:
-            _hl_sweep(st, t, tick)
+            _hl_sweep(hl, t, tick)
         if tab[t, 0] >= p[s, 12]:
             tab[t, 6] += 1
-            st.hotdrop[0] = 1
+            misc[M_HOTDROP] = 1
             return False
         if tab[t, 0] * 8 >= cap * 7:  # model capacity exhausted (documented limit)
             tab[t, 7] += 1
-            st.hotdrop[0] = 1
+            misc[M_HOTDROP] = 1
             return False
         i = home
-        while st.hl_key[base + i, 5] != 0:
+        while hl[base + i, 5] != 0:
             i = (i + 1) & msk
         a = base + i
-        st.hl_key[a, 0] = k0
-        st.hl_key[a, 1] = k1
-        st.hl_key[a, 2] = k2
-        st.hl_key[a, 3] = k3
-        st.hl_key[a, 4] = k4
-        st.hl_key[a, 5] = 1
+        hl[a, 0] = k0
+        hl[a, 1] = k1
+        hl[a, 2] = k2
+        hl[a, 3] = k3
+        hl[a, 4] = k4
+        hl[a, 5] = 1
         tab[t, 0] += 1
-        v[a, 3] = now + p[s, 10]
+        hl[a, 9] = now + p[s, 10]
         # rateinfo_init
-        v[a, 2] = now
+        hl[a, 8] = now
         if rate_match:
-            v[a, 0] = 0  # current_rate
-            v[a, 4] = 0  # prev_window
+            hl[a, 6] = 0  # current_rate
+            hl[a, 10] = 0  # prev_window
         elif bytes_mode:
-            v[a, 0] = p[s, 14]
-            v[a, 1] = p[s, 8]
+            hl[a, 6] = p[s, 14]
+            hl[a, 7] = p[s, 8]
         else:
-            v[a, 0] = p[s, 8]
-            v[a, 1] = p[s, 8]
+            hl[a, 6] = p[s, 8]
+            hl[a, 7] = p[s, 8]
     else:
         a = found
-        v[a, 3] = now + p[s, 10]
+        hl[a, 9] = now + p[s, 10]
         # rateinfo_recalc
-        delta = now - v[a, 2]
+        delta = now - hl[a, 8]
         if delta != 0:
             if rate_match:
                 iv = p[s, 9]
                 if not _ult(delta, iv):
-                    v[a, 2] = now
-                    v[a, 4] = 1 if _ult(delta * p[s, 7], v[a, 0] * iv) else 0
-                    v[a, 0] = 0
+                    hl[a, 8] = now
+                    hl[a, 10] = 1 if _ult(delta * p[s, 7], hl[a, 6] * iv) else 0
+                    hl[a, 6] = 0
             elif bytes_mode:
-                v[a, 2] = now
-                tmp = v[a, 0]
-                v[a, 0] = tmp + p[s, 9] * delta
-                if not _ult(tmp, v[a, 0]):
-                    v[a, 0] = p[s, 14]
-                elif _ult(p[s, 14], v[a, 0]):
-                    v[a, 0] = p[s, 14]
+                hl[a, 8] = now
+                tmp = hl[a, 6]
+                hl[a, 6] = tmp + p[s, 9] * delta
+                if not _ult(tmp, hl[a, 6]):
+                    hl[a, 6] = p[s, 14]
+                elif _ult(p[s, 14], hl[a, 6]):
+                    hl[a, 6] = p[s, 14]
             else:
-                v[a, 2] = now
-                v[a, 0] = v[a, 0] + delta * p[s, 9]
-                if _ult(v[a, 1], v[a, 0]):
-                    v[a, 0] = v[a, 1]
+                hl[a, 8] = now
+                hl[a, 6] = hl[a, 6] + delta * p[s, 9]
+                if _ult(hl[a, 7], hl[a, 6]):
+                    hl[a, 6] = hl[a, 7]
     if rate_match:
-        v[a, 0] += pkt_len if bytes_mode else 1
-        if v[a, 4] == 0 and not _ult(p[s, 8], v[a, 0]):
+        hl[a, 6] += pkt_len if bytes_mode else 1
+        if hl[a, 10] == 0 and not _ult(p[s, 8], hl[a, 6]):
             return not invert
         return invert
     if bytes_mode:  # hashlimit_byte_cost
@@ -777,39 +806,39 @@ def _hashlimit(cra, st, s, ctx, pkt_len, now_ns):
         cost = cost * p[s, 7]
         if _ult(p[s, 14], cost):
             cost = p[s, 14]
-        if _ult(v[a, 0], cost) and v[a, 1] != 0:
-            v[a, 1] -= 1
-            v[a, 0] = p[s, 14]
+        if _ult(hl[a, 6], cost) and hl[a, 7] != 0:
+            hl[a, 7] -= 1
+            hl[a, 6] = p[s, 14]
     else:
         cost = p[s, 7]
-    if not _ult(v[a, 0], cost):
-        v[a, 0] = v[a, 0] - cost
+    if not _ult(hl[a, 6], cost):
+        hl[a, 6] = hl[a, 6] - cost
         return not invert
     return invert
 
 
 # ------------------------------------------------------------------ connlimit (xt_connlimit.c, nf_conncount.c)
 @kernel
-def _cl_state(st, e, now_ns):
+def _cl_state(cl, ct_live, e, now_ns):
     """find_or_evict's conntrack lookup for remembered connection e: 0 gone, 1 live, 2 live but TCP
-    CLOSE/TIME_WAIT (already_closed). With the pipeline's ct_live view (st.ct_live has one row per
+    CLOSE/TIME_WAIT (already_closed). With the pipeline's ct_live view (ct_live has one row per
     conntrack slot: generation of the confirmed entry or -1, expiry ns, tcp-closed flag) the answer is
     the conntrack table's; without it, the connection is taken as live until the expiry last seen."""
-    ent = st.cl_ent
-    if st.ct_live.shape[0] > 1:
+    ent = cl
+    if ct_live.shape[0] > 1:
         slot = ent[e, 12]
-        if slot < 0 or slot >= st.ct_live.shape[0]:
+        if slot < 0 or slot >= ct_live.shape[0]:
             return 0
-        if st.ct_live[slot, 0] != ent[e, 13] or st.ct_live[slot, 0] < 0 or now_ns >= st.ct_live[slot, 1]:
+        if ct_live[slot, 0] != ent[e, 13] or ct_live[slot, 0] < 0 or now_ns >= ct_live[slot, 1]:
             return 0
-        return 2 if st.ct_live[slot, 2] != 0 else 1
+        return 2 if ct_live[slot, 2] != 0 else 1
     return 1 if now_ns < ent[e, 11] else 0
 
 
 @kernel
-def _cl_free(st, c, ki, e, prev):
-    ent = st.cl_ent
-    key = st.cl_key
+def _cl_free(cl, c, ki, e, prev):
+    ent = cl
+    key = cl
     nxt = ent[e, 0]
     if prev < 0:
         key[ki, 4] = nxt
@@ -818,17 +847,16 @@ def _cl_free(st, c, ki, e, prev):
     if key[ki, 5] == e:
         key[ki, 5] = prev
     ent[e, 1] = 0
-    ent[e, 0] = st.cl_tab[c, 0]
-    st.cl_tab[c, 0] = e
+    ent[e, 0] = cl[c, 0]
+    cl[c, 0] = e
     key[ki, 6] -= 1
 
 
 @kernel
-def _connlimit(cra, st, s, ctx, now_ns):
-    p = cra.sf_p
-    c = st.sf[s, 0]
+def _connlimit(p, cl, ct_live, sfs, s, ctx, now_ns):
+    c = sfs[s, 0]
     now32 = _jiffies(now_ns, p[s, 5]) & 0xFFFFFFFF
-    wired = st.ct_live.shape[0] > 1
+    wired = ct_live.shape[0] > 1
     # the connection's tuple: the conntrack original tuple, else the packet's own (nf_ct_get_tuplepr)
     if (ctx[_F_PRESENT] & _P_CT) != 0:
         t0 = ctx[_F_CT_ORIG_SRC]
@@ -859,10 +887,10 @@ def _connlimit(cra, st, s, ctx, now_ns):
     count = np.int64(0)
     khi = ctx[f] & p[s, 3]
     klo = ctx[f + 1] & p[s, 4]
-    key = st.cl_key
-    ent = st.cl_ent
-    kb = st.cl_tab[c, 2]
-    kcap = st.cl_tab[c, 4]
+    key = cl
+    ent = cl
+    kb = cl[c, 2]
+    kcap = cl[c, 4]
     msk = kcap - 1
     i = _hl_home(khi, klo, zone, np.int64(0), np.int64(0), msk)
     ki = np.int64(-1)
@@ -879,7 +907,7 @@ def _connlimit(cra, st, s, ctx, now_ns):
     add = True
     if ki < 0:
         if n >= kcap or key[kb + i, 0] != 0 or (n + 1) * 8 >= kcap * 7:
-            st.cl_tab[c, 5] += 1  # model capacity exhausted: count the current connection alone
+            cl[c, 5] += 1  # model capacity exhausted: count the current connection alone
             count = np.int64(1)
             add = False
         else:
@@ -901,9 +929,9 @@ def _connlimit(cra, st, s, ctx, now_ns):
             if collect > CONNCOUNT_GC_MAX_NODES:
                 break
             nxt = ent[e, 0]
-            r = _cl_state(st, e, now_ns)
+            r = _cl_state(cl, ct_live, e, now_ns)
             if r == 0:
-                _cl_free(st, c, ki, e, prev)
+                _cl_free(cl, c, ki, e, prev)
                 collect += 1
                 e = nxt
                 continue
@@ -914,19 +942,19 @@ def _connlimit(cra, st, s, ctx, now_ns):
                     ent[e, 11] = seen
                 break
             if r == 2:
-                _cl_free(st, c, ki, e, prev)
+                _cl_free(cl, c, ki, e, prev)
                 collect += 1
                 e = nxt
                 continue
             prev = e
             e = nxt
     if add:
-        e = st.cl_tab[c, 0]
+        e = cl[c, 0]
         if e < 0:
-            st.cl_tab[c, 5] += 1  # model capacity exhausted: not remembered
+            cl[c, 5] += 1  # model capacity exhausted: not remembered
             count = key[ki, 6] + 1
         else:
-            st.cl_tab[c, 0] = ent[e, 0]
+            cl[c, 0] = ent[e, 0]
             ent[e, 0] = -1
             ent[e, 1] = 1
             ent[e, 2] = t0
@@ -957,10 +985,10 @@ def _connlimit(cra, st, s, ctx, now_ns):
 
 
 @kernel
-def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
-    """Evaluate stateful match s (before the row's negation, except recent which inverts itself)."""
-    k = cra.sf_kind[s]
-    p = cra.sf_p
+def stateful_match(p, st, s, ctx, pkt_len, now_ns):
+    """Evaluate stateful match s (before the row's negation, except recent which inverts itself).
+    p = CompiledArrays.sf (parameters, kind in column SF_KIND_COL), st = chains.RuleState."""
+    k = p[s, SF_KIND_COL]
     sf = st.sf
     if k == SF_LIMIT:
         now_j = _jiffies(now_ns, p[s, 3])
@@ -1001,7 +1029,7 @@ def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
         sf[s, 0] = c
         return c == 0
     if k == SF_STAT_RANDOM:
-        return (draw_u32(st.rng) & 0x7FFFFFFF) < p[s, 0]
+        return (_draw_at(st.misc, M_RNG) & 0x7FFFFFFF) < p[s, 0]
     if k == SF_QUOTA:
         if sf[s, 0] >= pkt_len:
             sf[s, 0] -= pkt_len
@@ -1013,7 +1041,7 @@ def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
         overq = sf[s, 0] >= p[s, 0]
         return overq == (p[s, 1] != 0)
     if k == SF_RECENT:
-        return _recent(cra, st, s, ctx, now_ns)
+        return _recent(p, st.rc, s, ctx, now_ns)
     if k == SF_NUMGEN_INC:
         c = sf[s, 0] + 1
         if c >= p[s, 0]:
@@ -1022,10 +1050,10 @@ def stateful_match(cra, st, s, ctx, pkt_len, now_ns):
         ctx[_F_NUMGEN] = c + p[s, 1]
         return True
     if k == SF_NUMGEN_RANDOM:
-        ctx[_F_NUMGEN] = ((draw_u32(st.rng) * p[s, 0]) >> 32) + p[s, 1]
+        ctx[_F_NUMGEN] = ((_draw_at(st.misc, M_RNG) * p[s, 0]) >> 32) + p[s, 1]
         return True
     if k == SF_HASHLIMIT:
-        return _hashlimit(cra, st, s, ctx, pkt_len, now_ns)
+        return _hashlimit(p, st.hl, st.misc, s, ctx, pkt_len, now_ns)
     if k == SF_CONNLIMIT:
-        return _connlimit(cra, st, s, ctx, now_ns)
+        return _connlimit(p, st.cl, st.ct_live, sf, s, ctx, now_ns)
     return False

@@ -129,66 +129,114 @@ def _nwords(f) -> int:
     return 2 if int(f) in ADDRESS_FIELDS else 1
 
 
+# ---- packed layout (see the module docstring). Column constants are the kernels' interface.
+# hdr: scalars, hook ranges, the chain table (3 words per chain) and the per-chain dispatch blocks
+H_N_RULES, H_MAX_DEPTH, H_HZ, H_RC_TABLES, H_N_BC, H_N_CHAINS, H_N_SF, H_CH_OFF = 0, 1, 2, 3, 4, 5, 6, 7
+H_HOOK_START = 8  # 5 words (codes.Hook)
+H_HOOK_END = 13  # 5 words
+H_FIXED = 18
+CH_START, CH_END, CH_IX, CH_W = 0, 1, 2, 3  # chain table entry: rule range, dispatch block offset (-1 none)
+# bc[n_bc, BC_N]
+BC_HOOK, BC_PRIO, BC_FAMILY, BC_TYPE, BC_CHAIN, BC_POLICY_VERDICT, BC_POLICY_RULE, BC_TABLE, BC_N = range(9)
+# ru[n_rules, R_N]: expression range, next dispatch-wildcard rule (indexed chains)
+R_ES, R_EE, R_NEXTW, R_N = 0, 1, 2, 4
+# ex[n_expr, X_N]
+X_OP, X_NEG, X_FIELD, X_PRES, X_A0, X_A1, X_A2, X_A3, X_A4, X_A5, X_SET = range(11)
+X_FAST, X_LO, X_LO2, X_HI, X_HI2, X_N = 11, 12, 13, 14, 15, 16
+FAST_NONE, FAST_RANGE1, FAST_RANGE2, FAST_EMPTY = 0, 1, 2, 3  # X_FAST: inline set test (flipped bounds)
+# sets[n_sets, S_N]
+S_START, S_END, S_NW, S_KIND, S_NF, S_W0, S_FIELDS, S_N = 0, 1, 2, 3, 4, 5, 6, 12
+# el[n_el, E_N]
+E_LO, E_HI, E_PMAX, E_VCODE, E_VCHAIN, E_VQNUM, E_VBYPASS, E_N = 0, 8, 16, 18, 19, 20, 21, 22
+# nat[n_nat, NA_N]
+(NA_KIND, NA_FAMILY, NA_ADDR_LO_HI, NA_ADDR_LO_LO, NA_ADDR_HI_HI, NA_ADDR_HI_LO, NA_HAS_ADDR, NA_PORT_LO,
+ NA_PORT_HI, NA_FLAGS, NA_RULE, NA_MASK_HI, NA_MASK_LO, NA_N) = range(14)
+# sf[max(n_sf, 1), SF_N]: stateful.NP parameter words, then the kind
+SF_KIND_COL = 16
+SF_N = 17
+DISPATCH_MIN_RULES = 8  # chains with at least this many rules get a destination-port dispatch block
+DISPATCH_MAX_SPAN = 32  # a rule whose ports cover more elementary intervals is treated as a wildcard
+_F_DPORT = int(Field.DPORT)
+
+
+def _prop(arr, idx, doc=""):
+    return property(lambda self: getattr(self, arr)[idx], doc=doc)
+
+
 class CompiledArrays(NamedTuple):
-    bc_hook: np.ndarray
-    bc_prio: np.ndarray
-    bc_family: np.ndarray
-    bc_type: np.ndarray
-    bc_chain: np.ndarray
-    bc_policy_verdict: np.ndarray
-    bc_policy_rule: np.ndarray
-    bc_table: np.ndarray
-    hook_bc_start: np.ndarray
-    hook_bc_end: np.ndarray
-    chain_rule_start: np.ndarray
-    chain_rule_end: np.ndarray
-    rule_expr_start: np.ndarray
-    rule_expr_end: np.ndarray
-    ex_op: np.ndarray
-    ex_neg: np.ndarray
-    ex_field: np.ndarray
-    ex_pres: np.ndarray
-    ex_a0: np.ndarray
-    ex_a1: np.ndarray
-    ex_a2: np.ndarray
-    ex_a3: np.ndarray
-    ex_a4: np.ndarray
-    ex_a5: np.ndarray
-    ex_set: np.ndarray
-    set_start: np.ndarray
-    set_end: np.ndarray
-    set_nw: np.ndarray
-    set_kind: np.ndarray
-    set_nf: np.ndarray
-    set_fields: np.ndarray
-    set_w0: np.ndarray
-    el_lo: np.ndarray
-    el_hi: np.ndarray
-    el_pmax: np.ndarray
-    el_vcode: np.ndarray
-    el_vchain: np.ndarray
-    el_vqnum: np.ndarray
-    el_vbypass: np.ndarray
-    nat_kind: np.ndarray
-    nat_family: np.ndarray
-    nat_addr_lo_hi: np.ndarray
-    nat_addr_lo_lo: np.ndarray
-    nat_addr_hi_hi: np.ndarray
-    nat_addr_hi_lo: np.ndarray
-    nat_has_addr: np.ndarray
-    nat_port_lo: np.ndarray
-    nat_port_hi: np.ndarray
-    nat_flags: np.ndarray
-    nat_rule: np.ndarray
-    nat_mask_hi: np.ndarray
-    nat_mask_lo: np.ndarray
-    sf_kind: np.ndarray
-    sf_p: np.ndarray
-    rc_n_tables: int
-    max_depth: int
-    n_rules: int
-    hz: int
-    host: object  # host.HostArrays (addrtype)
+    """The compiled ruleset for kernels: nine int64 arrays (layout in the module docstring). The
+    properties give the old per-column names as views (Python side only; kernels index the arrays)."""
+
+    hdr: np.ndarray
+    bc: np.ndarray
+    ru: np.ndarray
+    ex: np.ndarray
+    sets: np.ndarray
+    el: np.ndarray
+    nat: np.ndarray
+    sf: np.ndarray
+    lt: np.ndarray  # host local table (host.LT_* columns), for addrtype
+
+    n_rules = property(lambda s: int(s.hdr[H_N_RULES]))
+    max_depth = property(lambda s: int(s.hdr[H_MAX_DEPTH]))
+    hz = property(lambda s: int(s.hdr[H_HZ]))
+    rc_n_tables = property(lambda s: int(s.hdr[H_RC_TABLES]))
+    hook_bc_start = property(lambda s: s.hdr[H_HOOK_START:H_HOOK_START + 5])
+    hook_bc_end = property(lambda s: s.hdr[H_HOOK_END:H_HOOK_END + 5])
+    chain_rule_start = property(lambda s: s.hdr[int(s.hdr[H_CH_OFF]) + CH_START:
+                                                int(s.hdr[H_CH_OFF]) + CH_W * int(s.hdr[H_N_CHAINS]):CH_W])
+    chain_rule_end = property(lambda s: s.hdr[int(s.hdr[H_CH_OFF]) + CH_END:
+                                              int(s.hdr[H_CH_OFF]) + CH_W * int(s.hdr[H_N_CHAINS]):CH_W])
+    bc_hook = _prop("bc", (slice(None), BC_HOOK))
+    bc_prio = _prop("bc", (slice(None), BC_PRIO))
+    bc_family = _prop("bc", (slice(None), BC_FAMILY))
+    bc_type = _prop("bc", (slice(None), BC_TYPE))
+    bc_chain = _prop("bc", (slice(None), BC_CHAIN))
+    bc_policy_verdict = _prop("bc", (slice(None), BC_POLICY_VERDICT))
+    bc_policy_rule = _prop("bc", (slice(None), BC_POLICY_RULE))
+    bc_table = _prop("bc", (slice(None), BC_TABLE))
+    rule_expr_start = _prop("ru", (slice(None), R_ES))
+    rule_expr_end = _prop("ru", (slice(None), R_EE))
+    ex_op = _prop("ex", (slice(None), X_OP))
+    ex_neg = _prop("ex", (slice(None), X_NEG))
+    ex_field = _prop("ex", (slice(None), X_FIELD))
+    ex_pres = _prop("ex", (slice(None), X_PRES))
+    ex_a0 = _prop("ex", (slice(None), X_A0))
+    ex_a1 = _prop("ex", (slice(None), X_A1))
+    ex_a2 = _prop("ex", (slice(None), X_A2))
+    ex_a3 = _prop("ex", (slice(None), X_A3))
+    ex_a4 = _prop("ex", (slice(None), X_A4))
+    ex_a5 = _prop("ex", (slice(None), X_A5))
+    ex_set = _prop("ex", (slice(None), X_SET))
+    set_start = _prop("sets", (slice(None), S_START))
+    set_end = _prop("sets", (slice(None), S_END))
+    set_nw = _prop("sets", (slice(None), S_NW))
+    set_kind = _prop("sets", (slice(None), S_KIND))
+    set_nf = _prop("sets", (slice(None), S_NF))
+    set_w0 = _prop("sets", (slice(None), S_W0))
+    set_fields = _prop("sets", (slice(None), slice(S_FIELDS, S_FIELDS + MAX_FIELDS)))
+    el_lo = _prop("el", (slice(None), slice(E_LO, E_LO + MAX_WORDS)))
+    el_hi = _prop("el", (slice(None), slice(E_HI, E_HI + MAX_WORDS)))
+    el_pmax = _prop("el", (slice(None), slice(E_PMAX, E_PMAX + 2)))
+    el_vcode = _prop("el", (slice(None), E_VCODE))
+    el_vchain = _prop("el", (slice(None), E_VCHAIN))
+    el_vqnum = _prop("el", (slice(None), E_VQNUM))
+    el_vbypass = _prop("el", (slice(None), E_VBYPASS))
+    nat_kind = _prop("nat", (slice(None), NA_KIND))
+    nat_family = _prop("nat", (slice(None), NA_FAMILY))
+    nat_addr_lo_hi = _prop("nat", (slice(None), NA_ADDR_LO_HI))
+    nat_addr_lo_lo = _prop("nat", (slice(None), NA_ADDR_LO_LO))
+    nat_addr_hi_hi = _prop("nat", (slice(None), NA_ADDR_HI_HI))
+    nat_addr_hi_lo = _prop("nat", (slice(None), NA_ADDR_HI_LO))
+    nat_has_addr = _prop("nat", (slice(None), NA_HAS_ADDR))
+    nat_port_lo = _prop("nat", (slice(None), NA_PORT_LO))
+    nat_port_hi = _prop("nat", (slice(None), NA_PORT_HI))
+    nat_flags = _prop("nat", (slice(None), NA_FLAGS))
+    nat_rule = _prop("nat", (slice(None), NA_RULE))
+    nat_mask_hi = _prop("nat", (slice(None), NA_MASK_HI))
+    nat_mask_lo = _prop("nat", (slice(None), NA_MASK_LO))
+    sf_p = _prop("sf", (slice(None), slice(0, SF_KIND_COL)))
+    sf_kind = property(lambda s: s.sf[:int(s.hdr[H_N_SF]), SF_KIND_COL])
 
 
 @dataclass
@@ -632,75 +680,153 @@ class _Compiler:
         from .. import stateful as sfm
 
         i64 = np.int64
-
-        def col(rows, i):
-            return np.array([r[i] for r in rows], dtype=i64) if rows else np.zeros(0, i64)
-
         bcs = self.bcs
-        hs, he = np.zeros(5, i64), np.zeros(5, i64)
-        for h in range(5):
-            idx = [i for i, b in enumerate(bcs) if b["hook"] == h]
-            hs[h] = idx[0] if idx else 0
-            he[h] = idx[-1] + 1 if idx else 0
-        rr = self.rule_ranges
         rows = self.rows
-        # sets
-        ss, se, snw, sk, snf, sw0 = [], [], [], [], [], []
-        sfields = np.full((max(1, len(self.sets.sets)), MAX_FIELDS), -1, i64)
-        lo_l, hi_l, pm_l, vd_l = [], [], [], []
+        nch = len(self.chains)
+        # bc
+        bc = np.zeros((len(bcs), BC_N), i64)
+        for k, b in enumerate(bcs):
+            bc[k] = (b["hook"], b["prio"], b["family"], b["type"], b["chain"], b["policy"], b["policy_rule"],
+                     b["table"])
+        # sets and elements
+        sets = np.full((max(1, len(self.sets.sets)), S_N), -1, i64)
+        el_rows = []
         for sid, (kind, nw, fields, w0, els) in enumerate(self.sets.sets):
-            ss.append(len(lo_l))
+            start = len(el_rows)
             pmax = None
             for lo_w, hi_w, vd in els:
-                lo_l.append(list(lo_w) + [0] * (MAX_WORDS - len(lo_w)))
-                hi_l.append(list(hi_w) + [0] * (MAX_WORDS - len(hi_w)))
                 h0 = tuple(hi_w[:w0]) + (0,) * (2 - w0)
                 pmax = h0 if pmax is None or h0 > pmax else pmax
-                pm_l.append(list(pmax))
-                vd_l.append(vd if vd is not None else (NO_VERDICT, -1, 0, 0))
-            se.append(len(lo_l))
-            snw.append(nw)
-            sk.append(kind)
-            snf.append(len(fields))
-            sw0.append(w0)
-            sfields[sid, :len(fields)] = fields
+                el_rows.append(list(lo_w) + [0] * (MAX_WORDS - len(lo_w)) + list(hi_w) + [0] * (MAX_WORDS - len(hi_w))
+                               + list(pmax) + list(vd if vd is not None else (NO_VERDICT, -1, 0, 0)))
+            sets[sid, :S_FIELDS] = (start, len(el_rows), nw, kind, len(fields), w0)
+            sets[sid, S_FIELDS:S_FIELDS + len(fields)] = fields
+        el = np.array(el_rows, i64).reshape(-1, E_N) if el_rows else np.zeros((0, E_N), i64)
+        # expressions, with the inline set tests
+        ex = np.zeros((len(rows), X_N), i64)
+        for e, r in enumerate(rows):
+            ex[e, :X_FAST] = r
+            op, sid = r[0], r[10]
+            if op in (OP_FIELD_IN, OP_IFACE, OP_ADDR_IN) and sid >= 0:
+                kind, nw, fields, w0, els = self.sets.sets[sid]
+                if kind == SET_SORTED and not els:
+                    ex[e, X_FAST] = FAST_EMPTY
+                elif kind == SET_SORTED and len(els) == 1 and nw in (1, 2):
+                    lo_w, hi_w, _ = els[0]
+                    ex[e, X_FAST] = FAST_RANGE1 if nw == 1 else FAST_RANGE2
+                    ex[e, X_LO] = lo_w[0]
+                    ex[e, X_HI] = hi_w[0]
+                    if nw == 2:
+                        ex[e, X_LO2] = lo_w[1]
+                        ex[e, X_HI2] = hi_w[1]
+        # rules
+        ru = np.zeros((len(self.rules), R_N), i64)
+        for rid, (es, ee) in enumerate(self.rule_ranges):
+            ru[rid, R_ES], ru[rid, R_EE] = es, ee
+        # header: scalars, hook ranges, chain table, dispatch blocks
+        hdr = [0] * H_FIXED
+        for h in range(5):
+            idx = [i for i, b in enumerate(bcs) if b["hook"] == h]
+            hdr[H_HOOK_START + h] = idx[0] if idx else 0
+            hdr[H_HOOK_END + h] = idx[-1] + 1 if idx else 0
+        sf_kind, sf_p = sfm.compile_stateful([(s_, o) for _, s_, o in self.stateful], self.recent, self.hz)
+        hdr[H_N_RULES] = len(self.rules)
+        hdr[H_MAX_DEPTH] = int(self.max_depth)
+        hdr[H_HZ] = self.hz
+        hdr[H_RC_TABLES] = len(self.recent)
+        hdr[H_N_BC] = len(bcs)
+        hdr[H_N_CHAINS] = nch
+        hdr[H_N_SF] = len(sf_kind)
+        hdr[H_CH_OFF] = H_FIXED
+        chtab = []
+        for cs, ce in self.chain_ranges:
+            chtab += [cs, ce, -1]
+        hdr += chtab
+        for cid, (cs, ce) in enumerate(self.chain_ranges):
+            blk = self.dispatch_block(cs, ce, ex, ru, len(hdr))
+            if blk:
+                hdr[H_FIXED + CH_W * cid + CH_IX] = len(hdr)
+                hdr += blk
+        nat = np.zeros((len(self.nat), NA_N), i64)
+        for k, n in enumerate(self.nat):
+            nat[k] = (n["kind"], n["family"], _s64(n["lo"] >> 64), _s64(n["lo"]), _s64(n["hi"] >> 64), _s64(n["hi"]),
+                      n["has"], n["port_lo"], n["port_hi"], n["flags"], n["rule"], _s64(n["mask"] >> 64),
+                      _s64(n["mask"]))
+        sf = np.zeros((sf_p.shape[0], SF_N), i64)
+        sf[:, :SF_KIND_COL] = sf_p
+        sf[:len(sf_kind), SF_KIND_COL] = sf_kind
+        return CompiledArrays(hdr=np.array(hdr, i64), bc=bc, ru=ru, ex=ex, sets=sets, el=el, nat=nat, sf=sf,
+                              lt=self.host.arrays().lt)
 
-        def arr2(x, w):
-            return np.array(x, dtype=i64).reshape(-1, w) if x else np.zeros((0, w), i64)
+    def dispatch_block(self, cs, ce, ex, ru, base) -> list:
+        """Destination-port dispatch for rules cs..ce-1 of one chain (empty list: none).
 
-        nat = self.nat
-        sf_kind, sf_p = sfm.compile_stateful([(s, o) for _, s, o in self.stateful], self.recent, self.hz)
-        return CompiledArrays(
-            bc_hook=np.array([b["hook"] for b in bcs], i64), bc_prio=np.array([b["prio"] for b in bcs], i64),
-            bc_family=np.array([b["family"] for b in bcs], i64), bc_type=np.array([b["type"] for b in bcs], i64),
-            bc_chain=np.array([b["chain"] for b in bcs], i64),
-            bc_policy_verdict=np.array([b["policy"] for b in bcs], i64),
-            bc_policy_rule=np.array([b["policy_rule"] for b in bcs], i64),
-            bc_table=np.array([b["table"] for b in bcs], i64), hook_bc_start=hs, hook_bc_end=he,
-            chain_rule_start=np.array([r[0] for r in self.chain_ranges], i64),
-            chain_rule_end=np.array([r[1] for r in self.chain_ranges], i64),
-            rule_expr_start=col(rr, 0), rule_expr_end=col(rr, 1),
-            ex_op=col(rows, 0), ex_neg=col(rows, 1), ex_field=col(rows, 2), ex_pres=col(rows, 3),
-            ex_a0=col(rows, 4), ex_a1=col(rows, 5), ex_a2=col(rows, 6), ex_a3=col(rows, 7), ex_a4=col(rows, 8),
-            ex_a5=col(rows, 9), ex_set=col(rows, 10),
-            set_start=np.array(ss, i64), set_end=np.array(se, i64), set_nw=np.array(snw, i64),
-            set_kind=np.array(sk, i64), set_nf=np.array(snf, i64), set_fields=sfields, set_w0=np.array(sw0, i64),
-            el_lo=arr2(lo_l, MAX_WORDS), el_hi=arr2(hi_l, MAX_WORDS), el_pmax=arr2(pm_l, 2),
-            el_vcode=col(vd_l, 0), el_vchain=col(vd_l, 1), el_vqnum=col(vd_l, 2), el_vbypass=col(vd_l, 3),
-            nat_kind=np.array([n["kind"] for n in nat], i64), nat_family=np.array([n["family"] for n in nat], i64),
-            nat_addr_lo_hi=np.array([_s64(n["lo"] >> 64) for n in nat], i64),
-            nat_addr_lo_lo=np.array([_s64(n["lo"]) for n in nat], i64),
-            nat_addr_hi_hi=np.array([_s64(n["hi"] >> 64) for n in nat], i64),
-            nat_addr_hi_lo=np.array([_s64(n["hi"]) for n in nat], i64),
-            nat_has_addr=np.array([n["has"] for n in nat], i64),
-            nat_port_lo=np.array([n["port_lo"] for n in nat], i64),
-            nat_port_hi=np.array([n["port_hi"] for n in nat], i64),
-            nat_flags=np.array([n["flags"] for n in nat], i64), nat_rule=np.array([n["rule"] for n in nat], i64),
-            nat_mask_hi=np.array([_s64(n["mask"] >> 64) for n in nat], i64),
-            nat_mask_lo=np.array([_s64(n["mask"]) for n in nat], i64),
-            sf_kind=sf_kind, sf_p=sf_p, rc_n_tables=len(self.recent), max_depth=int(self.max_depth),
-            n_rules=len(self.rules), hz=self.hz, host=self.host.arrays(),
-        )
+        A rule is port-specific when its leading run of side-effect-free matches (before any statement or
+        stateful match) holds a non-negated `dport in D`: it can only match packets with ports and a
+        destination port in D, so skipping it for other packets changes nothing (no counter, trace or
+        state). Every other rule is a wildcard. Block (absolute offsets into hdr): nb, the nb lower bounds
+        of the elementary port intervals (first 0), nb + 1 list offsets, then per interval the sorted
+        port-specific rules covering it. ru[r, R_NEXTW] = the first wildcard rule >= r (or ce)."""
+        n = ce - cs
+        if n < DISPATCH_MIN_RULES:
+            return []
+        spec = {}
+        for r in range(cs, ce):
+            es, ee = int(ru[r, R_ES]), int(ru[r, R_EE])
+            for e in range(es, ee):
+                op = int(ex[e, X_OP])
+                if op >= OP_FIRST_STMT or op == OP_STATEFUL:
+                    break
+                if op == OP_NEVER:
+                    spec[r] = []
+                    break
+                if op == OP_FIELD_IN and int(ex[e, X_FIELD]) == _F_DPORT and int(ex[e, X_NEG]) == 0:
+                    kind, nw, fields, w0, els = self.sets.sets[int(ex[e, X_SET])]
+                    iv = [(_flip(lo[0]), _flip(hi[0])) for lo, hi, _ in els]  # unflip
+                    iv = [(max(lo, 0), min(hi, 65535)) for lo, hi in iv if hi >= 0 and lo <= 65535]
+                    spec[r] = iv
+                    break
+
+        def bounds(specs):
+            b = {0}
+            for iv in specs.values():
+                for lo, hi in iv:
+                    b.add(lo)
+                    if hi < 65535:
+                        b.add(hi + 1)
+            return sorted(b)
+
+        b = bounds(spec)
+        pos = {v: i for i, v in enumerate(b)}
+        for r in list(spec):
+            span = sum(pos[hi + 1] if hi < 65535 else len(b) for lo, hi in spec[r]) - \
+                sum(pos[lo] for lo, hi in spec[r])
+            if span > DISPATCH_MAX_SPAN:
+                del spec[r]
+        if len(spec) < n // 4 or not spec:
+            return []
+        b = bounds(spec)
+        pos = {v: i for i, v in enumerate(b)}
+        lists = [[] for _ in b]
+        for r in sorted(spec):
+            for lo, hi in spec[r]:
+                for i in range(pos[lo], pos[hi + 1] if hi < 65535 else len(b)):
+                    lists[i].append(r)
+        nb = len(b)
+        blk = [nb] + b
+        off = base + 1 + nb + nb + 1
+        offs = []
+        flat = []
+        for lst in lists:
+            offs.append(off + len(flat))
+            flat += sorted(set(lst))
+        offs.append(off + len(flat))
+        nxt = ce
+        for r in range(ce - 1, cs - 1, -1):
+            if r not in spec:
+                nxt = r
+            ru[r, R_NEXTW] = nxt
+        return blk + offs + flat
 
 
 def compile_ruleset(rs: m.Ruleset, host=None, ipsets: tuple = (), allow_unsupported: bool = False,
