@@ -66,12 +66,18 @@ def _policy_last(s: pd.Series) -> pd.Series:
     return s.astype(str)
 
 
+def _hook_traversals(packets: pd.DataFrame) -> dict:
+    """Packets that traversed each hook, counted per distinct path (the path column is categorical)."""
+    counts = packets["path"].value_counts(dropna=True)
+    return {h: int(sum(int(n) for p, n in counts.items() if h in str(p).split(","))) for h in codes.HOOK_NAMES}
+
+
 def verdicts_by_hook(packets: pd.DataFrame) -> pd.DataFrame:
     """Per hook: packets that traversed it, and packets dropped/rejected/queued there."""
     rows = []
-    path = packets["path"].astype(str)
+    traversed_by_hook = _hook_traversals(packets)
     for h in codes.HOOK_NAMES:
-        traversed = int(path.str.contains(h, regex=False).sum())
+        traversed = traversed_by_hook[h]
         at = packets["verdict_hook"] == h
         rows.append({"hook": h, "traversed": traversed,
                      "dropped": int((at & (packets["outcome"] == "dropped")).sum()),
@@ -321,8 +327,7 @@ def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFra
     """The summary dict (summary.json): counts, reproducibility data, NAT, unsupported rules, checksums."""
     meta = dict(out.meta or {})
     n = len(packets)
-    path = packets["path"].astype(str)
-    hooks = {h: int(path.str.contains(h, regex=False).sum()) for h in codes.HOOK_NAMES}
+    hooks = _hook_traversals(packets)
     nat = nat_report(packets, flows, rules)
     unsupported = rules.loc[rules["unsupported"].astype(str) != "", ["rule_id", "table", "chain", "rule_num", "text",
                                                                        "source", "unsupported"]]
