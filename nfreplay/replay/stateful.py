@@ -1,8 +1,10 @@
 """Matches with state kept across packets, kernel-exact on capture time (spec §4.4, §6.6, §7.5).
 
 compile.py calls `check_stateful()` per model.Stateful and `compile_stateful()` once; chains.py calls
-the kernel `stateful_match(cra, st, s, ctx, pkt_len, now_ns)`; `new_stateful_state()` builds the state
-arrays that live in chains.RuleState (carried across chunks).
+the kernel `stateful_match(p, st, s, ctx, pkt_len, now_ns)` (p = CompiledArrays.sf, st = RuleState), which
+hands each kind only the arrays it uses; `new_stateful_state()` builds the state arrays that live in
+chains.RuleState (carried across chunks): misc, sf, rc, hl, cl, ct_live (layouts: M_*, RC_*, HL_W, CL_W
+below; the names sf_p/sf_kind/hl_tab/hl_key/hl_val/cl_tab/cl_key/cl_ent/rc_tab/rng/hotdrop are views).
 
 Kinds (sf_kind) and parameters (sf_p[s, 0..11]):
 * SF_LIMIT (xt_limit.c): p0 cost, p1 credit_cap, p2 CREDITS_PER_JIFFY, p3 HZ. State: credit (u32),

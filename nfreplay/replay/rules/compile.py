@@ -1,36 +1,43 @@
 """Ruleset model -> flat arrays for the fixed evaluator kernels in nfreplay.replay.chains.
 
 No code is generated per ruleset: `compile_ruleset()` lowers a `model.Ruleset` to `CompiledArrays`
-(a NamedTuple of numpy arrays, all int64 unless noted) that `chains.eval_chain` walks.
+(a NamedTuple of nine int64 arrays) that `chains.eval_chain` walks. Kernels index the arrays with the
+column constants below; per-packet code passes arrays, never wide NamedTuples, across calls (each array
+argument of a non-inlined call costs a reference-count pair). The old per-column names (`ex_op`,
+`bc_family`, `nat_kind`, `sf_p`, `max_depth`, ...) remain as read-only Python properties returning views.
 
-Layout
+Layout (rows = items, so one item's columns share a cache line)
 ------
-Base chains (one per iptables built-in chain / nft base chain), sorted by (hook, slot, priority,
-registration order; equal priorities: later registration first, as nf_hook_entries_grow inserts):
-    bc_hook, bc_prio, bc_family (4, 6, 0 = both: inet), bc_type (BC_FILTER, BC_NAT, BC_ROUTE),
-    bc_chain (chain id), bc_policy_verdict (codes.Verdict), bc_policy_rule (rule id of the policy row),
-    bc_table (table index); hook_bc_start[5], hook_bc_end[5] index ranges per codes.Hook.
-    nat-type chains sit at the NAT core's slot (-100 PRE/OUT, +100 IN/POST) whatever their priority.
-Chains: chain_rule_start, chain_rule_end (rule-id ranges; the policy row of a base chain is the id
-    right after its range, so it is never walked as a rule).
-Rules: rule_expr_start, rule_expr_end into the expression rows; rule ids are dense 0..n_rules-1.
-Expression rows: ex_op (OP_*), ex_neg, ex_field, ex_pres (presence bit ctx[Field.PRESENT] must have;
-    0 = none; checked before the test so an absent header fails negated or not), ex_a0..ex_a5, ex_set.
-Interval sets (FIELD_IN, ADDR_IN, interfaces, named sets, maps), CSR over elements:
-    set_start/set_end (elements), set_nw (words per key), set_kind (SET_SORTED: single component,
-    disjoint sorted intervals, binary search; SET_CONCAT: several components, sorted by the first
-    component with a prefix maximum of its upper bound, binary search then a short backward scan),
-    set_nf / set_fields[s, MAX_FIELDS] (the ctx fields forming the key; address fields take 2 words),
-    set_w0 (words of the first component);
-    el_lo[k, MAX_WORDS], el_hi[k, MAX_WORDS] (bounds, each word XOR 1<<63 so that signed int64
-    comparison is unsigned order), el_pmax[k, 2] (prefix max of the first component's hi),
-    el_vcode, el_vchain, el_vqnum, el_vbypass (verdict-map data; -100 = no verdict).
-NAT rows: nat_kind (NAT_*), nat_family, nat_addr_lo_hi/_lo_lo/_hi_hi/_hi_lo (range, int64 bit
-    patterns), nat_has_addr, nat_port_lo, nat_port_hi, nat_flags (NATF_*), nat_rule,
-    nat_mask_hi/_lo (NETMAP prefix mask).
-Stateful matches: sf_kind[n_sf], sf_p[n_sf, stateful.NP] (see stateful.py); recent tables: rc_n_tables;
-    hashlimit tables are numbered in sf_p (one per --hashlimit-name and family, config of the first rule).
-host: the HostArrays of the host model (addrtype); max_depth: jump stack size needed; hz: CONFIG_HZ.
+hdr: int64 1-D: H_N_RULES, H_MAX_DEPTH (jump stack size needed), H_HZ (CONFIG_HZ), H_RC_TABLES, H_N_BC,
+    H_N_CHAINS, H_N_SF, H_CH_OFF (offset of the chain table), hook_bc_start[5] at H_HOOK_START and
+    hook_bc_end[5] at H_HOOK_END (base-chain index ranges per codes.Hook); then the chain table (CH_W
+    words per chain id: CH_START, CH_END = rule-id range, the policy row of a base chain is the id right
+    after its range so it is never walked as a rule; CH_IX = offset of the chain's dispatch block or -1);
+    then the dispatch blocks (see `_Compiler.dispatch_block`).
+bc[n_bc, BC_N]: BC_HOOK, BC_PRIO, BC_FAMILY (4, 6, 0 = both: inet), BC_TYPE (BC_FILTER, BC_NAT, BC_ROUTE),
+    BC_CHAIN (chain id), BC_POLICY_VERDICT (codes.Verdict), BC_POLICY_RULE, BC_TABLE. Sorted by (hook, slot,
+    priority, registration order; equal priorities: later registration first, as nf_hook_entries_grow
+    inserts); nat-type chains sit at the NAT core's slot (-100 PRE/OUT, +100 IN/POST) whatever their priority.
+ru[n_rules, R_N]: R_ES, R_EE (expression rows; rule ids are dense 0..n_rules-1), R_NEXTW (dispatch: the
+    first wildcard rule >= this one in its chain).
+ex[n_expr, X_N]: X_OP (OP_*), X_NEG, X_FIELD, X_PRES (presence bit ctx[Field.PRESENT] must have; 0 = none;
+    checked before the test so an absent header fails negated or not), X_A0..X_A5, X_SET, and the inline
+    set test X_FAST (FAST_RANGE1/FAST_RANGE2: a single interval of one/two words in X_LO, X_LO2, X_HI, X_HI2,
+    flipped like the elements; FAST_EMPTY; FAST_NONE = look the set up).
+sets[n_sets, S_N] (interval sets: FIELD_IN, ADDR_IN, interfaces, named sets, maps; CSR over el):
+    S_START/S_END (elements), S_NW (words per key), S_KIND (SET_SORTED: single component, disjoint sorted
+    intervals, binary search; SET_CONCAT: several components, sorted by the first component with a prefix
+    maximum of its upper bound, binary search then a short backward scan), S_NF and S_FIELDS.. (the ctx
+    fields forming the key, -1 padded; address fields take 2 words), S_W0 (words of the first component).
+el[n_el, E_N]: E_LO.. / E_HI.. (MAX_WORDS bounds each, every word XOR 1<<63 so that signed int64
+    comparison is unsigned order), E_PMAX (prefix max of the first component's hi, 2 words), E_VCODE,
+    E_VCHAIN, E_VQNUM, E_VBYPASS (verdict-map data; NO_VERDICT = none).
+nat[n_nat, NA_N]: NA_KIND (NAT_*), NA_FAMILY, NA_ADDR_LO_HI/_LO_LO/_HI_HI/_HI_LO (range, int64 bit
+    patterns), NA_HAS_ADDR, NA_PORT_LO, NA_PORT_HI, NA_FLAGS (NATF_*), NA_RULE, NA_MASK_HI/_LO (NETMAP mask).
+sf[max(n_sf, 1), SF_N]: stateful parameters (stateful.NP words, see stateful.py), kind in SF_KIND_COL;
+    recent tables: H_RC_TABLES; hashlimit tables are numbered in the parameters (one per --hashlimit-name
+    and family, config of the first rule).
+lt: the host model's local table (host.LT_* columns), for addrtype.
 
 Expression ops: see OP_* below. Match ops come before OP_FIRST_STMT; statements after.
 """
