@@ -37,10 +37,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
-from .host import addr_type_a
+from .host import LT_N, addr_type_a
 from .rules.compile import (
     BC_CHAIN,
     BC_FAMILY,
+    BC_N,
     BC_POLICY_RULE,
     BC_POLICY_VERDICT,
     CH_END,
@@ -49,6 +50,7 @@ from .rules.compile import (
     CH_W,
     E_HI,
     E_LO,
+    E_N,
     E_PMAX,
     E_VBYPASS,
     E_VCHAIN,
@@ -57,7 +59,18 @@ from .rules.compile import (
     FAST_EMPTY,
     FAST_RANGE1,
     FAST_RANGE2,
+    H_BC,
     H_CH_OFF,
+    H_EL,
+    H_EX,
+    H_HOOK_END,
+    H_HOOK_START,
+    H_LT,
+    H_N_LT,
+    H_NAT,
+    H_RU,
+    H_SETS,
+    NA_N,
     NO_VERDICT,
     OP_ADDR_IN,
     OP_ADDR_MASKED,
@@ -82,10 +95,12 @@ from .rules.compile import (
     OP_VMAP,
     R_EE,
     R_ES,
+    R_N,
     R_NEXTW,
     S_END,
     S_FIELDS,
     S_KIND,
+    S_N,
     S_NF,
     S_NW,
     S_START,
@@ -103,19 +118,33 @@ from .rules.compile import (
     X_HI2,
     X_LO,
     X_LO2,
+    X_N,
     X_NEG,
     X_OP,
     X_PRES,
     X_SET,
 )
 from .stateful import (
+    CL_W,
+    HL_W,
+    IP_LIST_TOT,
     M_CL_E,
+    M_CL_OFF,
+    M_CL_ROWS,
     M_CL_T,
+    M_DEPTH,
+    M_HL_OFF,
+    M_HL_ROWS,
     M_HL_T,
     M_HOTDROP,
     M_HOTDROPS,
     M_KEY,
+    M_RC_OFF,
+    M_RC_T,
+    M_RC_W,
     M_RNG,
+    M_SF_OFF,
+    M_SF_ROWS,
     M_STACK,
     RC_HDR,
     new_stateful_state,
@@ -126,7 +155,7 @@ __all__ = ["RuleState", "new_rule_state", "eval_chain", "new_out", "new_trace", 
            "OUT_RULE", "OUT_REJECT", "OUT_NAT", "OUT_QUEUE_NUM", "OUT_QUEUE_BYPASS", "OUT_CT_NOTRACK",
            "OUT_CT_ZONE", "OUT_CT_HELPER", "OUT_LAST_ACCEPT_RULE", "OUT_MARK_CHANGED", "N_OUT",
            "TR_MATCH", "TR_LOG", "TR_NFLOG", "TR_NOOP", "TR_POLICY", "TR_REJECT", "TR_NAT", "TR_MARK",
-           "TR_CTSET", "TR_RETURN_IMPLICIT", "TR_HOTDROP"]
+           "TR_CTSET", "TR_RETURN_IMPLICIT", "TR_HOTDROP", "bc_col", "nat_col", "hook_range"]
 
 OUT_RULE = 0  # rule id that decided this base chain (terminal verdict or policy row); -1 none
 OUT_REJECT = 1  # REJECT_KINDS index (0 none)
@@ -172,29 +201,39 @@ _F_DPORT = 6  # Field.DPORT
 _P_PORTS = 1  # PRESENT_PORTS
 
 
+def _mem_view(off, rows, w):
+    return property(lambda s: s.mem[int(s.mem[off]):int(s.mem[off]) + int(s.mem[rows]) * w].reshape(-1, w))
+
+
 class RuleState(NamedTuple):
-    """Counters and stateful-match state of a compiled ruleset (eight int64 arrays; layouts of misc, rc,
-    hl, cl in stateful.py). The properties give views under the old names (Python side)."""
+    """Counters and stateful-match state of a compiled ruleset: three int64 arrays (each NamedTuple field
+    costs a reference-count pair per non-inlined call). `cnt[0]` packets and `cnt[1]` bytes per rule id;
+    `mem` = misc header (hotdrop, PRNG, section offsets, set-key scratch, jump stack; stateful.M_*), then
+    the sections sf, rc, hl, cl (layouts in stateful.py); `ct_live` = the pipeline's conntrack view for
+    connlimit. The properties give the old names as views (Python side)."""
 
-    rule_packets: np.ndarray  # int64[n_rules]
-    rule_bytes: np.ndarray  # int64[n_rules]
-    misc: np.ndarray  # hotdrop flag and count, PRNG [state, draws, seed], set-key scratch, jump stack
-    sf: np.ndarray  # int64[n_sf, 8] per-stateful-match state (stateful.py)
-    rc: np.ndarray  # recent tables: int64[T, 101, 8 + ring]
-    hl: np.ndarray  # hashlimit table headers and entries
-    cl: np.ndarray  # connlimit headers, keys, remembered connections
-    ct_live: np.ndarray  # conntrack view for connlimit (int64[1, 3] = not provided; see stateful.py)
+    cnt: np.ndarray  # int64[2, n_rules]
+    mem: np.ndarray  # int64 1-D
+    ct_live: np.ndarray  # int64[slots, 3] (int64[1, 3] = not provided; see stateful.py)
 
-    hotdrop = property(lambda s: s.misc[M_HOTDROP:M_HOTDROPS + 1])  # [flag, count]
-    rng = property(lambda s: s.misc[M_RNG:M_RNG + 3])  # [state, draws, seed]
-    stack_chain = property(lambda s: s.misc[M_STACK::2])
-    stack_rule = property(lambda s: s.misc[M_STACK + 1::2])
-    hl_tab = property(lambda s: s.hl[:int(s.misc[M_HL_T]), :8])
-    hl_key = property(lambda s: s.hl[int(s.misc[M_HL_T]):, :6])
-    hl_val = property(lambda s: s.hl[int(s.misc[M_HL_T]):, 6:11])
-    cl_tab = property(lambda s: s.cl[:int(s.misc[M_CL_T]), :6])
-    cl_key = property(lambda s: s.cl[int(s.misc[M_CL_T]):int(s.misc[M_CL_E]), :8])
-    cl_ent = property(lambda s: s.cl[int(s.misc[M_CL_E]):])
+    rule_packets = property(lambda s: s.cnt[0])
+    rule_bytes = property(lambda s: s.cnt[1])
+    misc = property(lambda s: s.mem[:M_STACK + 2 * int(s.mem[M_DEPTH])])
+    hotdrop = property(lambda s: s.mem[M_HOTDROP:M_HOTDROPS + 1])  # [flag, count]
+    rng = property(lambda s: s.mem[M_RNG:M_RNG + 3])  # [state, draws, seed]
+    stack_chain = property(lambda s: s.mem[M_STACK:M_STACK + 2 * int(s.mem[M_DEPTH]):2])
+    stack_rule = property(lambda s: s.mem[M_STACK + 1:M_STACK + 2 * int(s.mem[M_DEPTH]):2])
+    sf = _mem_view(M_SF_OFF, M_SF_ROWS, 8)
+    hl = _mem_view(M_HL_OFF, M_HL_ROWS, HL_W)
+    cl = _mem_view(M_CL_OFF, M_CL_ROWS, CL_W)
+    rc = property(lambda s: s.mem[int(s.mem[M_RC_OFF]):int(s.mem[M_RC_OFF]) + int(s.mem[M_RC_T]) * (IP_LIST_TOT + 1)
+                                  * int(s.mem[M_RC_W])].reshape(int(s.mem[M_RC_T]), IP_LIST_TOT + 1, int(s.mem[M_RC_W])))
+    hl_tab = property(lambda s: s.hl[:int(s.mem[M_HL_T]), :8])
+    hl_key = property(lambda s: s.hl[int(s.mem[M_HL_T]):, :6])
+    hl_val = property(lambda s: s.hl[int(s.mem[M_HL_T]):, 6:11])
+    cl_tab = property(lambda s: s.cl[:int(s.mem[M_CL_T]), :6])
+    cl_key = property(lambda s: s.cl[int(s.mem[M_CL_T]):int(s.mem[M_CL_E]), :8])
+    cl_ent = property(lambda s: s.cl[int(s.mem[M_CL_E]):])
     rc_tab = property(lambda s: s.rc[:, RC_HDR, :4])
 
 
@@ -205,7 +244,7 @@ def new_rule_state(crs, seed: int | None = None) -> RuleState:
     n = a.n_rules
     depth = max(1, a.max_depth + 1)
     sf = new_stateful_state(a, crs.seed if seed is None else seed, depth)
-    return RuleState(np.zeros(n, np.int64), np.zeros(n, np.int64), **sf)
+    return RuleState(np.zeros((2, n), np.int64), sf["mem"], sf["ct_live"])
 
 
 def new_out() -> np.ndarray:
@@ -251,11 +290,11 @@ def _is_addr_field(f):
 
 
 @kernel
-def _cmp_lo(el, key, ko, k, nw):
-    """-1/0/1: key (nw words at key[ko:]) vs el[k, E_LO:] lexicographically."""
+def _cmp_lo(prog, eo, key, ko, nw):
+    """-1/0/1: key (nw words at key[ko:]) vs the element at prog[eo:]'s lower bound, lexicographically."""
     for w in range(nw):
         a = key[ko + w]
-        b = el[k, E_LO + w]
+        b = prog[eo + E_LO + w]
         if a < b:
             return -1
         if a > b:
@@ -264,11 +303,11 @@ def _cmp_lo(el, key, ko, k, nw):
 
 
 @kernel
-def _le_hi(el, key, ko, k, nw):
-    """key <= el[k, E_HI:] lexicographically."""
+def _le_hi(prog, eo, key, ko, nw):
+    """key <= the element's upper bound lexicographically."""
     for w in range(nw):
         a = key[ko + w]
-        b = el[k, E_HI + w]
+        b = prog[eo + E_HI + w]
         if a < b:
             return True
         if a > b:
@@ -277,15 +316,15 @@ def _le_hi(el, key, ko, k, nw):
 
 
 @kernel
-def _comp_in(sets, el, key, ko, k, s):
-    """Every component of key lies in element k's component interval."""
+def _comp_in(prog, so, eo, key, ko):
+    """Every component of key lies in the element's component interval (set row so, element row eo)."""
     w = 0
-    for fi in range(sets[s, S_NF]):
-        nw = 2 if _is_addr_field(sets[s, S_FIELDS + fi]) else 1
+    for fi in range(prog[so + S_NF]):
+        nw = 2 if _is_addr_field(prog[so + S_FIELDS + fi]) else 1
         ok_lo = True
         for j in range(nw):
             a = key[ko + w + j]
-            b = el[k, E_LO + w + j]
+            b = prog[eo + E_LO + w + j]
             if a > b:
                 break
             if a < b:
@@ -296,7 +335,7 @@ def _comp_in(sets, el, key, ko, k, s):
         ok_hi = True
         for j in range(nw):
             a = key[ko + w + j]
-            b = el[k, E_HI + w + j]
+            b = prog[eo + E_HI + w + j]
             if a < b:
                 break
             if a > b:
@@ -309,58 +348,61 @@ def _comp_in(sets, el, key, ko, k, s):
 
 
 @kernel
-def _set_lookup(sets, el, s, ctx, key, ko):
+def _set_lookup(prog, s, ctx, key, ko):
     """Index of the element of set s containing the packet's key, or -1. key[ko:ko + 8] is scratch."""
-    nw = sets[s, S_NW]
+    so = prog[H_SETS] + s * S_N
+    elo = prog[H_EL]
+    nw = prog[so + S_NW]
     k = 0
-    for fi in range(sets[s, S_NF]):  # the key words, flipped (x ^ 1<<63) for unsigned order
-        f = sets[s, S_FIELDS + fi]
+    for fi in range(prog[so + S_NF]):  # the key words, flipped (x ^ 1<<63) for unsigned order
+        f = prog[so + S_FIELDS + fi]
         key[ko + k] = ctx[f] ^ _MIN64
         k += 1
         if _is_addr_field(f):
             key[ko + k] = ctx[f + 1] ^ _MIN64
             k += 1
-    lo_i = sets[s, S_START]
-    hi_i = sets[s, S_END]
+    lo_i = prog[so + S_START]
+    hi_i = prog[so + S_END]
     if lo_i >= hi_i:
         return np.int64(-1)
-    if sets[s, S_KIND] == SET_SORTED:
+    if prog[so + S_KIND] == SET_SORTED:
         # last element with el_lo <= key
         a = lo_i
         b = hi_i
         while a < b:
             mid = (a + b) >> 1
-            if _cmp_lo(el, key, ko, mid, nw) >= 0:
+            if _cmp_lo(prog, elo + mid * E_N, key, ko, nw) >= 0:
                 a = mid + 1
             else:
                 b = mid
         k = a - 1
-        if k >= lo_i and _le_hi(el, key, ko, k, nw):
+        if k >= lo_i and _le_hi(prog, elo + k * E_N, key, ko, nw):
             return k
         return np.int64(-1)
     # concatenation: binary search on the first component, then scan back while the prefix max of the
     # first component's upper bound still reaches the key
-    w0 = sets[s, S_W0]
+    w0 = prog[so + S_W0]
     a = lo_i
     b = hi_i
     while a < b:
         mid = (a + b) >> 1
-        if _cmp_lo(el, key, ko, mid, w0) >= 0:
+        if _cmp_lo(prog, elo + mid * E_N, key, ko, w0) >= 0:
             a = mid + 1
         else:
             b = mid
     k = a - 1
     while k >= lo_i:
+        eo = elo + k * E_N
         below = False
         for j in range(w0):
-            if el[k, E_PMAX + j] < key[ko + j]:
+            if prog[eo + E_PMAX + j] < key[ko + j]:
                 below = True
                 break
-            if el[k, E_PMAX + j] > key[ko + j]:
+            if prog[eo + E_PMAX + j] > key[ko + j]:
                 break
         if below:
             break
-        if _comp_in(sets, el, key, ko, k, s):
+        if _comp_in(prog, so, eo, key, ko):
             return k
         k -= 1
     return np.int64(-1)
@@ -369,33 +411,33 @@ def _set_lookup(sets, el, s, ctx, key, ko):
 @kernel
 def set_lookup(cra, s, ctx):
     """Index of the element of set s containing the packet's key, or -1 (Python/test helper; the walk
-    uses _set_lookup on the arrays with the RuleState scratch)."""
+    uses _set_lookup with the RuleState scratch)."""
     key = np.zeros(8, np.int64)
-    return _set_lookup(cra.sets, cra.el, s, ctx, key, 0)
+    return _set_lookup(cra.prog, s, ctx, key, 0)
 
 
 @kernel
-def _ix_range(hdr, ix, has_ports, dport, r):
-    """Dispatch list of the chain block at hdr[ix] for the packet's destination port: (first position
+def _ix_range(prog, ix, has_ports, dport, r):
+    """Dispatch list of the chain block at prog[ix] for the packet's destination port: (first position
     holding a rule >= r, end). Empty without ports."""
     if not has_ports or dport < 0 or dport > 65535:
         return np.int64(0), np.int64(0)
-    nb = hdr[ix]
+    nb = prog[ix]
     a = np.int64(0)
     b = nb
     while a < b:
         mid = (a + b) >> 1
-        if hdr[ix + 1 + mid] <= dport:
+        if prog[ix + 1 + mid] <= dport:
             a = mid + 1
         else:
             b = mid
     offs = ix + 1 + nb + a - 1
-    a = hdr[offs]
-    b = hdr[offs + 1]
+    a = prog[offs]
+    b = prog[offs + 1]
     end = b
     while a < b:
         mid = (a + b) >> 1
-        if hdr[mid] < r:
+        if prog[mid] < r:
             a = mid + 1
         else:
             b = mid
@@ -403,13 +445,15 @@ def _ix_range(hdr, ix, has_ports, dport, r):
 
 
 @kernel
-def _addrtype_match(lt, ctx, f, mask, limsel):
+def _addrtype_match(prog, ctx, f, mask, limsel):
     fam = np.int64(4) if ctx[_F_NFPROTO] == 2 else np.int64(6)
     lim = np.int64(-1)
     if limsel == 1:
         lim = ctx[_F_IIF]
     elif limsel == 2:
         lim = ctx[_F_OIF]
+    lo_ = prog[H_LT]
+    lt = prog[lo_:lo_ + prog[H_N_LT] * LT_N].reshape((prog[H_N_LT], LT_N))
     bits = addr_type_a(lt, fam, ctx[f], ctx[f + 1], lim)
     if fam == 4:
         return (bits & mask) != 0
@@ -426,6 +470,27 @@ def _addrtype_match(lt, ctx, f, mask, limsel):
 
 
 @kernel
+def bc_col(cra, k, col):
+    """Column col (BC_*) of base chain k (for pipeline kernels)."""
+    p = cra.prog
+    return p[p[H_BC] + k * BC_N + col]
+
+
+@kernel
+def nat_col(cra, nr, col):
+    """Column col (NA_*) of NAT row nr (for pipeline kernels)."""
+    p = cra.prog
+    return p[p[H_NAT] + nr * NA_N + col]
+
+
+@kernel
+def hook_range(cra, hook):
+    """(first, end) base-chain indexes of codes.Hook hook (for pipeline kernels)."""
+    p = cra.prog
+    return p[H_HOOK_START + hook], p[H_HOOK_END + hook]
+
+
+@kernel
 def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
     """Walk base chain bc for one packet; see the module docstring."""
     out[OUT_RULE] = -1
@@ -433,39 +498,38 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
     out[OUT_NAT] = -1
     out[OUT_QUEUE_NUM] = 0
     out[OUT_QUEUE_BYPASS] = 0
-    bca = cra.bc
-    bf = bca[bc, BC_FAMILY]
+    prog = cra.prog
+    bo = prog[H_BC] + bc * BC_N
+    bf = prog[bo + BC_FAMILY]
     pf = np.int64(4) if ctx[_F_NFPROTO] == 2 else np.int64(6)
     if bf != 0 and bf != pf:
         return np.int64(V_ACCEPT)
-    hdr = cra.hdr
-    ru = cra.ru
-    ex = cra.ex
-    misc = st.misc
-    rp = st.rule_packets
-    rb = st.rule_bytes
+    RU = prog[H_RU]
+    EX = prog[H_EX]
+    mem = st.mem
+    cnt = st.cnt
     tracing = trace.shape[0] > 1
     has_ports = (ctx[_F_PRESENT] & _P_PORTS) != 0
     dport = ctx[_F_DPORT]
-    cho = hdr[H_CH_OFF]
-    chain = bca[bc, BC_CHAIN]
-    r = hdr[cho + CH_W * chain + CH_START]
-    cend = hdr[cho + CH_W * chain + CH_END]
-    ix = hdr[cho + CH_W * chain + CH_IX]
+    cho = prog[H_CH_OFF]
+    chain = prog[bo + BC_CHAIN]
+    r = prog[cho + CH_W * chain + CH_START]
+    cend = prog[cho + CH_W * chain + CH_END]
+    ix = prog[cho + CH_W * chain + CH_IX]
     lp = np.int64(0)
     lend = np.int64(0)
     if ix >= 0:
-        lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
+        lp, lend = _ix_range(prog, ix, has_ports, dport, r)
     sp = 0
-    depth = (misc.shape[0] - M_STACK) // 2
+    depth = mem[M_DEPTH]
     while True:
         if ix >= 0 and r < cend:
             # next candidate: the next wildcard rule or the next rule of the port's list, whichever first
-            nw = ru[r, R_NEXTW]
-            while lp < lend and hdr[lp] < r:
+            nw = prog[RU + r * R_N + R_NEXTW]
+            while lp < lend and prog[lp] < r:
                 lp += 1
-            if lp < lend and hdr[lp] < nw:
-                r = hdr[lp]
+            if lp < lend and prog[lp] < nw:
+                r = prog[lp]
             else:
                 r = nw
         if r >= cend:
@@ -475,58 +539,60 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
             if tracing:
                 _trace(trace, cend - 1, TR_RETURN_IMPLICIT, chain)
             sp -= 1
-            chain = misc[M_STACK + 2 * sp]
-            r = misc[M_STACK + 2 * sp + 1]
-            cend = hdr[cho + CH_W * chain + CH_END]
-            ix = hdr[cho + CH_W * chain + CH_IX]
+            chain = mem[M_STACK + 2 * sp]
+            r = mem[M_STACK + 2 * sp + 1]
+            cend = prog[cho + CH_W * chain + CH_END]
+            ix = prog[cho + CH_W * chain + CH_IX]
             if ix >= 0:
-                lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
+                lp, lend = _ix_range(prog, ix, has_ports, dport, r)
             continue
-        e = ru[r, R_ES]
-        ee = ru[r, R_EE]
+        e = prog[RU + r * R_N + R_ES]
+        ee = prog[RU + r * R_N + R_EE]
         broke = False
         vcode = np.int64(NO_VERDICT)
         vchain = np.int64(-1)
         vq = np.int64(0)
         vb = np.int64(0)
         while e < ee:
-            op = ex[e, X_OP]
+            x = EX + e * X_N
+            op = prog[x + X_OP]
             if op < OP_FIRST_STMT:
-                pres = ex[e, X_PRES]
+                pres = prog[x + X_PRES]
                 if pres != 0 and (ctx[_F_PRESENT] & pres) == 0:
                     broke = True
                     break
-                f = ex[e, X_FIELD]
+                f = prog[x + X_FIELD]
                 if op == OP_MASKED_EQ:
-                    m = (ctx[f] & ex[e, X_A0]) == ex[e, X_A1]
+                    m = (ctx[f] & prog[x + X_A0]) == prog[x + X_A1]
                 elif op == OP_MASKED_ANY:
-                    m = (ctx[f] & ex[e, X_A0]) != 0
+                    m = (ctx[f] & prog[x + X_A0]) != 0
                 elif op == OP_FIELD_IN or op == OP_IFACE or op == OP_ADDR_IN or op == OP_SET:
-                    fast = ex[e, X_FAST]
+                    fast = prog[x + X_FAST]
                     if fast == FAST_RANGE1:
                         k0 = ctx[f] ^ _MIN64
-                        m = ex[e, X_LO] <= k0 and k0 <= ex[e, X_HI]
+                        m = prog[x + X_LO] <= k0 and k0 <= prog[x + X_HI]
                     elif fast == FAST_RANGE2:
                         k0 = ctx[f] ^ _MIN64
                         k1 = ctx[f + 1] ^ _MIN64
-                        m = (k0 > ex[e, X_LO] or (k0 == ex[e, X_LO] and k1 >= ex[e, X_LO2])) and \
-                            (k0 < ex[e, X_HI] or (k0 == ex[e, X_HI] and k1 <= ex[e, X_HI2]))
+                        m = (k0 > prog[x + X_LO] or (k0 == prog[x + X_LO] and k1 >= prog[x + X_LO2])) and \
+                            (k0 < prog[x + X_HI] or (k0 == prog[x + X_HI] and k1 <= prog[x + X_HI2]))
                     elif fast == FAST_EMPTY:
                         m = False
                     else:
-                        m = _set_lookup(cra.sets, cra.el, ex[e, X_SET], ctx, misc, M_KEY) >= 0
+                        m = _set_lookup(prog, prog[x + X_SET], ctx, mem, M_KEY) >= 0
                 elif op == OP_ADDR_MASKED:
-                    m = (ctx[f] & ex[e, X_A0]) == ex[e, X_A2] and (ctx[f + 1] & ex[e, X_A1]) == ex[e, X_A3]
+                    m = (ctx[f] & prog[x + X_A0]) == prog[x + X_A2] and \
+                        (ctx[f + 1] & prog[x + X_A1]) == prog[x + X_A3]
                 elif op == OP_ADDRTYPE:
-                    m = _addrtype_match(cra.lt, ctx, f, ex[e, X_A0], ex[e, X_A1])
+                    m = _addrtype_match(prog, ctx, f, prog[x + X_A0], prog[x + X_A1])
                 elif op == OP_STATEFUL:
-                    m = stateful_match(cra.sf, st, ex[e, X_A0], ctx, pkt_len, now_ns)
-                    if misc[M_HOTDROP] != 0:  # ipt_do_table: acpar.hotdrop -> NF_DROP, rule not counted
-                        misc[M_HOTDROP] = 0
-                        misc[M_HOTDROPS] += 1
+                    m = stateful_match(prog, st, prog[x + X_A0], ctx, pkt_len, now_ns)
+                    if mem[M_HOTDROP] != 0:  # ipt_do_table: acpar.hotdrop -> NF_DROP, rule not counted
+                        mem[M_HOTDROP] = 0
+                        mem[M_HOTDROPS] += 1
                         out[OUT_RULE] = r
                         if tracing:
-                            _trace(trace, r, TR_HOTDROP, ex[e, X_A0])
+                            _trace(trace, r, TR_HOTDROP, prog[x + X_A0])
                         return np.int64(V_DROP)
                 elif op == OP_NOOP:
                     e += 1
@@ -534,84 +600,87 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
                 else:  # OP_NEVER and unknown ops: no match, negated or not
                     broke = True
                     break
-                if m == (ex[e, X_NEG] != 0):
+                if m == (prog[x + X_NEG] != 0):
                     broke = True
                     break
             elif op == OP_VERDICT:
-                vcode = ex[e, X_A0]
-                vchain = ex[e, X_A1]
-                vq = ex[e, X_A2]
-                vb = ex[e, X_A3]
+                vcode = prog[x + X_A0]
+                vchain = prog[x + X_A1]
+                vq = prog[x + X_A2]
+                vb = prog[x + X_A3]
                 break
             elif op == OP_VMAP:
-                if ex[e, X_PRES] != 0 and (ctx[_F_PRESENT] & ex[e, X_PRES]) == 0:
+                if prog[x + X_PRES] != 0 and (ctx[_F_PRESENT] & prog[x + X_PRES]) == 0:
                     broke = True
                     break
-                el = cra.el
-                k = _set_lookup(cra.sets, el, ex[e, X_SET], ctx, misc, M_KEY)
-                if k < 0 or el[k, E_VCODE] == NO_VERDICT:
+                k = _set_lookup(prog, prog[x + X_SET], ctx, mem, M_KEY)
+                if k < 0:
                     broke = True
                     break
-                vcode = el[k, E_VCODE]
-                vchain = el[k, E_VCHAIN]
-                vq = el[k, E_VQNUM]
-                vb = el[k, E_VBYPASS]
+                eo = prog[H_EL] + k * E_N
+                if prog[eo + E_VCODE] == NO_VERDICT:
+                    broke = True
+                    break
+                vcode = prog[eo + E_VCODE]
+                vchain = prog[eo + E_VCHAIN]
+                vq = prog[eo + E_VQNUM]
+                vb = prog[eo + E_VBYPASS]
                 break
             elif op == OP_REJECT:
-                out[OUT_REJECT] = ex[e, X_A0]
+                out[OUT_REJECT] = prog[x + X_A0]
                 vcode = np.int64(V_DROP)
                 if tracing:
-                    _trace(trace, r, TR_REJECT, ex[e, X_A0])
+                    _trace(trace, r, TR_REJECT, prog[x + X_A0])
                 break
             elif op == OP_NAT:
-                out[OUT_NAT] = ex[e, X_A0]
+                out[OUT_NAT] = prog[x + X_A0]
                 vcode = np.int64(V_ACCEPT)
                 if tracing:
-                    _trace(trace, r, TR_NAT, ex[e, X_A0])
+                    _trace(trace, r, TR_NAT, prog[x + X_A0])
                 break
             elif op == OP_MARK:
-                dest = _F_MARK if ex[e, X_A0] == 0 else _F_CT_MARK
+                dest = _F_MARK if prog[x + X_A0] == 0 else _F_CT_MARK
                 if dest == _F_MARK or (ctx[_F_PRESENT] & 8) != 0:  # ct mark: no-op without ct
-                    src = ex[e, X_A3]
+                    src = prog[x + X_A3]
                     if src == 0:
-                        v = ex[e, X_A2]
+                        v = prog[x + X_A2]
                     elif src == 1:
-                        v = ctx[_F_MARK] & ex[e, X_A4]
+                        v = ctx[_F_MARK] & prog[x + X_A4]
                     else:
-                        v = ctx[_F_CT_MARK] & ex[e, X_A4]
+                        v = ctx[_F_CT_MARK] & prog[x + X_A4]
                     old = ctx[dest]
-                    nv = (((old & ex[e, X_A1]) ^ v) | ex[e, X_A5]) & 0xFFFFFFFF
+                    nv = (((old & prog[x + X_A1]) ^ v) | prog[x + X_A5]) & 0xFFFFFFFF
                     ctx[dest] = nv
                     if dest == _F_MARK and nv != old:
                         out[OUT_MARK_CHANGED] = 1
                     if tracing:
                         _trace(trace, r, TR_MARK, nv)
             elif op == OP_CTSET:
-                if ex[e, X_A0] != 0:
+                if prog[x + X_A0] != 0:
                     out[OUT_CT_NOTRACK] = 1
-                if ex[e, X_A1] >= 0:
-                    out[OUT_CT_HELPER] = ex[e, X_A1]
-                if ex[e, X_A2] >= 0:
-                    out[OUT_CT_ZONE] = ex[e, X_A2]
+                if prog[x + X_A1] >= 0:
+                    out[OUT_CT_HELPER] = prog[x + X_A1]
+                if prog[x + X_A2] >= 0:
+                    out[OUT_CT_ZONE] = prog[x + X_A2]
                 if tracing:
-                    _trace(trace, r, TR_CTSET, ex[e, X_A0])
+                    _trace(trace, r, TR_CTSET, prog[x + X_A0])
             elif op == OP_LOG:
                 if tracing:
-                    _trace(trace, r, TR_LOG, ex[e, X_A0])
+                    _trace(trace, r, TR_LOG, prog[x + X_A0])
             elif op == OP_NFLOG:
                 if tracing:
-                    _trace(trace, r, TR_NFLOG, ex[e, X_A0])
+                    _trace(trace, r, TR_NFLOG, prog[x + X_A0])
             elif op == OP_NOOP_STMT:
                 if tracing:
-                    _trace(trace, r, TR_NOOP, ex[e, X_A0])
+                    _trace(trace, r, TR_NOOP, prog[x + X_A0])
             elif op == OP_COUNTER:
                 pass
             e += 1
         if broke:
             r += 1
             continue
-        rp[r] += 1
-        rb[r] += pkt_len
+        cnt[0, r] += 1
+        cnt[1, r] += pkt_len
         if vcode == NO_VERDICT or vcode == V_CONTINUE:
             if tracing:
                 _trace(trace, r, TR_MATCH, 0)
@@ -635,33 +704,33 @@ def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
             if sp == 0:
                 break
             sp -= 1
-            chain = misc[M_STACK + 2 * sp]
-            r = misc[M_STACK + 2 * sp + 1]
+            chain = mem[M_STACK + 2 * sp]
+            r = mem[M_STACK + 2 * sp + 1]
         elif vcode == V_JUMP:
             if sp >= depth:  # cannot happen for a checked ruleset; the kernel drops
                 out[OUT_RULE] = r
                 return np.int64(V_DROP)
-            misc[M_STACK + 2 * sp] = chain
-            misc[M_STACK + 2 * sp + 1] = r + 1
+            mem[M_STACK + 2 * sp] = chain
+            mem[M_STACK + 2 * sp + 1] = r + 1
             sp += 1
             chain = vchain
-            r = hdr[cho + CH_W * chain + CH_START]
+            r = prog[cho + CH_W * chain + CH_START]
         elif vcode == V_GOTO:
             chain = vchain
-            r = hdr[cho + CH_W * chain + CH_START]
+            r = prog[cho + CH_W * chain + CH_START]
         else:
             r += 1  # unknown code: treat as continue
             continue
-        cend = hdr[cho + CH_W * chain + CH_END]
-        ix = hdr[cho + CH_W * chain + CH_IX]
+        cend = prog[cho + CH_W * chain + CH_END]
+        ix = prog[cho + CH_W * chain + CH_IX]
         if ix >= 0:
-            lp, lend = _ix_range(hdr, ix, has_ports, dport, r)
+            lp, lend = _ix_range(prog, ix, has_ports, dport, r)
     # policy of the base chain
-    pr = bca[bc, BC_POLICY_RULE]
-    rp[pr] += 1
-    rb[pr] += pkt_len
+    pr = prog[bo + BC_POLICY_RULE]
+    cnt[0, pr] += 1
+    cnt[1, pr] += pkt_len
     out[OUT_RULE] = pr
-    pv = bca[bc, BC_POLICY_VERDICT]
+    pv = prog[bo + BC_POLICY_VERDICT]
     if tracing:
         _trace(trace, pr, TR_POLICY, pv)
     if pv == V_ACCEPT:

@@ -34,7 +34,9 @@ from .chains import (
     OUT_QUEUE_BYPASS,
     OUT_REJECT,
     OUT_RULE,
+    bc_col,
     eval_chain,
+    nat_col,
     reset_packet,
 )
 from .conntrack import ct_abort_a, ct_confirm_a, ct_help_a, ct_in_pv, ct_remaining_s_a, ct_set_helper_a
@@ -312,9 +314,9 @@ def _run_nat(hook, manip, cra, rst, pv, E, L, H, slot, d, ctinfo, cstate, ctx, o
     done_bit = np.int64(1 << 7) if manip == MANIP_SRC else np.int64(1 << 8)
     if (ctinfo == 2 or ctinfo == 1 or ctinfo == 4) and (E[slot, C_STATUS] & done_bit) == 0:
         made = False
-        k = cra.hdr[H_HOOK_START + hook]
-        while k < cra.hdr[H_HOOK_END + hook]:
-            if cra.bc[k, BC_TYPE] == BC_NAT:
+        k = cra.prog[H_HOOK_START + hook]
+        while k < cra.prog[H_HOOK_END + hook]:
+            if bc_col(cra, k, BC_TYPE) == BC_NAT:
                 _fill_ctx(ctx, pv, cur, iif, oif, mark, ttl, hook, E, L, slot, d, cstate, now_ns)
                 v = eval_chain(cra, rst, k, ctx, pv[PV_IP_LEN], now_ns, out, trace)
                 mark = ctx[F_MARK]
@@ -337,16 +339,16 @@ def _run_nat(hook, manip, cra, rst, pv, E, L, H, slot, d, ctinfo, cstate, ctx, o
 
 @kernel
 def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, nst):
-    kind = cra.nat[nr, NA_KIND]
-    flags = cra.nat[nr, NA_FLAGS]
+    kind = nat_col(cra, nr, NA_KIND)
+    flags = nat_col(cra, nr, NA_FLAGS)
     fam = E[slot, C_FAMILY]
-    pmin = cra.nat[nr, NA_PORT_LO]
-    pmax = cra.nat[nr, NA_PORT_HI]
-    if cra.nat[nr, NA_HAS_ADDR] != 0:
-        min_hi = np.uint64(cra.nat[nr, NA_ADDR_LO_HI])
-        min_lo = np.uint64(cra.nat[nr, NA_ADDR_LO_LO])
-        max_hi = np.uint64(cra.nat[nr, NA_ADDR_HI_HI])
-        max_lo = np.uint64(cra.nat[nr, NA_ADDR_HI_LO])
+    pmin = nat_col(cra, nr, NA_PORT_LO)
+    pmax = nat_col(cra, nr, NA_PORT_HI)
+    if nat_col(cra, nr, NA_HAS_ADDR) != 0:
+        min_hi = np.uint64(nat_col(cra, nr, NA_ADDR_LO_HI))
+        min_lo = np.uint64(nat_col(cra, nr, NA_ADDR_LO_LO))
+        max_hi = np.uint64(nat_col(cra, nr, NA_ADDR_HI_HI))
+        max_lo = np.uint64(nat_col(cra, nr, NA_ADDR_HI_LO))
         flags |= 16
     else:
         min_hi = np.uint64(0)
@@ -380,8 +382,8 @@ def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, 
         max_lo = min_lo
         flags |= 16
     elif kind == 5:  # NETMAP: keep host bits of the address being mapped
-        mh = np.uint64(cra.nat[nr, NA_MASK_HI])
-        ml = np.uint64(cra.nat[nr, NA_MASK_LO])
+        mh = np.uint64(nat_col(cra, nr, NA_MASK_HI))
+        ml = np.uint64(nat_col(cra, nr, NA_MASK_LO))
         if manip == MANIP_SRC:
             ah = cur[0]
             al = cur[1]
@@ -413,13 +415,13 @@ def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, tr
     manip = MANIP_DST if (hook == 0 or hook == 3) else MANIP_SRC
     ct_pending = has_ct_op
     nat_pending = has_nat_op
-    k = cra.hdr[H_HOOK_START + hook]
-    kend = cra.hdr[H_HOOK_END + hook]
+    k = cra.prog[H_HOOK_START + hook]
+    kend = cra.prog[H_HOOK_END + hook]
     plen = pv[PV_IP_LEN]
     while True:
-        while k < kend and cra.bc[k, BC_TYPE] == BC_NAT:
+        while k < kend and bc_col(cra, k, BC_TYPE) == BC_NAT:
             k += 1
-        pc = cra.bc[k, BC_PRIO] if k < kend else BIG
+        pc = bc_col(cra, k, BC_PRIO) if k < kend else BIG
         if ct_pending and np.int64(-200) < pc:
             ct_pending = False
             _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns)
@@ -455,10 +457,10 @@ def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, tr
                 S[R_VERDICT_HOOK] = hook
                 return np.int64(3)
         elif v == 1 and out[OUT_RULE] >= 0:
-            if cra.bc[k, BC_PRIO] == 0 or S[S_LAST_ACCEPT_FILTER] < 0:
+            if bc_col(cra, k, BC_PRIO) == 0 or S[S_LAST_ACCEPT_FILTER] < 0:
                 S[S_LAST_ACCEPT] = out[OUT_RULE]
                 S[S_LAST_ACCEPT_HOOK] = hook
-                if cra.bc[k, BC_PRIO] == 0:
+                if bc_col(cra, k, BC_PRIO) == 0:
                     S[S_LAST_ACCEPT_FILTER] = out[OUT_RULE]
         k += 1
     return np.int64(1)

@@ -50,6 +50,7 @@ import math
 import numpy as np
 
 from ._jit import kernel
+from .rules.compile import H_SF, H_SF_ROWS, SF_N
 
 __all__ = ["check_stateful", "compile_stateful", "new_stateful_state", "stateful_match", "draw_u32",
            "user2credits", "credits_per_jiffy", "hl_user2credits", "hl_user2credits_byte", "hl_cpj", "hl_cpj_bytes",
@@ -388,15 +389,21 @@ def _ring_size(hitcount: int) -> int:
 
 # ---- rule state layout (chains.RuleState: rule_packets, rule_bytes, misc, sf, rc, hl, cl, ct_live)
 SF_KIND_COL = NP  # CompiledArrays.sf[s, SF_KIND_COL] = kind; columns 0..NP-1 = parameters
-# misc: int64[M_STACK + 2 * depth]
+# RuleState.mem (int64 1-D): this header, the set-key scratch and the jump stack, then the sections sf
+# (int64[rows, 8] per-match state), rc, hl, cl (below) at the offsets the header records
 M_HOTDROP = 0  # set by a match that drops the packet (xt hotdrop); eval_chain clears it
 M_HOTDROPS = 1  # number of hotdrops
 M_RNG = 2  # 3 words: PRNG state, draws so far, seed
 M_HL_T = 5  # number of hashlimit table header rows in hl
 M_CL_T = 6  # number of connlimit table header rows in cl
 M_CL_E = 7  # first remembered-connection row of cl (key rows are M_CL_T..M_CL_E-1)
-M_KEY = 8  # 8 words: set-lookup key scratch
-M_STACK = 16  # jump stack: (chain, return rule) pairs
+M_SF_OFF, M_SF_ROWS = 8, 9
+M_RC_OFF, M_RC_T, M_RC_W = 10, 11, 12
+M_HL_OFF, M_HL_ROWS = 13, 14
+M_CL_OFF, M_CL_ROWS = 15, 16
+M_DEPTH = 17  # jump stack entries
+M_KEY = 24  # 8 words: set-lookup key scratch
+M_STACK = 32  # jump stack: (chain, return rule) pairs
 # rc: int64[T, IP_LIST_TOT + 1, RC_STAMPS + ring]: per entry address words, meta, stamp ring; row RC_HDR
 RC_USED, RC_FAM, RC_TTL, RC_NST, RC_IDX, RC_LRU, RC_STAMPS = 2, 3, 4, 5, 6, 7, 8
 RC_HDR = IP_LIST_TOT  # header row: [entries, lru counter, ring mask]
@@ -412,8 +419,8 @@ CL_W = 14
 
 
 def new_stateful_state(cra, seed: int, depth: int = 1) -> dict:
-    """State arrays (misc, sf, rc, hl, cl, ct_live of chains.RuleState) for compiled arrays cra; depth =
-    jump stack entries."""
+    """State of chains.RuleState for compiled arrays cra: {"mem": header + sections, "ct_live": the
+    not-provided view}; depth = jump stack entries."""
     kinds = cra.sf_kind
     p = cra.sf_p
     n = kinds.shape[0]
@@ -477,7 +484,16 @@ def new_stateful_state(cra, seed: int, depth: int = 1) -> dict:
     misc[M_HL_T] = HT
     misc[M_CL_T] = CT
     misc[M_CL_E] = eb0
-    return dict(misc=misc, sf=sf, rc=rc, hl=hl, cl=cl, ct_live=np.zeros((1, 3), np.int64))
+    misc[M_DEPTH] = max(1, depth)
+    off = misc.shape[0]
+    for o, nrow, arr in ((M_SF_OFF, M_SF_ROWS, sf), (M_RC_OFF, M_RC_T, rc), (M_HL_OFF, M_HL_ROWS, hl),
+                         (M_CL_OFF, M_CL_ROWS, cl)):
+        misc[o] = off
+        misc[nrow] = arr.shape[0]
+        off += arr.size
+    misc[M_RC_W] = rc.shape[2]
+    mem = np.concatenate([misc, sf.reshape(-1), rc.reshape(-1), hl.reshape(-1), cl.reshape(-1)])
+    return dict(mem=mem, ct_live=np.zeros((1, 3), np.int64))
 
 
 @kernel
@@ -987,11 +1003,16 @@ def _connlimit(p, cl, ct_live, sfs, s, ctx, now_ns):
 
 
 @kernel
-def stateful_match(p, st, s, ctx, pkt_len, now_ns):
+def stateful_match(prog, st, s, ctx, pkt_len, now_ns):
     """Evaluate stateful match s (before the row's negation, except recent which inverts itself).
-    p = CompiledArrays.sf (parameters, kind in column SF_KIND_COL), st = chains.RuleState."""
+    prog = CompiledArrays.prog (parameter rows at prog[H_SF], kind in column SF_KIND_COL), st =
+    chains.RuleState; each kind gets views of the sections it uses."""
+    po = prog[H_SF]
+    p = prog[po:po + prog[H_SF_ROWS] * SF_N].reshape((prog[H_SF_ROWS], SF_N))
     k = p[s, SF_KIND_COL]
-    sf = st.sf
+    mem = st.mem
+    so = mem[M_SF_OFF]
+    sf = mem[so:so + mem[M_SF_ROWS] * 8].reshape((mem[M_SF_ROWS], 8))
     if k == SF_LIMIT:
         now_j = _jiffies(now_ns, p[s, 3])
         if sf[s, 2] == 0:
@@ -1031,7 +1052,7 @@ def stateful_match(p, st, s, ctx, pkt_len, now_ns):
         sf[s, 0] = c
         return c == 0
     if k == SF_STAT_RANDOM:
-        return (_draw_at(st.misc, M_RNG) & 0x7FFFFFFF) < p[s, 0]
+        return (_draw_at(mem, M_RNG) & 0x7FFFFFFF) < p[s, 0]
     if k == SF_QUOTA:
         if sf[s, 0] >= pkt_len:
             sf[s, 0] -= pkt_len
@@ -1043,7 +1064,10 @@ def stateful_match(p, st, s, ctx, pkt_len, now_ns):
         overq = sf[s, 0] >= p[s, 0]
         return overq == (p[s, 1] != 0)
     if k == SF_RECENT:
-        return _recent(p, st.rc, s, ctx, now_ns)
+        ro = mem[M_RC_OFF]
+        rc = mem[ro:ro + mem[M_RC_T] * (IP_LIST_TOT + 1) * mem[M_RC_W]].reshape(
+            (mem[M_RC_T], IP_LIST_TOT + 1, mem[M_RC_W]))
+        return _recent(p, rc, s, ctx, now_ns)
     if k == SF_NUMGEN_INC:
         c = sf[s, 0] + 1
         if c >= p[s, 0]:
@@ -1052,10 +1076,14 @@ def stateful_match(p, st, s, ctx, pkt_len, now_ns):
         ctx[_F_NUMGEN] = c + p[s, 1]
         return True
     if k == SF_NUMGEN_RANDOM:
-        ctx[_F_NUMGEN] = ((_draw_at(st.misc, M_RNG) * p[s, 0]) >> 32) + p[s, 1]
+        ctx[_F_NUMGEN] = ((_draw_at(mem, M_RNG) * p[s, 0]) >> 32) + p[s, 1]
         return True
     if k == SF_HASHLIMIT:
-        return _hashlimit(p, st.hl, st.misc, s, ctx, pkt_len, now_ns)
+        ho = mem[M_HL_OFF]
+        hl = mem[ho:ho + mem[M_HL_ROWS] * HL_W].reshape((mem[M_HL_ROWS], HL_W))
+        return _hashlimit(p, hl, mem, s, ctx, pkt_len, now_ns)
     if k == SF_CONNLIMIT:
-        return _connlimit(p, st.cl, st.ct_live, sf, s, ctx, now_ns)
+        co = mem[M_CL_OFF]
+        cl = mem[co:co + mem[M_CL_ROWS] * CL_W].reshape((mem[M_CL_ROWS], CL_W))
+        return _connlimit(p, cl, st.ct_live, sf, s, ctx, now_ns)
     return False

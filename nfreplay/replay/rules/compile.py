@@ -141,7 +141,10 @@ def _nwords(f) -> int:
 H_N_RULES, H_MAX_DEPTH, H_HZ, H_RC_TABLES, H_N_BC, H_N_CHAINS, H_N_SF, H_CH_OFF = 0, 1, 2, 3, 4, 5, 6, 7
 H_HOOK_START = 8  # 5 words (codes.Hook)
 H_HOOK_END = 13  # 5 words
-H_FIXED = 18
+# offsets of the row sections in prog (rows of the given width), and their row counts
+H_BC, H_RU, H_EX, H_SETS, H_EL, H_NAT, H_SF, H_LT = 18, 19, 20, 21, 22, 23, 24, 25
+H_N_EXPR, H_N_SETS, H_N_EL, H_N_NAT, H_N_LT, H_SF_ROWS = 26, 27, 28, 29, 30, 31
+H_FIXED = 32
 CH_START, CH_END, CH_IX, CH_W = 0, 1, 2, 3  # chain table entry: rule range, dispatch block offset (-1 none)
 # bc[n_bc, BC_N]
 BC_HOOK, BC_PRIO, BC_FAMILY, BC_TYPE, BC_CHAIN, BC_POLICY_VERDICT, BC_POLICY_RULE, BC_TABLE, BC_N = range(9)
@@ -170,20 +173,28 @@ def _prop(arr, idx, doc=""):
     return property(lambda self: getattr(self, arr)[idx], doc=doc)
 
 
+def _sect(off, n, w):
+    return property(lambda s: s.prog[int(s.prog[off]):int(s.prog[off]) + int(s.prog[n]) * w].reshape(-1, w))
+
+
 class CompiledArrays(NamedTuple):
-    """The compiled ruleset for kernels: nine int64 arrays (layout in the module docstring). The
-    properties give the old per-column names as views (Python side only; kernels index the arrays)."""
+    """The compiled ruleset for kernels: ONE int64 array `prog` (a NamedTuple field costs a reference-count
+    pair per non-inlined call, so there is one). prog = header (H_*), chain table, row sections (offsets
+    in the header: bc, ru, ex, sets, el, nat, sf, lt), dispatch blocks; kernels index it flat, e.g.
+    prog[prog[H_EX] + e * X_N + X_OP]. The properties give 2-D views of the sections and the old
+    per-column names (Python side)."""
 
-    hdr: np.ndarray
-    bc: np.ndarray
-    ru: np.ndarray
-    ex: np.ndarray
-    sets: np.ndarray
-    el: np.ndarray
-    nat: np.ndarray
-    sf: np.ndarray
-    lt: np.ndarray  # host local table (host.LT_* columns), for addrtype
+    prog: np.ndarray
 
+    hdr = property(lambda s: s.prog)
+    bc = property(lambda s: s.prog[int(s.prog[H_BC]):int(s.prog[H_BC]) + int(s.prog[H_N_BC]) * BC_N].reshape(-1, BC_N))
+    ru = property(lambda s: s.prog[int(s.prog[H_RU]):int(s.prog[H_RU]) + int(s.prog[H_N_RULES]) * R_N].reshape(-1, R_N))
+    ex = _sect(H_EX, H_N_EXPR, X_N)
+    sets = _sect(H_SETS, H_N_SETS, S_N)
+    el = _sect(H_EL, H_N_EL, E_N)
+    nat = _sect(H_NAT, H_N_NAT, NA_N)
+    sf = _sect(H_SF, H_SF_ROWS, SF_N)
+    lt = _sect(H_LT, H_N_LT, 7)
     n_rules = property(lambda s: int(s.hdr[H_N_RULES]))
     max_depth = property(lambda s: int(s.hdr[H_MAX_DEPTH]))
     hz = property(lambda s: int(s.hdr[H_HZ]))
@@ -749,11 +760,6 @@ class _Compiler:
         for cs, ce in self.chain_ranges:
             chtab += [cs, ce, -1]
         hdr += chtab
-        for cid, (cs, ce) in enumerate(self.chain_ranges):
-            blk = self.dispatch_block(cs, ce, ex, ru, len(hdr))
-            if blk:
-                hdr[H_FIXED + CH_W * cid + CH_IX] = len(hdr)
-                hdr += blk
         nat = np.zeros((len(self.nat), NA_N), i64)
         for k, n in enumerate(self.nat):
             nat[k] = (n["kind"], n["family"], _s64(n["lo"] >> 64), _s64(n["lo"]), _s64(n["hi"] >> 64), _s64(n["hi"]),
@@ -762,8 +768,27 @@ class _Compiler:
         sf = np.zeros((sf_p.shape[0], SF_N), i64)
         sf[:, :SF_KIND_COL] = sf_p
         sf[:len(sf_kind), SF_KIND_COL] = sf_kind
-        return CompiledArrays(hdr=np.array(hdr, i64), bc=bc, ru=ru, ex=ex, sets=sets, el=el, nat=nat, sf=sf,
-                              lt=self.host.arrays().lt)
+        lt = self.host.arrays().lt
+        parts = [np.array(hdr, i64)]
+        off = len(hdr)
+        for h, arr in ((H_BC, bc), (H_RU, ru), (H_EX, ex), (H_SETS, sets), (H_EL, el), (H_NAT, nat), (H_SF, sf),
+                       (H_LT, lt)):
+            parts[0][h] = off
+            parts.append(arr.reshape(-1))
+            off += arr.size
+        hd = parts[0]
+        hd[H_N_EXPR], hd[H_N_SETS], hd[H_N_EL], hd[H_N_NAT] = len(ex), len(sets), len(el), len(nat)
+        hd[H_N_LT], hd[H_SF_ROWS] = len(lt), len(sf)
+        # dispatch blocks after the sections (they fill ru[:, R_NEXTW], so ru is copied again below)
+        blocks = []
+        for cid, (cs, ce) in enumerate(self.chain_ranges):
+            blk = self.dispatch_block(cs, ce, ex, ru, off)
+            if blk:
+                hd[H_FIXED + CH_W * cid + CH_IX] = off
+                blocks.append(np.array(blk, i64))
+                off += len(blk)
+        parts[2] = ru.reshape(-1)
+        return CompiledArrays(prog=np.concatenate(parts + blocks))
 
     def dispatch_block(self, cs, ce, ex, ru, base) -> list:
         """Destination-port dispatch for rules cs..ce-1 of one chain (empty list: none).
