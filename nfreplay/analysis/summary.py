@@ -131,11 +131,25 @@ def timeline(packets: pd.DataFrame, bins: int = 60) -> pd.DataFrame:
     return out.astype("int64")
 
 
+def _conversation(p: pd.DataFrame) -> pd.Series:
+    """'tcp 10.0.0.2:40002 <-> 203.0.113.10:80': the bidirectional address/port pair as captured."""
+    if len(p) == 0:
+        return pd.Series([], index=p.index, dtype="str")
+    a = p["src"].astype(str) + ":" + p["sport"].astype("string").fillna("").astype(str)
+    b = p["dst"].astype(str) + ":" + p["dport"].astype("string").fillna("").astype(str)
+    proto = pd.Series([_PROTO_NAMES.get(int(x), str(int(x))) for x in p["proto"].tolist()], index=p.index)
+    lo = pd.Series(np.where(a <= b, a, b), index=p.index)
+    hi = pd.Series(np.where(a <= b, b, a), index=p.index)
+    return (proto + " " + lo + " <-> " + hi).astype("str")
+
+
 def invalid_by_reason(packets: pd.DataFrame) -> pd.DataFrame:
+    """INVALID packets per kernel reason: packets, distinct conversations, how many were dropped."""
     inv = packets.loc[packets["ct_state"] == "INVALID"]
     reason = inv["invalid_reason"].astype("string").fillna("(no reason logged)")
-    g = inv.assign(reason=reason.to_numpy()).groupby("reason", sort=False).agg(
-        packets=("index", "size"), flows=("ct_id", "nunique"), dropped=("outcome", lambda s: int(s.isin(BLOCKED).sum())))
+    g = inv.assign(reason=reason.to_numpy(), conversation=_conversation(inv).to_numpy(),
+                   blocked=inv["outcome"].isin(BLOCKED).to_numpy()).groupby("reason", sort=False).agg(
+        packets=("index", "size"), conversations=("conversation", "nunique"), dropped=("blocked", "sum"))
     return g.sort_values("packets", ascending=False, kind="stable").reset_index()
 
 
@@ -148,12 +162,7 @@ def invalid_by_flow(packets: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["reason", "conversation", "ct_id", "packets", "first_index", "first_ts",
                                      "outcome", "tcp_flags", "tcp_seq", "tcp_ack", "tcp_win"])
     inv["reason"] = inv["invalid_reason"].astype("string").fillna("(no reason logged)").to_numpy()
-    a = inv["src"].astype(str) + ":" + inv["sport"].astype("string").fillna("").astype(str)
-    b = inv["dst"].astype(str) + ":" + inv["dport"].astype("string").fillna("").astype(str)
-    proto = inv["proto"].map(lambda p: _PROTO_NAMES.get(int(p), str(int(p))))
-    lo = np.where(a <= b, a, b)
-    hi = np.where(a <= b, b, a)
-    inv["conversation"] = (proto + " " + pd.Series(lo, index=inv.index) + " <-> " + pd.Series(hi, index=inv.index))
+    inv["conversation"] = _conversation(inv)
     g = inv.groupby(["reason", "conversation"], sort=False)
     first = g.head(1).set_index(["reason", "conversation"])
     out = g.agg(packets=("index", "size"), ct_id=("ct_id", "first")).join(

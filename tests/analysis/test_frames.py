@@ -145,6 +145,8 @@ def test_drops_and_invalid(res):
     assert src.set_index("src")["packets"].to_dict() == {"10.0.0.2": 2, "203.0.113.10": 1}
     tl = res.timeline(bins=10)
     assert tl["accepted"].sum() == 20 and tl["dropped"].sum() == 3 and tl["invalid"].sum() == 1
+    ir = res.invalid_by_reason()
+    assert ir[["packets", "conversations", "dropped"]].values.tolist() == [[1, 1, 1]]
     inv = res.invalid_by_flow()
     assert len(inv) == 1 and inv["tcp_flags"].iat[0] == "R" and inv["tcp_seq"].iat[0] == 99_999_999
     assert inv["conversation"].iat[0] == "tcp 10.0.0.2:40002 <-> 203.0.113.10:80"
