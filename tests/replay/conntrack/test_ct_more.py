@@ -187,3 +187,36 @@ def test_udp_expiry_destroy_timer_event():
     assert r["ctinfo"] == 2 and r["ct_id"] == 1
     kinds = [(e["event"], e["ct_id"], e["packet_index"], e["ts_ns"]) for e in d.events]
     assert kinds[2] == (3, 0, -1, 2_100_000_000)
+
+
+def test_live_view_for_connlimit():
+    """L[s] = (generation while confirmed and live else -1, expiry, TCP CLOSE/TIME_WAIT): what connlimit
+    reads; the generation (E[s, C_GEN]) is valid from allocation, before confirmation."""
+    from nfreplay.replay.conntrack.table import C_GEN
+
+    d = Driver({"nf_conntrack_tcp_timeout_time_wait": 5})
+    tab = d.tab
+    r = d.send(pkt(C, S, 6, 4000, 80, "S", seq=100, t=0.0), accept=False)  # dropped first packet
+    s0 = r["slot"]
+    g0 = int(tab.E[s0, C_GEN])
+    assert g0 > 0 and tab.L[s0, 0] == -1  # never confirmed
+    r = d.send(pkt(C, S, 6, 4000, 80, "S", seq=100, t=0.1))
+    s = r["slot"]
+    g = int(tab.E[s, C_GEN])
+    assert g != g0 and tab.L[s, 0] == g and tab.L[s, 1] == tab.expires[s] and tab.L[s, 2] == 0
+    d.send(pkt(S, C, 6, 80, 4000, "SA", seq=500, ack=101, t=0.2))
+    d.send(pkt(C, S, 6, 4000, 80, "A", seq=101, ack=501, t=0.3))
+    d.send(pkt(C, S, 6, 4000, 80, "FA", seq=101, ack=501, t=0.4))
+    d.send(pkt(S, C, 6, 80, 4000, "FA", seq=501, ack=102, t=0.5))
+    d.send(pkt(C, S, 6, 4000, 80, "A", seq=102, ack=502, t=0.6))
+    assert tab.tcp_state[s] == 7 and tab.L[s, 0] == g and tab.L[s, 2] == 1  # TIME_WAIT: closed flag
+    assert tab.L[s, 1] == round(0.6e9) + 5 * 10**9
+    # expiry reaped at the next lookup: the slot is no longer live
+    d.send(pkt(C, S, 6, 4000, 80, "S", seq=900, t=10.0))
+    assert tab.L[s, 0] != g
+    # RST kill: generation cleared at once
+    r = d.send(pkt(C, S, 6, 4001, 80, "S", seq=100, t=11.0))
+    s2 = r["slot"]
+    assert tab.L[s2, 0] == tab.E[s2, C_GEN]
+    d.send(pkt(S, C, 6, 80, 4001, "R", seq=0, t=11.1))
+    assert tab.L[s2, 0] == -1
