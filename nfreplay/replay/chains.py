@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import kernel
-from .host import LT_N, addr_type_a
+from .host import addr_type_at
 from .rules.compile import (
     BC_CHAIN,
     BC_FAMILY,
@@ -65,8 +65,7 @@ from .rules.compile import (
     H_EX,
     H_HOOK_END,
     H_HOOK_START,
-    H_LT,
-    H_N_LT,
+    H_HOST,
     H_NAT,
     H_RU,
     H_SETS,
@@ -452,9 +451,7 @@ def _addrtype_match(prog, ctx, f, mask, limsel):
         lim = ctx[_F_IIF]
     elif limsel == 2:
         lim = ctx[_F_OIF]
-    lo_ = prog[H_LT]
-    lt = prog[lo_:lo_ + prog[H_N_LT] * LT_N].reshape((prog[H_N_LT], LT_N))
-    bits = addr_type_a(lt, fam, ctx[f], ctx[f + 1], lim)
+    bits = addr_type_at(prog, prog[H_HOST], fam, ctx[f], ctx[f + 1], lim)
     if fam == 4:
         return (bits & mask) != 0
     r = True  # match_type6

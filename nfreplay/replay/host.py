@@ -35,8 +35,8 @@ from ._jit import kernel
 log = logging.getLogger(__name__)
 
 __all__ = ["HostModel", "HostArrays", "Interface", "Route", "load_host", "default_host", "route_lookup",
-           "is_local", "addr_type", "primary_addr", "masq_addr", "route_lookup_a", "is_local_a", "addr_type_a",
-           "primary_addr_a", "masq_addr_a", "ADDRTYPE_BITS", "EXTRA_SYSCTLS"]
+           "is_local", "addr_type", "primary_addr", "masq_addr", "route_lookup_at", "is_local_at", "addr_type_at",
+           "primary_addr_at", "masq_addr_at", "ADDRTYPE_BITS", "EXTRA_SYSCTLS"]
 
 # XT_ADDRTYPE_* = 1 << RTN_* (include/uapi/linux/netfilter/xt_addrtype.h, rtnetlink.h)
 ADDRTYPE_BITS = {"UNSPEC": 1 << 0, "UNICAST": 1 << 1, "LOCAL": 1 << 2, "BROADCAST": 1 << 3,
@@ -152,29 +152,37 @@ class HostModel:
         return self._arrays
 
 
-# packed host arrays (rows = entries, columns below); kernels index them with these constants
+# packed host model: ONE int64 array (a NamedTuple field costs a reference-count pair per non-inlined
+# call). Header (HA_*; section offsets relative to the block start, so the block can be embedded in
+# another array, e.g. the compiled ruleset), then row sections with the column constants below.
 RT_NET_HI, RT_NET_LO, RT_MASK_HI, RT_MASK_LO, RT_FAMILY, RT_IFACE, RT_VIA_HI, RT_VIA_LO, RT_HAS_VIA, RT_N = range(10)
 LT_NET_HI, LT_NET_LO, LT_MASK_HI, LT_MASK_LO, LT_FAMILY, LT_IFACE, LT_TYPE, LT_N = range(8)
 PIN_HI, PIN_LO, PIN_FAMILY, PIN_IFACE, PIN_N = range(5)
 IA_IFACE, IA_FAMILY, IA_HI, IA_LO, IA_MASK_HI, IA_MASK_LO, IA_N = range(7)
-HA_N_IFACE, HA_IP_FORWARD, HA_IP6_FORWARD, HA_N = range(4)
+(HA_N_IFACE, HA_IP_FORWARD, HA_IP6_FORWARD, HA_MTU, HA_RT, HA_N_RT, HA_LT, HA_N_LT, HA_PIN, HA_N_PIN, HA_IA,
+ HA_N_IA, HA_N) = range(13)
+
+
+def _hsect(off, n, w):
+    return property(lambda s: s.prog[int(s.prog[off]):int(s.prog[off]) + int(s.prog[n]) * w].reshape(-1, w))
 
 
 class HostArrays(NamedTuple):
-    """Packed view for kernels: six int64 arrays. Routes and local-table entries are sorted by prefix
-    length, longest first (ties: declaration order), so the first hit of a linear scan is the
-    longest-prefix match. The properties give the old per-column names (Python side)."""
+    """Packed view for kernels: one int64 array `prog` (header HA_*, then iface_mtu, rt, lt, pin, ia).
+    Routes and local-table entries are sorted by prefix length, longest first (ties: declaration order),
+    so the first hit of a linear scan is the longest-prefix match. The properties give the sections as
+    2-D views and the scalars (Python side)."""
 
-    hdr: np.ndarray  # int64[HA_N]: number of interfaces, ip_forward, ip6_forward
-    iface_mtu: np.ndarray  # int64[n_iface]
-    rt: np.ndarray  # int64[n_routes, RT_N]: main table (connected + configured routes)
-    lt: np.ndarray  # int64[n_local, LT_N]: own addresses (LOCAL), loopback nets (LOCAL), subnet broadcasts
-    pin: np.ndarray  # int64[n_pins, PIN_N]
-    ia: np.ndarray  # int64[n_addrs, IA_N]: interface addresses (primary = first per family)
+    prog: np.ndarray
 
-    n_iface = property(lambda s: int(s.hdr[HA_N_IFACE]))
-    ip_forward = property(lambda s: int(s.hdr[HA_IP_FORWARD]))
-    ip6_forward = property(lambda s: int(s.hdr[HA_IP6_FORWARD]))
+    n_iface = property(lambda s: int(s.prog[HA_N_IFACE]))
+    ip_forward = property(lambda s: int(s.prog[HA_IP_FORWARD]))
+    ip6_forward = property(lambda s: int(s.prog[HA_IP6_FORWARD]))
+    iface_mtu = property(lambda s: s.prog[int(s.prog[HA_MTU]):int(s.prog[HA_MTU]) + int(s.prog[HA_N_IFACE])])
+    rt = _hsect(HA_RT, HA_N_RT, RT_N)  # main table (connected + configured routes)
+    lt = _hsect(HA_LT, HA_N_LT, LT_N)  # local table: own addresses, loopback nets (LOCAL), subnet broadcasts
+    pin = _hsect(HA_PIN, HA_N_PIN, PIN_N)
+    ia = _hsect(HA_IA, HA_N_IA, IA_N)  # interface addresses (primary = first per family)
 
 
 def _a(vals, dt=np.int64):
@@ -202,15 +210,23 @@ def _build_arrays(h: HostModel) -> HostArrays:
     ia = [(ii, f, a, _mask128(p, f)) for ii, itf in enumerate(h.interfaces) for a, p, f in itf.addresses]
     pins = list(h.pins.items())
     s = _s64
-    return HostArrays(
-        hdr=np.array([len(h.iface_names), int(h.ip_forward), int(h.ip6_forward)], np.int64),
-        iface_mtu=_a([i.mtu for i in h.interfaces]),
-        rt=_a2([(s(r.net >> 64), s(r.net), s(mk >> 64), s(mk), r.family, r.iface, s((r.via or 0) >> 64),
-                 s(r.via or 0), int(r.via is not None)) for r, mk in zip(rt, rmask)], RT_N),
-        lt=_a2([(s(e[0] >> 64), s(e[0]), s(e[1] >> 64), s(e[1]), e[2], e[3], e[4]) for e in lt], LT_N),
-        pin=_a2([(s(a >> 64), s(a), f, i) for (a, f), i in pins], PIN_N),
-        ia=_a2([(e[0], e[1], s(e[2] >> 64), s(e[2]), s(e[3] >> 64), s(e[3])) for e in ia], IA_N),
-    )
+    mtu = _a([i.mtu for i in h.interfaces])
+    rt_ = _a2([(s(r.net >> 64), s(r.net), s(mk >> 64), s(mk), r.family, r.iface, s((r.via or 0) >> 64),
+                s(r.via or 0), int(r.via is not None)) for r, mk in zip(rt, rmask)], RT_N)
+    lt_ = _a2([(s(e[0] >> 64), s(e[0]), s(e[1] >> 64), s(e[1]), e[2], e[3], e[4]) for e in lt], LT_N)
+    pin_ = _a2([(s(a >> 64), s(a), f, i) for (a, f), i in pins], PIN_N)
+    ia_ = _a2([(e[0], e[1], s(e[2] >> 64), s(e[2]), s(e[3] >> 64), s(e[3])) for e in ia], IA_N)
+    hdr = np.zeros(HA_N, np.int64)
+    hdr[HA_N_IFACE], hdr[HA_IP_FORWARD], hdr[HA_IP6_FORWARD] = len(h.iface_names), int(h.ip_forward), int(h.ip6_forward)
+    off = HA_N
+    for o, n, arr in ((HA_MTU, -1, mtu), (HA_RT, HA_N_RT, rt_), (HA_LT, HA_N_LT, lt_), (HA_PIN, HA_N_PIN, pin_),
+                      (HA_IA, HA_N_IA, ia_)):
+        hdr[o] = off
+        if n >= 0:
+            hdr[n] = arr.shape[0]
+        off += arr.size
+    return HostArrays(prog=np.concatenate([hdr, mtu, rt_.reshape(-1), lt_.reshape(-1), pin_.reshape(-1),
+                                           ia_.reshape(-1)]))
 
 
 # ------------------------------------------------------------------ loading
@@ -395,48 +411,56 @@ def load_host(src=None, local: list[str] | tuple[str, ...] = ()) -> HostModel:
 
 
 # ------------------------------------------------------------------ kernels
+# The *_at variants read a host block embedded at offset b of an int64 array p (b = 0 for HostArrays.prog;
+# the compiled ruleset embeds one for addrtype).
 @kernel
 def route_lookup(ha, family, hi, lo):
     """Interface the host routes (family, hi, lo) through: a pin first, then the longest prefix of the
     main table; -1 when no route."""
-    return route_lookup_a(ha.pin, ha.rt, family, hi, lo)
+    return route_lookup_at(ha.prog, 0, family, hi, lo)
 
 
 @kernel
-def route_lookup_a(pin, rt, family, hi, lo):
-    """route_lookup over the packed arrays (HostArrays.pin, .rt)."""
-    for i in range(pin.shape[0]):
-        if pin[i, PIN_FAMILY] == family and pin[i, PIN_HI] == hi and pin[i, PIN_LO] == lo:
-            return pin[i, PIN_IFACE]
-    for i in range(rt.shape[0]):
-        if rt[i, RT_FAMILY] == family and (hi & rt[i, RT_MASK_HI]) == rt[i, RT_NET_HI] \
-                and (lo & rt[i, RT_MASK_LO]) == rt[i, RT_NET_LO]:
-            return rt[i, RT_IFACE]
+def route_lookup_at(p, b, family, hi, lo):
+    o = b + p[b + HA_PIN]
+    for i in range(p[b + HA_N_PIN]):
+        r = o + i * PIN_N
+        if p[r + PIN_FAMILY] == family and p[r + PIN_HI] == hi and p[r + PIN_LO] == lo:
+            return p[r + PIN_IFACE]
+    o = b + p[b + HA_RT]
+    for i in range(p[b + HA_N_RT]):
+        r = o + i * RT_N
+        if p[r + RT_FAMILY] == family and (hi & p[r + RT_MASK_HI]) == p[r + RT_NET_HI] \
+                and (lo & p[r + RT_MASK_LO]) == p[r + RT_NET_LO]:
+            return p[r + RT_IFACE]
     return np.int64(-1)
 
 
 @kernel
-def _local_entry(lt, family, hi, lo, iface):
-    for i in range(lt.shape[0]):
-        if lt[i, LT_FAMILY] == family and (hi & lt[i, LT_MASK_HI]) == lt[i, LT_NET_HI] \
-                and (lo & lt[i, LT_MASK_LO]) == lt[i, LT_NET_LO]:
-            if iface >= 0 and lt[i, LT_IFACE] != iface:
+def _local_entry(p, b, family, hi, lo, iface):
+    """Row offset (in p) of the first local-table entry holding the address; -1 none; -2 when that entry
+    belongs to another interface than iface (>= 0)."""
+    o = b + p[b + HA_LT]
+    for i in range(p[b + HA_N_LT]):
+        r = o + i * LT_N
+        if p[r + LT_FAMILY] == family and (hi & p[r + LT_MASK_HI]) == p[r + LT_NET_HI] \
+                and (lo & p[r + LT_MASK_LO]) == p[r + LT_NET_LO]:
+            if iface >= 0 and p[r + LT_IFACE] != iface:
                 return np.int64(-2)
-            return np.int64(i)
+            return np.int64(r)
     return np.int64(-1)
 
 
 @kernel
 def is_local(ha, family, hi, lo):
     """The address is local: a LOCAL entry of the local table (own addresses, loopback nets)."""
-    return is_local_a(ha.lt, family, hi, lo)
+    return is_local_at(ha.prog, 0, family, hi, lo)
 
 
 @kernel
-def is_local_a(lt, family, hi, lo):
-    """is_local over the packed local table (HostArrays.lt)."""
-    i = _local_entry(lt, family, hi, lo, np.int64(-1))
-    return i >= 0 and lt[i, LT_TYPE] == 2
+def is_local_at(p, b, family, hi, lo):
+    r = _local_entry(p, b, family, hi, lo, np.int64(-1))
+    return r >= 0 and p[r + LT_TYPE] == 2
 
 
 @kernel
@@ -445,58 +469,61 @@ def addr_type(ha, family, hi, lo, iface):
     255.255.255.255 BROADCAST, 224/4 MULTICAST, else the local-table type (LOCAL / BROADCAST) restricted
     to `iface` when >= 0, else UNICAST. IPv6 (match_type6): UNSPEC for ::, MULTICAST for ff00::/8, else
     UNICAST, plus LOCAL when the address is local."""
-    return addr_type_a(ha.lt, family, hi, lo, iface)
+    return addr_type_at(ha.prog, 0, family, hi, lo, iface)
 
 
 @kernel
-def addr_type_a(lt, family, hi, lo, iface):
-    """addr_type over the packed local table (HostArrays.lt; CompiledArrays.lt is the same array)."""
+def addr_type_at(p, b, family, hi, lo, iface):
     if family == 4:
         a = lo & 0xFFFFFFFF
         if (a >> 24) == 0 or a == 0xFFFFFFFF:
             return np.int64(8)
         if (a >> 28) == 0xE:
             return np.int64(32)
-        i = _local_entry(lt, family, hi, lo, iface)
-        if i >= 0:
-            return np.int64(1) << lt[i, LT_TYPE]
+        r = _local_entry(p, b, family, hi, lo, iface)
+        if r >= 0:
+            return np.int64(1) << p[r + LT_TYPE]
         return np.int64(2)
     if hi == 0 and lo == 0:
         return np.int64(1)
     if ((hi >> 56) & 0xFF) == 0xFF:
         return np.int64(32)
-    r = np.int64(2)
-    i = _local_entry(lt, family, hi, lo, iface)
-    if i >= 0 and lt[i, LT_TYPE] == 2:
-        r |= 4
-    return r
+    t = np.int64(2)
+    r = _local_entry(p, b, family, hi, lo, iface)
+    if r >= 0 and p[r + LT_TYPE] == 2:
+        t |= 4
+    return t
 
 
 @kernel
 def primary_addr(ha, iface, family):
     """First address of `iface` in `family`: (hi, lo, ok)."""
-    return primary_addr_a(ha.ia, iface, family)
+    return primary_addr_at(ha.prog, 0, iface, family)
 
 
 @kernel
-def primary_addr_a(ia, iface, family):
-    for i in range(ia.shape[0]):
-        if ia[i, IA_IFACE] == iface and ia[i, IA_FAMILY] == family:
-            return ia[i, IA_HI], ia[i, IA_LO], True
+def primary_addr_at(p, b, iface, family):
+    o = b + p[b + HA_IA]
+    for i in range(p[b + HA_N_IA]):
+        r = o + i * IA_N
+        if p[r + IA_IFACE] == iface and p[r + IA_FAMILY] == family:
+            return p[r + IA_HI], p[r + IA_LO], True
     return np.int64(0), np.int64(0), False
 
 
 @kernel
 def masq_addr(ha, iface, family, nh_hi, nh_lo):
     """Address of `iface` whose subnet holds the next hop (inet_select_addr), else its primary address."""
-    return masq_addr_a(ha.ia, iface, family, nh_hi, nh_lo)
+    return masq_addr_at(ha.prog, 0, iface, family, nh_hi, nh_lo)
 
 
 @kernel
-def masq_addr_a(ia, iface, family, nh_hi, nh_lo):
-    for i in range(ia.shape[0]):
-        if ia[i, IA_IFACE] == iface and ia[i, IA_FAMILY] == family \
-                and (nh_hi & ia[i, IA_MASK_HI]) == (ia[i, IA_HI] & ia[i, IA_MASK_HI]) \
-                and (nh_lo & ia[i, IA_MASK_LO]) == (ia[i, IA_LO] & ia[i, IA_MASK_LO]):
-            return ia[i, IA_HI], ia[i, IA_LO], True
-    return primary_addr_a(ia, iface, family)
+def masq_addr_at(p, b, iface, family, nh_hi, nh_lo):
+    o = b + p[b + HA_IA]
+    for i in range(p[b + HA_N_IA]):
+        r = o + i * IA_N
+        if p[r + IA_IFACE] == iface and p[r + IA_FAMILY] == family \
+                and (nh_hi & p[r + IA_MASK_HI]) == (p[r + IA_HI] & p[r + IA_MASK_HI]) \
+                and (nh_lo & p[r + IA_MASK_LO]) == (p[r + IA_LO] & p[r + IA_MASK_LO]):
+            return p[r + IA_HI], p[r + IA_LO], True
+    return primary_addr_at(p, b, iface, family)

@@ -417,3 +417,17 @@ def test_dispatch_large_chain_same_as_plain_walk(host):
         assert ta[:ta[0, 0] + 1].tolist() == tb[:tb[0, 0] + 1].tolist()
     assert sp.rule_packets.tolist() == sf.rule_packets.tolist()
     assert sp.rule_bytes.tolist() == sf.rule_bytes.tolist() and sp.sf.tolist() == sf.sf.tolist()
+
+
+def test_addrtype_reads_the_embedded_host_block(host):
+    crs = compile_ruleset(ipt("""*filter
+-A INPUT -m addrtype --dst-type LOCAL --limit-iface-in -j ACCEPT
+-A INPUT -m addrtype --dst-type BROADCAST -j DROP
+-A INPUT -m addrtype ! --src-type UNICAST -j REJECT
+COMMIT
+"""), host)
+    assert run(crs, mkctx(dst=0xCB007101, iif=0))[:2] == (1, ("INPUT", 1))
+    assert run(crs, mkctx(dst=0xCB007101, iif=1))[:2] == (1, ("INPUT", 0))  # local, but of eth0: not via eth1
+    assert run(crs, mkctx(dst=0xCB0071FF))[:2] == (0, ("INPUT", 2))
+    assert run(crs, mkctx(src=0xE0000001, dst=0x08080808))[:2] == (0, ("INPUT", 3))
+    assert run(crs, mkctx(dst=0x08080808))[:2] == (1, ("INPUT", 0))

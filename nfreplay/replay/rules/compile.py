@@ -1,19 +1,23 @@
 """Ruleset model -> flat arrays for the fixed evaluator kernels in nfreplay.replay.chains.
 
-No code is generated per ruleset: `compile_ruleset()` lowers a `model.Ruleset` to `CompiledArrays`
-(a NamedTuple of nine int64 arrays) that `chains.eval_chain` walks. Kernels index the arrays with the
-column constants below; per-packet code passes arrays, never wide NamedTuples, across calls (each array
-argument of a non-inlined call costs a reference-count pair). The old per-column names (`ex_op`,
-`bc_family`, `nat_kind`, `sf_p`, `max_depth`, ...) remain as read-only Python properties returning views.
+No code is generated per ruleset: `compile_ruleset()` lowers a `model.Ruleset` to `CompiledArrays`, a
+NamedTuple holding ONE int64 array `prog` that `chains.eval_chain` walks. Each NamedTuple field costs a
+reference-count pair (two NRT calls) per non-inlined call, which dominated the per-packet cost when the
+ruleset was ~60 arrays; so everything is one array, indexed flat with the constants below, e.g.
+prog[prog[H_EX] + e * X_N + X_OP]. The 2-D views (`.ex`, `.bc`, `.sets`, `.el`, `.nat`, `.sf`, `.lt`,
+`.ru`, `.hdr`, `.host`) and the old per-column names (`ex_op`, `bc_family`, `nat_kind`, `sf_p`, `max_depth`, ...)
+are read-only Python properties.
 
-Layout (rows = items, so one item's columns share a cache line)
+Layout of prog (row sections: rows = items, so one item's columns share a cache line)
 ------
-hdr: int64 1-D: H_N_RULES, H_MAX_DEPTH (jump stack size needed), H_HZ (CONFIG_HZ), H_RC_TABLES, H_N_BC,
-    H_N_CHAINS, H_N_SF, H_CH_OFF (offset of the chain table), hook_bc_start[5] at H_HOOK_START and
+header (H_FIXED words) = `.hdr`: H_N_RULES, H_MAX_DEPTH (jump stack size needed), H_HZ (CONFIG_HZ), H_RC_TABLES, H_N_BC,
+    H_N_CHAINS, H_N_SF, H_CH_OFF (offset of the chain table), section offsets H_BC, H_RU, H_EX, H_SETS,
+    H_EL, H_NAT, H_SF, H_HOST and row counts H_N_EXPR, H_N_SETS, H_N_EL, H_N_NAT, H_SF_ROWS,
+    hook_bc_start[5] at H_HOOK_START and
     hook_bc_end[5] at H_HOOK_END (base-chain index ranges per codes.Hook); then the chain table (CH_W
     words per chain id: CH_START, CH_END = rule-id range, the policy row of a base chain is the id right
     after its range so it is never walked as a rule; CH_IX = offset of the chain's dispatch block or -1);
-    then the dispatch blocks (see `_Compiler.dispatch_block`).
+    then the row sections below, then the dispatch blocks (see `_Compiler.dispatch_block`).
 bc[n_bc, BC_N]: BC_HOOK, BC_PRIO, BC_FAMILY (4, 6, 0 = both: inet), BC_TYPE (BC_FILTER, BC_NAT, BC_ROUTE),
     BC_CHAIN (chain id), BC_POLICY_VERDICT (codes.Verdict), BC_POLICY_RULE, BC_TABLE. Sorted by (hook, slot,
     priority, registration order; equal priorities: later registration first, as nf_hook_entries_grow
@@ -37,7 +41,7 @@ nat[n_nat, NA_N]: NA_KIND (NAT_*), NA_FAMILY, NA_ADDR_LO_HI/_LO_LO/_HI_HI/_HI_LO
 sf[max(n_sf, 1), SF_N]: stateful parameters (stateful.NP words, see stateful.py), kind in SF_KIND_COL;
     recent tables: H_RC_TABLES; hashlimit tables are numbered in the parameters (one per --hashlimit-name
     and family, config of the first rule).
-lt: the host model's local table (host.LT_* columns), for addrtype.
+host block at H_HOST: the host model's HostArrays.prog (its local table serves addrtype).
 
 Expression ops: see OP_* below. Match ops come before OP_FIRST_STMT; statements after.
 """
@@ -142,8 +146,8 @@ H_N_RULES, H_MAX_DEPTH, H_HZ, H_RC_TABLES, H_N_BC, H_N_CHAINS, H_N_SF, H_CH_OFF 
 H_HOOK_START = 8  # 5 words (codes.Hook)
 H_HOOK_END = 13  # 5 words
 # offsets of the row sections in prog (rows of the given width), and their row counts
-H_BC, H_RU, H_EX, H_SETS, H_EL, H_NAT, H_SF, H_LT = 18, 19, 20, 21, 22, 23, 24, 25
-H_N_EXPR, H_N_SETS, H_N_EL, H_N_NAT, H_N_LT, H_SF_ROWS = 26, 27, 28, 29, 30, 31
+H_BC, H_RU, H_EX, H_SETS, H_EL, H_NAT, H_SF, H_HOST = 18, 19, 20, 21, 22, 23, 24, 25  # H_HOST: host.HostArrays block
+H_N_EXPR, H_N_SETS, H_N_EL, H_N_NAT, H_SF_ROWS = 26, 27, 28, 29, 31
 H_FIXED = 32
 CH_START, CH_END, CH_IX, CH_W = 0, 1, 2, 3  # chain table entry: rule range, dispatch block offset (-1 none)
 # bc[n_bc, BC_N]
@@ -173,6 +177,12 @@ def _prop(arr, idx, doc=""):
     return property(lambda self: getattr(self, arr)[idx], doc=doc)
 
 
+def _host_arrays(block):
+    from ..host import HostArrays
+
+    return HostArrays(block)
+
+
 def _sect(off, n, w):
     return property(lambda s: s.prog[int(s.prog[off]):int(s.prog[off]) + int(s.prog[n]) * w].reshape(-1, w))
 
@@ -180,7 +190,7 @@ def _sect(off, n, w):
 class CompiledArrays(NamedTuple):
     """The compiled ruleset for kernels: ONE int64 array `prog` (a NamedTuple field costs a reference-count
     pair per non-inlined call, so there is one). prog = header (H_*), chain table, row sections (offsets
-    in the header: bc, ru, ex, sets, el, nat, sf, lt), dispatch blocks; kernels index it flat, e.g.
+    in the header: bc, ru, ex, sets, el, nat, sf, host), dispatch blocks; kernels index it flat, e.g.
     prog[prog[H_EX] + e * X_N + X_OP]. The properties give 2-D views of the sections and the old
     per-column names (Python side)."""
 
@@ -194,7 +204,8 @@ class CompiledArrays(NamedTuple):
     el = _sect(H_EL, H_N_EL, E_N)
     nat = _sect(H_NAT, H_N_NAT, NA_N)
     sf = _sect(H_SF, H_SF_ROWS, SF_N)
-    lt = _sect(H_LT, H_N_LT, 7)
+    host = property(lambda s: _host_arrays(s.prog[int(s.prog[H_HOST]):]))
+    lt = property(lambda s: s.host.lt)
     n_rules = property(lambda s: int(s.hdr[H_N_RULES]))
     max_depth = property(lambda s: int(s.hdr[H_MAX_DEPTH]))
     hz = property(lambda s: int(s.hdr[H_HZ]))
@@ -768,17 +779,17 @@ class _Compiler:
         sf = np.zeros((sf_p.shape[0], SF_N), i64)
         sf[:, :SF_KIND_COL] = sf_p
         sf[:len(sf_kind), SF_KIND_COL] = sf_kind
-        lt = self.host.arrays().lt
+        host = self.host.arrays().prog
         parts = [np.array(hdr, i64)]
         off = len(hdr)
         for h, arr in ((H_BC, bc), (H_RU, ru), (H_EX, ex), (H_SETS, sets), (H_EL, el), (H_NAT, nat), (H_SF, sf),
-                       (H_LT, lt)):
+                       (H_HOST, host)):
             parts[0][h] = off
             parts.append(arr.reshape(-1))
             off += arr.size
         hd = parts[0]
         hd[H_N_EXPR], hd[H_N_SETS], hd[H_N_EL], hd[H_N_NAT] = len(ex), len(sets), len(el), len(nat)
-        hd[H_N_LT], hd[H_SF_ROWS] = len(lt), len(sf)
+        hd[H_SF_ROWS] = len(sf)
         # dispatch blocks after the sections (they fill ru[:, R_NEXTW], so ru is copied again below)
         blocks = []
         for cid, (cs, ce) in enumerate(self.chain_ranges):
