@@ -20,7 +20,6 @@ NAT state) across chunks and returns a result.ReplayOutput.
 from __future__ import annotations
 
 import logging
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +62,8 @@ from .conntrack.table import (
     C_TCP_STATE,
     C_USED,
     C_ZONE,
+    M_INV_ARG,
+    M_INV_SLOT,
 )
 from .host import is_local, masq_addr, primary_addr, route_lookup
 from .nat import MANIP_DST, MANIP_SRC, nat_packet, null_binding, setup_info
@@ -84,7 +85,6 @@ from .rules.compile import (
     NA_PORT_LO,
 )
 from .schema import (
-    N_PV,
     PV_DPORT,
     PV_DST_HI,
     PV_DST_LO,
@@ -490,6 +490,8 @@ def _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns):
     S[S_CTINFO] = ctinfo
     S[S_CSTATE] = _cstate(ctinfo)
     S[S_INVALID_REASON] = reason
+    S[S_INV_SLOT] = M[M_INV_SLOT]
+    S[S_INV_ARG] = M[M_INV_ARG]
     if slot >= 0 and out[OUT_CT_HELPER] > 0:
         ct_set_helper_a(E, slot, out[OUT_CT_HELPER])
 
@@ -513,6 +515,9 @@ S_LAST_ACCEPT = 13
 S_LAST_ACCEPT_HOOK = 14
 S_LAST_ACCEPT_FILTER = 15
 N_STATE = 16
+# more per-packet state (reset by _reset_packet_slots)
+S_INV_SLOT = 40  # slot of the entry an INVALID packet matched (conntrack M_INV_SLOT), -1 none
+S_INV_ARG = 41  # the number of its INVALID log line (conntrack M_INV_ARG)
 R_OUTCOME = 48
 R_PATH = 49
 R_IN_IFACE = 50
@@ -535,6 +540,7 @@ R_CT_MARK = 66
 R_REJECT_KIND = 67
 R_REASON = 68
 R_NAT_FLAGS = 69
+R_INVALID_ARG = 70
 N_S = 72
 PV_BLOCK = 256
 
@@ -577,6 +583,7 @@ def replay_range(pk, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, en
     r_reject_kind = res.reject_kind
     r_reason = res.reason
     r_nat_flags = res.nat_flags
+    r_invalid_arg = res.invalid_arg
     ev_limit = EV.shape[0] - 1 - 64
     i0 = start
     while i0 < end:
@@ -607,6 +614,7 @@ def replay_range(pk, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, en
             r_reject_kind[i] = S[R_REJECT_KIND]
             r_reason[i] = S[R_REASON]
             r_nat_flags[i] = S[R_NAT_FLAGS]
+            r_invalid_arg[i] = S[R_INVALID_ARG]
             if EV[0, 0] > ev_limit:
                 return i + 1
         i0 = i1
@@ -624,6 +632,8 @@ def _reset_packet_slots(S):
     S[S_LAST_ACCEPT] = -1
     S[S_LAST_ACCEPT_HOOK] = -1
     S[S_LAST_ACCEPT_FILTER] = -1
+    S[S_INV_SLOT] = -1
+    S[S_INV_ARG] = 0
     # PacketResults defaults (result.empty_results)
     S[R_IN_IFACE] = -1
     S[R_OUT_IFACE] = -1
@@ -802,12 +812,16 @@ def _record(E, S):
     S[R_CT_STATE] = cs
     S[R_CT_DIR] = S[S_DIR] if cs != CS_INVALID and cs != CS_UNTRACKED else 2
     S[R_INVALID_REASON] = S[S_INVALID_REASON] if cs == CS_INVALID else 0
+    S[R_INVALID_ARG] = S[S_INV_ARG] & 0xFFFFFFFF if cs == CS_INVALID else 0
     S[R_MARK] = S[S_MARK] & 0xFFFFFFFF
     slot = S[S_SLOT]
     if slot >= 0:
         S[R_CT_ID] = np.int64(np.int32(E[slot, C_CT_ID]))
         S[R_TCP_STATE] = E[slot, C_TCP_STATE]
         S[R_CT_MARK] = E[slot, C_MARK] & 0xFFFFFFFF
+    elif cs == CS_INVALID and S[S_INV_SLOT] >= 0 and E[S[S_INV_SLOT], C_USED] != 0:
+        # the kernel reports the TCP state of the entry an INVALID packet belongs to (not attached)
+        S[R_TCP_STATE] = E[S[S_INV_SLOT], C_TCP_STATE]
 
 
 # ------------------------------------------------------------------ Python driver
@@ -862,105 +876,18 @@ def run_replay(capture, ruleset, host, *, allow_unsupported: bool = False, seed:
     capture_point: "arrival" (every packet is an arrival at / emission by the modelled firewall) or
     "skip-outgoing" (packets the capture marks as outgoing -- SLL/SLL2 packet type, pcapng epb_flags --
     were already past the capturing host's netfilter: not replayed, counted).
+
+    A thin wrapper over driver.Replayer (one feed of the whole capture, chunk_packets per kernel call);
+    for captures that do not fit in memory feed Replayer with iter_capture chunks instead.
     """
-    from ..errors import NfreplayError
-    from . import conntrack as ct
-    from .chains import new_out, new_rule_state, new_trace
-    from .codes import Field
-    from .nat import new_nat_scratch, new_nat_state
-    from .result import ReplayOutput, empty_results
-    from .rules.compile import REJECT_KINDS, compile_ruleset
+    from .driver import Replayer
     from .schema import validate
 
-    if capture_point not in ("arrival", "skip-outgoing"):
-        raise NfreplayError(f"unknown --capture-point {capture_point!r} (arrival, skip-outgoing)")
-    t0 = time.perf_counter()
     pk = validate(capture.packets)
-    data = capture.data if capture.data is not None else np.zeros(1, np.uint8)
     n = len(pk.ts_ns)
-    crs = compiled if compiled is not None else compile_ruleset(ruleset, host, ipsets=tuple(ipsets),
-                                                                allow_unsupported=allow_unsupported, seed=seed)
-    prm = ct.make_params(host.sysctls, assume_good_checksums=assume_good_checksums)
-    ct_on = force_conntrack or _uses_conntrack(ruleset)
-    nat4, nat6 = _nat_families(crs)
-    ha = host.arrays()
-    cra = crs.arrays
-    chunk = max(1, int(chunk_packets))
-    tab = ct.new_table(ct.table_capacity_for(prm.ct_max, n), min(n, chunk) + 16)
-    ev = ct.new_event_log(3 * min(n, chunk) + 1024)
-    rst = new_rule_state(crs, seed)
-    if "ct_live" in getattr(rst, "_fields", ()):
-        # connlimit's view of conntrack: the table's live array itself (kept by the conntrack kernels)
-        rst = rst._replace(ct_live=tab.L)
-    nst = new_nat_state(seed)
-    res = empty_results(n)
-    S = np.zeros(N_S, np.int64)
-    S[OPT_CT_ENABLED] = int(ct_on)
-    S[OPT_FWD4] = int(host.ip_forward)
-    S[OPT_FWD6] = int(host.ip6_forward)
-    S[OPT_SKIP_OUTGOING] = int(capture_point == "skip-outgoing")
-    S[OPT_TRACE_PACKET] = int(trace_packet)
-    S[OPT_LO_IFACE] = host.iface_index("lo")
-    S[OPT_NAT4] = int(nat4)
-    S[OPT_NAT6] = int(nat6)
-    w = Work(ctx=np.zeros(int(Field.N_FIELDS), np.int64), out=new_out(),
-             trace=new_trace(512 if trace_packet >= 0 else 1), cur=np.zeros(6, np.uint64), S=S,
-             T=new_nat_scratch())
-    pvb = np.zeros((PV_BLOCK, N_PV), np.int64)
-    P = prm.vec
-    events = []
-    trace_rows = None
-    start = 0
-    while start < n:
-        end = min(n, start + chunk)
-        tab = ct.grow_flows(tab, end - start)
-        if trace_packet >= 0 and start <= trace_packet < end:
-            # stop right after the traced packet to copy its trace
-            mid = replay_range(pk, data, ha, cra, rst, tab, P, ev, nst, res, w, pvb, start, trace_packet + 1)
-            if mid == trace_packet + 1:
-                k = int(w.trace[0, 0])
-                trace_rows = w.trace[1:k + 1].copy()
-            events.append(ct.drain_events(ev))
-            start = mid
-            continue
-        done = replay_range(pk, data, ha, cra, rst, tab, P, ev, nst, res, w, pvb, start, end)
-        events.append(ct.drain_events(ev))
-        start = done
-        if progress is not None:
-            progress(start)
-    end_ns = int(pk.ts_ns[-1]) if n else 0
-    ct.ct_finish(tab, end_ns, ev)
-    events.append(ct.drain_events(ev))
-    flows = ct.flows_table(tab)
-    evd = ct.concat_events(events)
-    wall = time.perf_counter() - t0
-    c = S
-    meta = {
-        "host": host.describe(),
-        "host_source": host.source,
-        "sysctls": {**ct.SYSCTL_DEFAULTS, **{k: v for k, v in host.sysctls.items()}},
-        "ip_forward": bool(host.ip_forward),
-        "seed": int(seed),
-        "capture_point": capture_point,
-        "assume_good_checksums": bool(assume_good_checksums),
-        "conntrack_enabled": bool(ct_on),
-        "nat_core": {"ipv4": nat4, "ipv6": nat6},
-        "ruleset_digest": ruleset.digest,
-        "ruleset_source": ruleset.source,
-        "ruleset_format": ruleset.fmt,
-        "replay_wall_s": wall,
-        "packets": n,
-        "packets_per_s": (n / wall) if wall > 0 else 0.0,
-        "kernel_drops": {"skipped_outgoing": int(c[C_SKIPPED_OUTGOING]), "bad_ip_checksum": int(c[C_BAD_IP_CSUM]),
-                         "no_route": int(c[C_NO_ROUTE]), "ttl_exceeded": int(c[C_TTL]),
-                         "forwarding_disabled": int(c[C_FWD_DISABLED]), "confirm_failed": int(c[C_CONFIRM_FAIL])},
-        "conntrack": ct.counters(tab),
-        "nat": {"bindings": int(nst.stats[0]), "null_bindings": int(nst.stats[1]),
-                "port_changed": int(nst.stats[2]), "random_draws": int(nst.stats[3])},
-        "trace": trace_rows,
-        "compiled": crs,
-    }
-    return ReplayOutput(packets=pk, results=res, rule_packets=rst.rule_packets.copy(),
-                        rule_bytes=rst.rule_bytes.copy(), rules=list(crs.rules), events=evd, flows=flows,
-                        invalid_reasons=tuple(ct.INVALID_REASONS), reject_kinds=tuple(REJECT_KINDS),
-                        iface_names=tuple(host.iface_names), meta=meta)
+    rp = Replayer(ruleset, host, allow_unsupported=allow_unsupported, seed=seed,
+                  assume_good_checksums=assume_good_checksums, capture_point=capture_point,
+                  trace_packet=trace_packet, ipsets=ipsets, force_conntrack=force_conntrack, compiled=compiled,
+                  sub_chunk=chunk_packets, n_hint=n)
+    part = rp.feed(capture, progress=progress)
+    return rp.finish(packets=part.packets, results=part.results, events_before=[part.events])
