@@ -64,6 +64,27 @@ def _categorical(codes_arr: np.ndarray, names, *, none_value=None) -> pd.Categor
     return pd.Categorical.from_codes(c, categories=names)
 
 
+def _invalid_text(r, proto, names) -> pd.Categorical:
+    """INVALID reasons as the kernel logs them (conntrack.invalid_log_text: "nf_ct_proto_6: SEQ is over
+    upper bound 4276993444 (over the window of the receiver)"); NA where none."""
+    from ..replay.conntrack import invalid_log_text
+
+    reason = np.asarray(r.invalid_reason).astype(np.int64)
+    arg = np.asarray(getattr(r, "invalid_arg", np.zeros(len(reason), np.uint32))).astype(np.int64)
+    rows = np.nonzero(reason > 0)[0]
+    text = {}
+    codes = np.full(len(reason), -1, np.int64)
+    for i in rows:
+        key = (int(reason[i]), int(proto[i]), int(arg[i]))
+        if key not in text:
+            text[key] = len(text)
+        codes[i] = text[key]
+    cats = [invalid_log_text(*k) if k[0] < len(names) else "" for k in text]
+    uniq = list(dict.fromkeys(cats))
+    pos = np.array([uniq.index(c) for c in cats] + [-1], dtype=np.int64)
+    return pd.Categorical.from_codes(pos[codes], categories=uniq)
+
+
 def tcp_flags_text(flags: np.ndarray, is_tcp: np.ndarray | None = None) -> pd.Categorical:
     """TCP flag bytes -> 'S', 'SA', 'FPA' (the kernel oracle's letter order F S R P A U E C; '.' none)."""
     table = ["".join(ch for bit, ch in _TCP_LETTERS if v & bit) or "." for v in range(256)]
@@ -210,7 +231,7 @@ def packets_frame(out) -> pd.DataFrame:
         "ct_state": _categorical(np.asarray(r.ct_state).astype(np.int64) - 1, CT_STATE_CATEGORIES),
         "ct_dir": _categorical(r.ct_dir, CT_DIR_CATEGORIES),
         "tcp_state": _categorical(np.asarray(r.tcp_state).astype(np.int64) - 1, TCP_STATE_CATEGORIES),
-        "invalid_reason": _categorical(r.invalid_reason, inv_names, none_value=0),
+        "invalid_reason": _invalid_text(r, proto, inv_names),
         "out_src": _str_series(addresses_text(r.out_src_hi, r.out_src_lo, family, left)).array,
         "out_dst": _str_series(addresses_text(r.out_dst_hi, r.out_dst_lo, family, left)).array,
         "out_sport": _nullable(r.out_sport, left & (has_ports | is_icmp), "UInt16"),

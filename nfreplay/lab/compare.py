@@ -37,11 +37,12 @@ class Tolerance:
     ruleset asks for random port selection, or where the kernel had to pick a new port because
     of a clash). destroy_timer: a DESTROY the kernel reported between packets (GC worker) and one
     attributed to the next packet of the flow (lazy expiry) are the same fact.
-    invalid_reason: "exact" text or "prefix" (the text up to the first number)."""
+    invalid_reason: "exact" text (default: the kernel's full log line, numbers included) or "prefix"
+    (the text up to the first number)."""
 
     nat_ports: str = "auto"
     destroy_timer: bool = True
-    invalid_reason: str = "prefix"
+    invalid_reason: str = "exact"
     max_disagreements: int = 10000
 
 

@@ -44,6 +44,7 @@ from .pipeline import (
     R_CT_MARK,
     R_CT_STATE,
     R_IN_IFACE,
+    R_INVALID_ARG,
     R_INVALID_REASON,
     R_MARK,
     R_NAT_FLAGS,
@@ -126,6 +127,7 @@ def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, sta
     r_reject_kind = res.reject_kind
     r_reason = res.reason
     r_nat_flags = res.nat_flags
+    r_invalid_arg = res.invalid_arg
     ev_limit = EV.shape[0] - 1 - 64
     i0 = start
     while i0 < end:
@@ -157,6 +159,7 @@ def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, sta
             r_reject_kind[i] = S[R_REJECT_KIND]
             r_reason[i] = S[R_REASON]
             r_nat_flags[i] = S[R_NAT_FLAGS]
+            r_invalid_arg[i] = S[R_INVALID_ARG]
             if EV[0, 0] > ev_limit:
                 return i + 1
         i0 = i1

@@ -35,6 +35,7 @@ RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reason", "int8", "not_replayed: codes.PktStatus / routing reason code (see ROUTE_REASONS)"),
     ("nat_flags", "uint8", "1: source translated, 2: destination translated (this packet)"),
     ("n_trace", "int16", "number of rules that matched (for explain; the trace itself is recorded on demand)"),
+    ("invalid_arg", "uint32", "the number in the kernel's INVALID log line (its %u; conntrack.invalid_log_text)"),
 )
 
 
@@ -62,6 +63,7 @@ class PacketResults(NamedTuple):
     reason: np.ndarray
     nat_flags: np.ndarray
     n_trace: np.ndarray
+    invalid_arg: np.ndarray
 
 
 assert PacketResults._fields == tuple(c[0] for c in RESULT_COLUMNS)

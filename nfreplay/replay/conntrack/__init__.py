@@ -18,6 +18,10 @@ Python side
   first at the end of the capture.
 - ``INVALID_REASONS`` (index = reason code; ``R_TABLE_FULL`` = 21 means the packet was DROPPED by
   conntrack, not INVALID), ``CTINFO_INVALID`` (-1), ``CTINFO_UNTRACKED`` (7).
+  ``invalid_log_text(reason, proto, arg) -> str``: the kernel's exact log line
+  (``nf_ct_proto_6: SEQ is over upper bound 4276993444 (over the window of the receiver)``); ``arg``
+  is ``M[M_INV_ARG]`` after ``ct_in_pv`` (the kernel's ``%u``), ``M[M_INV_SLOT]`` the slot of the entry
+  an INVALID packet matched (-1 none; not attached to the packet).
 - ``counters(tab) -> dict``: table-full drops, early drops, bad checksums seen, insert failures...
 
 Kernels, array level (what per-packet code calls; E, L, H, M, X, F = the table's arrays, P = prm.vec,
@@ -79,10 +83,12 @@ from nfreplay.replay.conntrack.core import (
 from nfreplay.replay.conntrack.params import (
     CTINFO_INVALID,
     CTINFO_UNTRACKED,
+    INVALID_LOG,
     INVALID_REASONS,
     R_TABLE_FULL,
     SYSCTL_DEFAULTS,
     CtParams,
+    invalid_log_text,
     make_params,
 )
 from nfreplay.replay.conntrack.table import (
@@ -100,7 +106,7 @@ from nfreplay.replay.conntrack.table import (
 )
 
 __all__ = [
-    "CTINFO_INVALID", "CTINFO_UNTRACKED", "INVALID_REASONS", "R_TABLE_FULL", "SYSCTL_DEFAULTS",
+    "CTINFO_INVALID", "CTINFO_UNTRACKED", "INVALID_LOG", "INVALID_REASONS", "invalid_log_text", "R_TABLE_FULL", "SYSCTL_DEFAULTS",
     "CtParams", "CtTable", "EventLog", "concat_events", "counters", "ct_abort", "ct_confirm",
     "ct_finish", "ct_help", "ct_in", "ct_remaining_s", "ct_set_helper", "ct_set_mark",
     "ct_tuple_taken", "ct_abort_a", "ct_confirm_a", "ct_finish_a", "ct_help_a", "ct_in_pv", "ct_remaining_s_a",

@@ -154,6 +154,8 @@ from nfreplay.replay.conntrack.table import (
     M_GEN,
     M_HELPER_DROP,
     M_INSERT_FAILED,
+    M_INV_ARG,
+    M_INV_SLOT,
     M_LEN,
     M_N_EXPECT,
     M_NEXT_ID,
@@ -711,7 +713,7 @@ W_INVALID = 2
 
 @kernel
 def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
-    """tcp_in_window (6.1+): returns (W_*, reason)."""
+    """tcp_in_window (6.1+): returns (W_*, reason, log number %u)."""
     r = 1 - d
     state = E[s, C_TCP_STATE]
     if (E[s, C_TD_FLAGS + r] & F_SACK_PERM) == 0:
@@ -720,7 +722,7 @@ def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
         if fl & 0x02:
             _tcp_init_sender(E, s, d, end, win, ws, sackok)
             if (fl & 0x10) == 0:
-                return W_ACCEPT, 0
+                return W_ACCEPT, 0, 0
         else:
             E[s, C_TD_END + d] = end
             sw = (win << E[s, C_TD_SCALE + d]) & U32
@@ -734,7 +736,7 @@ def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
     elif (fl & 0x02) and after(end, E[s, C_TD_END + d]) and (state == sSS or state == sSR):
         _tcp_init_sender(E, s, d, end, win, ws, sackok)
         if d == 1 and (fl & 0x10) == 0:
-            return W_ACCEPT, 0
+            return W_ACCEPT, 0, 0
 
     if (fl & 0x10) == 0:
         ack = E[s, C_TD_END + r]
@@ -761,14 +763,14 @@ def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
         if in_recv and ack_ok and overshot <= r_maxwin and before(sack, (r_end + 1) & U32):
             E[s, C_TD_END + d] = end
             E[s, C_TD_FLAGS + d] |= F_UNACK
-            return (W_ACCEPT if liberal else W_IGNORE), 0
-        return (W_ACCEPT if liberal else W_INVALID), R_SEQ_OVER
+            return (W_ACCEPT if liberal else W_IGNORE), 0, 0
+        return (W_ACCEPT if liberal else W_INVALID), R_SEQ_OVER, (s_maxend + 1) & U32
     if not before(sack, (r_end + 1) & U32):
-        return (W_ACCEPT if liberal else W_INVALID), R_ACK_OVER
+        return (W_ACCEPT if liberal else W_INVALID), R_ACK_OVER, (r_end + 1) & U32
     if not (r_maxwin == 0 or after(end, (s_end - r_maxwin - 1) & U32)):
-        return (W_ACCEPT if liberal else W_IGNORE), 0
+        return (W_ACCEPT if liberal else W_IGNORE), 0, 0
     if not ack_ok:
-        return (W_ACCEPT if liberal else W_IGNORE), 0
+        return (W_ACCEPT if liberal else W_IGNORE), 0, 0
 
     # all four checks passed: update
     if (fl & 0x02) == 0:
@@ -804,7 +806,7 @@ def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
             E[s, C_LAST_END] = end
             E[s, C_LAST_WIN] = win
             E[s, C_RETRANS] = 0
-    return W_ACCEPT, 0
+    return W_ACCEPT, 0, 0
 
 
 # tcp handler results
@@ -857,7 +859,7 @@ def _tcp_handle_invalid(E, L, s, d, index, now, tmo_unack):
 
 @kernel
 def _tcp_packet(E, L, P, pv, s, d, now):
-    """nf_conntrack_tcp_packet after tcp_error/tcp_new. Returns (H_*, reason)."""
+    """nf_conntrack_tcp_packet after tcp_error/tcp_new. Returns (H_*, reason, log number)."""
     fl = pv[PV_TCP_FLAGS] & 0xFF
     seq = pv[PV_TCP_SEQ]
     ack = pv[PV_TCP_ACK]
@@ -878,7 +880,7 @@ def _tcp_packet(E, L, P, pv, s, d, now):
     if new == sSS and old >= sTW:
         if ((E[s, C_TD_FLAGS] | E[s, C_TD_FLAGS + 1]) & F_CLOSE_INIT) != 0 or \
                 (E[s, C_LAST_DIR] == d and E[s, C_LAST_INDEX] == I_RST):
-            return H_REPEAT, 0
+            return H_REPEAT, 0, 0
         new = sIG
     if new == sIG:
         if (index == I_SYNACK and E[s, C_LAST_INDEX] == I_SYN and E[s, C_LAST_DIR] != d
@@ -917,14 +919,14 @@ def _tcp_packet(E, L, P, pv, s, d, now):
                 E[s, C_LAST_WSCALE] = lw
             if old == sSS and index == I_ACK and d == 1:
                 E[s, C_LAST_ACK] = ack
-            return H_ACCEPT, 0
+            return H_ACCEPT, 0, 0
     elif new == sIV:
-        return H_INVALID, R_STATE
+        return H_INVALID, R_STATE, index | (d << 4) | (old << 8)
     elif new == sTW:
         if (old == sLA and index == I_ACK and E[s, C_LAST_DIR] != d and E[s, C_LAST_INDEX] == I_SYN
                 and (E[s, C_LAST_FLAGS] & F_CHALLENGE) != 0):
             E[s, C_LAST_FLAGS] &= ~F_CHALLENGE
-            return H_ACCEPT, 0
+            return H_ACCEPT, 0, 0
     elif new == sS2:
         E[s, C_LAST_FLAGS] |= F_SIMOPEN
     elif new == sSR:
@@ -941,7 +943,7 @@ def _tcp_packet(E, L, P, pv, s, d, now):
                 if seq == 0 and not established:
                     decided = True
                 elif before(seq, E[s, C_TD_MAXACK + r]) and P[P_IGNORE_INVALID_RST] == 0:
-                    return H_INVALID, R_RST
+                    return H_INVALID, R_RST, 0
                 elif not established or seq == E[s, C_TD_MAXACK + r]:
                     decided = True
                 elif E[s, C_LAST_INDEX] == I_ACK and E[s, C_LAST_DIR] == d and seq == E[s, C_LAST_END]:
@@ -958,12 +960,12 @@ def _tcp_packet(E, L, P, pv, s, d, now):
                     go_in_window = True
 
     if not go_in_window:
-        res, reason = _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok)
+        res, reason, arg = _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok)
         if res == W_IGNORE:
-            return H_ACCEPT, 0
+            return H_ACCEPT, 0, 0
         if res == W_INVALID:
             _tcp_handle_invalid(E, L, s, d, index, now, P[P_TCP + T_UNACK])
-            return H_INVALID, reason
+            return H_INVALID, reason, arg
 
     # in_window:
     E[s, C_LAST_INDEX] = index
@@ -990,16 +992,16 @@ def _tcp_packet(E, L, P, pv, s, d, now):
     if (st & S_SEEN_REPLY) == 0:
         if fl & 0x04:
             _acct(E, s, d, ip_len)
-            return H_KILLED, 0
+            return H_KILLED, 0, 0
         if index == I_SYN and old == sSS:
-            return H_ACCEPT, 0
+            return H_ACCEPT, 0, 0
         if new == sES and timeout > t_unack:
             timeout = t_unack
     elif (st & S_ASSURED) == 0 and (old == sSR or old == sES) and new == sES:
         E[s, C_STATUS] |= S_ASSURED
         E[s, C_ECACHE] |= EV_ASSURED
     _refresh(E, L, s, d, now, timeout, ip_len)
-    return H_ACCEPT, 0
+    return H_ACCEPT, 0, 0
 
 
 # ------------------------------------------------------------------------------------ nf_conntrack_in
@@ -1049,6 +1051,8 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
     """nf_conntrack_in for the packet in pv (schema.PV_*; its index is pv[PV_INDEX]).
     Returns (slot, dir, ctinfo, reason); see the package docs."""
     _finish_pending(E, L, M)
+    M[M_INV_ARG] = 0
+    M[M_INV_SLOT] = -1
     i = pv[PV_INDEX]
     st = pv[PV_STATUS]
     if st == 10:
@@ -1164,6 +1168,7 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
         # protocol handler
         verdict = H_ACCEPT
         reason = 0
+        arg = np.int64(0)
         if proto == 6:
             if is_new:
                 fl = pv[PV_TCP_FLAGS] & 0xFF
@@ -1175,7 +1180,7 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
                 if reason != 0:
                     verdict = H_INVALID
             if verdict == H_ACCEPT:
-                verdict, reason = _tcp_packet(E, L, P, pv, s, d, now_ns)
+                verdict, reason, arg = _tcp_packet(E, L, P, pv, s, d, now_ns)
         elif proto == 17 or proto == 136:
             if (E[s, C_STATUS] & S_SEEN_REPLY) != 0:
                 tmo = P[P_UDP]
@@ -1212,8 +1217,11 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
             _destroy(E, L, H, M, X, F, EV, s, now_ns, i, END_CLOSED, False)
             continue
         if verdict == H_INVALID:
+            M[M_INV_ARG] = arg
             if is_new:
                 _free_slot(E, L, M, s)
+            else:
+                M[M_INV_SLOT] = s  # the entry the packet belongs to (not attached: rules see INVALID)
             return -1, 2, CI_INVALID, reason
         E[s, C_LAST_TS] = now_ns
         E[s, C_LAST_PKT] = i
@@ -1291,8 +1299,12 @@ def ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV):
         _emit(EV, cid, pkt_index, now_ns, EVT_NEW, E[s, C_TCP_STATE], E[s, C_STATUS], _timeout_s(L, s, now_ns))
         return True
     if E[s, C_ECACHE] != 0:
+        ec = E[s, C_ECACHE]
         E[s, C_ECACHE] = 0
-        _emit(EV, E[s, C_CT_ID], pkt_index, now_ns, EVT_UPDATE, E[s, C_TCP_STATE], E[s, C_STATUS],
+        # ctnetlink puts the protoinfo (TCP state) into an UPDATE only for IPCT_PROTOINFO (a state
+        # change): a REPLY- or ASSURED-only update carries none (mid-stream pickup, 19_midstream_loose1)
+        _emit(EV, E[s, C_CT_ID], pkt_index, now_ns, EVT_UPDATE,
+              E[s, C_TCP_STATE] if (ec & EV_PROTOINFO) != 0 else np.int64(0), E[s, C_STATUS],
               _timeout_s(L, s, now_ns))
     return True
 

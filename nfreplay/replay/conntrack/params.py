@@ -94,6 +94,55 @@ R_ICMP_FAMILY = 20
 R_TABLE_FULL = 21
 R_CAPTURE_TRUNC = 22
 
+# The kernel's log line for each reason (nf_l4proto_log_invalid: "nf_ct_proto_<l4proto>: " + text),
+# "%u" = the packet's invalid_arg (PacketResults.invalid_arg). None: the kernel logs nothing for that
+# cause (nfreplay shows INVALID_REASONS' text). R_STATE's number packs index | dir << 4 | state << 8
+# ("packet (index %d) in dir %d invalid, state %s"). See invalid_log_text().
+INVALID_LOG: tuple = (
+    None,
+    None,  # 1 short: TCP silent; UDP/ICMP log "short packet" (invalid_log_text)
+    "truncated packet",  # 2
+    "bad checksum",  # 3 (ICMP: "bad hw icmp checksum")
+    "invalid tcp flag combination",  # 4
+    "invalid new",  # 5
+    None,  # 6 loose=0: silent
+    "packet (index %d) in dir %d invalid, state %s",  # 7
+    "invalid rst",  # 8
+    "SEQ is over upper bound %u (over the window of the receiver)",  # 9
+    "ACK is over upper bound %u (ACKed data not seen yet)",  # 10
+    "truncated/malformed packet",  # 11
+    "invalid icmp type",  # 12
+    None, None, None, None, None, None, None, None, None, None,  # 13-22: silent / nfreplay's own
+)
+TCP_STATE_LOG_NAMES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK",
+                       "TIME_WAIT", "CLOSE", "SYN_SENT2")
+
+
+def invalid_log_text(reason: int, proto: int, arg: int) -> str:
+    """The kernel's nf_conntrack_log_invalid line for an INVALID packet (reason code, L4 protocol, the
+    packet's invalid_arg), or nfreplay's own reason text where the kernel logs nothing."""
+    reason = int(reason)
+    if reason <= 0 or reason >= len(INVALID_REASONS):
+        return ""
+    fmt = INVALID_LOG[reason] if reason < len(INVALID_LOG) else None
+    if reason == R_SHORT and proto != 6:
+        fmt = "short packet"
+    if reason == R_CSUM and proto in (1, 58):
+        fmt = "bad hw icmp checksum" if proto == 1 else "ICMPv6 checksum failed"
+    if fmt is None:
+        return INVALID_REASONS[reason]
+    arg = int(arg) & 0xFFFFFFFF
+    if reason == R_STATE:
+        st = (arg >> 8) & 0xFF
+        text = fmt % (arg & 0xF, (arg >> 4) & 0xF,
+                      TCP_STATE_LOG_NAMES[st] if st < len(TCP_STATE_LOG_NAMES) else "?")
+    elif "%u" in fmt:
+        text = fmt.replace("%u", str(arg))
+    else:
+        text = fmt
+    return f"nf_ct_proto_{int(proto)}: {text}"
+
+
 CTINFO_INVALID = -1
 CTINFO_UNTRACKED = 7
 

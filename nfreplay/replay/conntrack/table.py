@@ -43,6 +43,8 @@ M_N_EXPECT = 10  # live expectations
 M_HELPER_DROP = 11  # packets dropped by a helper
 M_EXPECT_CREATED = 12
 M_GEN = 13  # last generation handed out (every allocation takes the next one)
+M_INV_ARG = 14  # the current packet's INVALID log number (the kernel's %u; R_STATE: index | dir << 4 | state << 8)
+M_INV_SLOT = 15  # slot of the entry the current INVALID packet matched (not attached to it); -1 none
 M_SCRATCH = 16  # 8 slots of kernel scratch (FTP parser numbers)
 M_LEN = 24  # the free-slot stack follows: M[M_LEN + k]
 
