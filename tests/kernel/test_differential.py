@@ -22,6 +22,15 @@ KNOWN_GAPS = {
     "33_ftp_helper": "conntrack helpers (CT --helper ftp, expectations, RELATED data connection)",
     "05_limit_burst": "-m limit with original timing",
 }
+# deliberate / not yet fixed differences (docs/verify.md, "Known differences"): must still fail (strict)
+_REJECT_RESPONSES = ("the REJECT response (nf_send_reset TCP RST / icmp_send ICMP error) is not yet sent "
+                     "through OUTPUT and POSTROUTING, so filter/OUTPUT policy counters miss it")
+KNOWN_DIFFERENCES = {
+    "12_reject_variants": _REJECT_RESPONSES,
+    "27_ipv6_forward_reject": _REJECT_RESPONSES,
+    "31_translate_iptables": _REJECT_RESPONSES,
+    "32_translate_nft": _REJECT_RESPONSES,
+}
 SHARED_SUBDIR = ("tools", "kernel-oracle", "scenarios")
 
 _RESULTS: list[dict] = []
@@ -69,6 +78,9 @@ def _run(d, request):
     from nfreplay.lab.compare import compare
 
     meta, kernel, rules = load(d)
+    diff = KNOWN_DIFFERENCES.get(d.name)
+    if diff:
+        request.node.add_marker(pytest.mark.xfail(reason=f"known difference: {diff}", strict=True))
     gap = KNOWN_GAPS.get(d.name)
     if gap:
         request.node.add_marker(pytest.mark.xfail(reason=f"not modelled yet: {gap}", strict=False))
