@@ -1047,6 +1047,18 @@ def _icmp_error_lookup(E, L, H, M, X, F, EV, pv, zone, now):
 
 
 @kernel
+def _peek_tcp(E, L, H, M, pv, zone, now):
+    """An INVALID TCP packet rejected before the lookup (tcp_error): note the live entry its tuple belongs
+    to in M[M_INV_SLOT] (no side effects: nothing is reaped or attached)."""
+    p = _find_pos(E, H, pv[PV_FAMILY], np.int64(6), zone, pv[PV_SRC_HI], pv[PV_SRC_LO], pv[PV_DST_HI],
+                  pv[PV_DST_LO], pv[PV_SPORT], pv[PV_DPORT])
+    if p >= 0:
+        sl = (H[p] - 1) >> 1
+        if now < L[sl, L_EXPIRES]:
+            M[M_INV_SLOT] = sl
+
+
+@kernel
 def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
     """nf_conntrack_in for the packet in pv (schema.PV_*; its index is pv[PV_INDEX]).
     Returns (slot, dir, ctinfo, reason); see the package docs."""
@@ -1078,10 +1090,13 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
             return -1, 2, CI_INVALID, R_SHORT
         th = pv[PV_TCP_HLEN]
         if st == 9 or th < 20 or l4len < th:
+            _peek_tcp(E, L, H, M, pv, zone, now_ns)
             return -1, 2, CI_INVALID, R_TRUNC
         if check_csum and csum_bad:
+            _peek_tcp(E, L, H, M, pv, zone, now_ns)
             return -1, 2, CI_INVALID, R_CSUM
         if TCP_VALID_FLAGS[pv[PV_TCP_FLAGS] & 0x37] == 0:
+            _peek_tcp(E, L, H, M, pv, zone, now_ns)
             return -1, 2, CI_INVALID, R_FLAGS
         sp = pv[PV_SPORT]
         dp = pv[PV_DPORT]
