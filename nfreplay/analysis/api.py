@@ -20,7 +20,7 @@ from . import frames, summary, zeek
 
 log = logging.getLogger(__name__)
 
-__all__ = ["simulate", "Result"]
+__all__ = ["simulate", "simulate_to", "Result"]
 
 
 class Result:
@@ -195,3 +195,37 @@ def _capture_digests(cap) -> dict:
         return {"capture": per[0][1]}
     combined = hashlib.sha256("".join(d for _, d in per).encode()).hexdigest()
     return {"capture": combined, "capture_files": dict(per)}
+
+
+def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "parquet", local=(),
+                allow_unsupported: bool = False, seed: int = 0, assume_good_checksums: bool = False,
+                capture_point: str = "arrival", ipsets=(), chunk_packets: int = 1_000_000, reader: str = "auto",
+                overlap: bool = True, progress=None, ingest_progress=None, sample: int | None = None):
+    """Streaming replay for captures of any size: reads capture_paths chunk by chunk (iter_capture),
+    replays each chunk with state carried over (driver.Replayer) and appends the packets / events
+    tables to out_dir per chunk (Parquet row groups or CSV appends); rules, flows and summary.json at the
+    end. Memory: one or two chunks, the conntrack table (nf_conntrack_max entries) and the flow records.
+
+    overlap: decode chunk k+1 in a background thread while chunk k replays (kernels release the GIL).
+    progress(packets_done); ingest_progress(done_bytes, total_bytes) from the reader.
+    Returns (Result, paths): the Result holds the first `sample` packets (export.STREAM_SAMPLE) and
+    the complete rules, flows and summary (whole-capture counts, summary["streamed"] = True)."""
+    from ..replay.driver import Replayer
+    from ..replay.ingest import iter_capture
+    from . import export
+
+    t0 = time.perf_counter()
+    paths = [str(capture_paths)] if isinstance(capture_paths, (str, Path)) else [str(c) for c in capture_paths]
+    rs = _load_rules(rules)
+    hm = _load_host(host, local)
+    rp = Replayer(rs, hm, allow_unsupported=allow_unsupported, seed=seed,
+                  assume_good_checksums=assume_good_checksums, capture_point=capture_point, ipsets=ipsets)
+    chunks = iter_capture(paths, chunk_packets=chunk_packets, reader=reader, progress=ingest_progress)
+    if overlap:
+        chunks = export._decode_ahead(chunks)
+    inputs = {"capture": paths, "rules": getattr(rs, "source", None),
+              "host": str(host) if isinstance(host, (str, Path)) else (None if host is None else type(host).__name__),
+              "local": list(local), "allow_unsupported": allow_unsupported}
+    return export.stream_tables(chunks, rp, out_dir, fmt,
+                                sample=export.STREAM_SAMPLE if sample is None else int(sample),
+                                progress=progress, extra=inputs, wall_t0=t0)

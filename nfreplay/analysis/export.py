@@ -89,3 +89,176 @@ def read_tables(out_dir) -> dict:
     if (d / "summary.json").exists():
         res["summary"] = json.loads((d / "summary.json").read_text())
     return res
+
+
+# ------------------------------------------------------------------ streaming (simulate_to)
+STREAM_SAMPLE = 100_000  # packets kept in memory for the report / summary fields that need packet rows
+
+
+class _TableAppender:
+    """Appends DataFrames to one Parquet file (a row group each) or one CSV file."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt, self._w, self._schema, self.rows = path, fmt, None, None, 0
+
+    def append(self, df: pd.DataFrame) -> None:
+        if self.fmt == "csv":
+            df.to_csv(self.path, index=False, mode="w" if self._schema is None else "a", header=self._schema is None)
+            self._schema = True
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._w is None:
+                self._schema = pa.Schema.from_pandas(df.iloc[:0], preserve_index=False)
+                self._w = pq.ParquetWriter(self.path, self._schema)
+            if len(df) or self.rows == 0:
+                self._w.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
+        self.rows += len(df)
+
+    def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+
+
+def _add_counts(acc: dict, key: str, series) -> None:
+    d = acc.setdefault(key, {})
+    for k, v in series.value_counts(dropna=True).items():
+        if v:
+            d[str(k)] = d.get(str(k), 0) + int(v)
+
+
+def _chunk_counts(acc: dict, pk: pd.DataFrame) -> None:
+    """The summary's packet counts, additive over chunks."""
+    from .summary import _hook_traversals
+
+    acc["packets"] = acc.get("packets", 0) + len(pk)
+    _add_counts(acc, "outcomes", pk["outcome"])
+    _add_counts(acc, "ct_states", pk["ct_state"])
+    _add_counts(acc, "not_replayed_reasons", pk.loc[pk["outcome"] == "not_replayed", "reason"].astype(str))
+    inv = pk["ct_state"] == "INVALID"
+    acc["invalid_packets"] = acc.get("invalid_packets", 0) + int(inv.sum())
+    _add_counts(acc, "invalid_reasons", pk["invalid_reason"])
+    _add_counts(acc, "ip_csum", pk["ip_csum"])
+    _add_counts(acc, "l4_csum", pk["l4_csum"])
+    h = acc.setdefault("hooks", {})
+    for k, v in _hook_traversals(pk).items():
+        h[k] = h.get(k, 0) + int(v)
+
+
+def _decode_ahead(it, depth: int = 1):
+    """Run iterator `it` (iter_capture: framing + decode kernels, nogil) in a background thread, `depth`
+    chunks ahead of the consumer, so decoding chunk k+1 overlaps the replay of chunk k."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done = object()
+    stop = threading.Event()
+
+    def run():
+        try:
+            for x in it:
+                if stop.is_set():
+                    return
+                q.put(x)
+            q.put(done)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    t = threading.Thread(target=run, name="nfreplay-decode", daemon=True)
+    t.start()
+    try:
+        while True:
+            x = q.get()
+            if x is done:
+                return
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+        while t.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
+
+
+def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: int = STREAM_SAMPLE,
+                  progress=None, extra: dict | None = None, wall_t0: float | None = None):
+    """Feed capture chunks to a driver.Replayer and write packets/events incrementally (one row group /
+    CSV append per chunk), rules/flows/summary.json at the end. Returns (Result, paths): the Result holds
+    the first `sample` packets only (rules, flows, events of the sample chunks are complete);
+    its summary's packet counts are those of the whole capture (summary["streamed"] = True)."""
+    import time
+
+    import numpy as np
+
+    from ..replay.result import PacketResults
+    from .api import Result
+    from .frames import events_frame, packets_frame
+
+    if fmt not in ("parquet", "csv"):
+        from ..errors import NfreplayError
+
+        raise NfreplayError(f"unknown table format {fmt!r} (use parquet or csv)")
+    t0 = wall_t0 if wall_t0 is not None else time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / f"{name}.{fmt}" for name in TABLES}
+    pw, ew = _TableAppender(paths["packets"], fmt), _TableAppender(paths["events"], fmt)
+    acc: dict = {}
+    keep_pk, keep_res, keep_ev = [], [], []
+    kept = 0
+    files = []
+    try:
+        for cap in chunks:
+            files = cap.files
+            part = replayer.feed(cap)
+            co = replayer.chunk_output(part)
+            pdf = packets_frame(co)
+            pdf["index"] += part.offset
+            pw.append(pdf)
+            _chunk_counts(acc, pdf)
+            ew.append(events_frame(co))
+            if kept < sample:
+                k = min(sample - kept, len(part.packets.ts_ns))
+                keep_pk.append(type(part.packets)(*[c[:k] for c in part.packets]))
+                keep_res.append(PacketResults(*[c[:k] for c in part.results]))
+                sel = np.asarray(part.events["packet_index"]) < part.offset + k
+                keep_ev.append({kk: v[sel] for kk, v in part.events.items()})
+                kept += k
+            if progress is not None:
+                progress(replayer.n)
+        ro = replayer.finish(
+            packets=type(keep_pk[0])(*[np.concatenate(c) for c in zip(*keep_pk)]) if keep_pk else None,
+            results=PacketResults(*[np.concatenate(c) for c in zip(*keep_res)]) if keep_res else None)
+        ew.append(events_frame(ro))  # the finish's events (entries expired at the end of the capture)
+        fin_ev = ro.events
+        ro = ro._replace(events={k: np.concatenate([*(e[k] for e in keep_ev), fin_ev[k]]) for k in fin_ev})
+    finally:
+        pw.close()
+        ew.close()
+    wall = time.perf_counter() - t0
+    from .api import _capture_digests
+
+    res = Result(ro, replayer.ruleset, wall_time_s=wall, inputs=extra or {},
+                 digests=_capture_digests(type("C", (), {"files": files})()))
+    for name in ("rules", "flows"):
+        df = getattr(res, name)
+        (_write_parquet if fmt == "parquet" else _write_csv)(df, paths[name], ROW_GROUP)
+    s = dict(res.summary)
+    n = acc.get("packets", 0)
+    s.update({"packets": n, "outcomes": acc.get("outcomes", {}), "ct_states": acc.get("ct_states", {}),
+              "hooks": acc.get("hooks", {}), "not_replayed_reasons": acc.get("not_replayed_reasons", {}),
+              "invalid": {"packets": acc.get("invalid_packets", 0), "reasons": acc.get("invalid_reasons", {})},
+              "checksums": {"ip": acc.get("ip_csum", {}), "l4": acc.get("l4_csum", {})},
+              "packets_per_s": (n / wall) if wall else None, "wall_time_s": wall,
+              "streamed": True, "packets_in_memory_sample": kept})
+    res.__dict__["summary"] = s  # cached_property: the whole-capture counts
+    sp = out / "summary.json"
+    sp.write_text(json.dumps(s, indent=2, sort_keys=False, default=str) + "\n")
+    paths["summary"] = sp
+    log.info("streamed %d packets to %s", n, out)
+    return res, paths

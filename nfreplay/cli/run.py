@@ -60,6 +60,91 @@ def _common(f):
     return f
 
 
+STREAM_BYTES = 256 << 20  # --stream by default above this capture size (with --out)
+
+
+def _progress_bar(total_bytes: int):
+    """A rich progress bar over the capture bytes read, with packets/s and time remaining."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("replay"), BarColumn(), DownloadColumn(),
+                    TextColumn("{task.fields[pk]:,} packets, {task.fields[rate]:,.0f} packets/s"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+
+
+def _load_sets(ipset):
+    from ..replay.rules.iptables import load_ipset_save
+
+    sets = []
+    for p in ipset:
+        try:
+            sets.extend(load_ipset_save(Path(p).read_text(), source=str(p)))
+        except OSError as e:
+            from ..errors import NfreplayError
+
+            raise NfreplayError(f"{p}: cannot read ipset file: {e.strerror}") from None
+    return sets
+
+
+def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
+                   assume_good_checksums, ipset, reader, json_out):
+    """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay)."""
+    import time
+
+    from ..analysis.api import simulate_to
+    from ..replay.rules import load_ruleset
+
+    rs = load_ruleset([str(r) for r in rules] if len(rules) > 1 else str(rules[0]))
+    sets = []
+    if ipset:
+        from ..replay.rules.iptables import resolve_set_matches
+
+        sets = _load_sets(ipset)
+        rs = resolve_set_matches(rs, sets)
+    kw = dict(fmt=fmt, local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
+              capture_point=capture_point, assume_good_checksums=assume_good_checksums, ipsets=tuple(sets),
+              reader=reader)
+    paths = [str(c) for c in captures]
+    total = sum(Path(c).stat().st_size for c in paths if Path(c).is_file())
+    if progress_enabled():
+        t0 = time.perf_counter()
+        with _progress_bar(total) as prog:
+            task = prog.add_task("replay", total=total or None, pk=0, rate=0.0)
+
+            def on_packets(k):
+                dt = time.perf_counter() - t0
+                prog.update(task, pk=k, rate=k / dt if dt > 0 else 0.0)
+
+            res, _ = simulate_to(paths, rs, str(host) if host else None, out, progress=on_packets,
+                                 ingest_progress=lambda d, t: prog.update(task, completed=d, total=t or None), **kw)
+    else:
+        res, _ = simulate_to(paths, rs, str(host) if host else None, out, **kw)
+    if report is not None:
+        from ..reports import write_html
+
+        write_html(res, report, title="nfreplay report (streamed: tables and summary cover the whole capture, "
+                                      f"packet lists the first {len(res.output.results.outcome):,} packets)")
+    s = res.summary
+    if json_out:
+        typer.echo(json.dumps(s, indent=2, default=str))
+        return
+    n, wall = s["packets"], s.get("wall_time_s") or 0.0
+    typer.echo(f"{n:,} packets replayed in {wall:.2f} s ({(n / wall if wall else 0):,.0f} packets/s), streamed")
+    typer.echo("outcomes: " + ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items()))
+    if s.get("ct_states"):
+        typer.echo("conntrack states: " + ", ".join(f"{k} {v:,}" for k, v in s["ct_states"].items()))
+    typer.echo(f"tables: {out}/ (packets, rules, flows, events, summary.json)")
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
 @app.command("run")
 def run_command(
     captures: list[Path] = typer.Argument(..., metavar="CAPTURE...",
@@ -87,12 +172,24 @@ def run_command(
     dissect: bool = typer.Option(False, "--dissect", help="Add Wireshark's view (tshark) of the dropped and "
                                                           "INVALID packets listed."),
     json_out: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the human view."),
+    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream",
+                                          help="Replay chunk by chunk in bounded memory, writing the --out tables "
+                                               "incrementally (default: on with --out when the captures exceed "
+                                               "256 MiB)."),
 ):
     """Replay captures through a ruleset: verdicts, deciding rules, conntrack, NAT."""
     from ..errors import NfreplayError
 
     if fmt not in ("parquet", "csv"):
         raise NfreplayError(f"--format must be parquet or csv, not {fmt!r}")
+    if stream is None:
+        stream = out is not None and sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
+    if stream:
+        if out is None:
+            raise NfreplayError("--stream needs --out DIR (the tables are written as the replay goes)")
+        _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
+                       assume_good_checksums, ipset, reader, json_out)
+        return
     res, cap = _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums,
                        ipset, reader)
     if out is not None:

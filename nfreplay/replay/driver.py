@@ -277,6 +277,18 @@ class Replayer:
         self._wall += time.perf_counter() - t0
         return ChunkResult(offset=base, packets=pk, results=res, events=ct.concat_events(events), trace=trace)
 
+    def chunk_output(self, part: ChunkResult):
+        """A ReplayOutput for one chunk (its packets, results and events; rule counters so far; no flows),
+        for analysis.frames (packets_frame / events_frame; the packets frame's index is chunk-local)."""
+        from . import conntrack as ct
+        from .result import ReplayOutput
+        from .rules.compile import REJECT_KINDS
+
+        return ReplayOutput(packets=part.packets, results=part.results, rule_packets=self.rst.rule_packets,
+                            rule_bytes=self.rst.rule_bytes, rules=list(self.crs.rules), events=part.events,
+                            flows={}, invalid_reasons=tuple(ct.INVALID_REASONS), reject_kinds=tuple(REJECT_KINDS),
+                            iface_names=tuple(self.host.iface_names), meta={})
+
     def finish(self, packets=None, results=None, events_before=None):
         """Close the flows (entries expired by the last packet's time) and return a ReplayOutput with the
         rule counters, flows, the events of the finish (preceded by events_before: a list of event dicts)
