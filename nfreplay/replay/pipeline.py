@@ -96,10 +96,20 @@ from .schema import (
     PV_ICMP_ID,
     PV_ICMP_TYPE,
     PV_INDEX,
+    PV_INNER_DPORT,
+    PV_INNER_DST_HI,
+    PV_INNER_DST_LO,
+    PV_INNER_OK,
+    PV_INNER_PROTO,
+    PV_INNER_SPORT,
+    PV_INNER_SRC_HI,
+    PV_INNER_SRC_LO,
     PV_IP_CSUM,
     PV_IP_FLAGS,
     PV_IP_ID,
     PV_IP_LEN,
+    PV_L4_CSUM,
+    PV_L4_LEN,
     PV_PKT_DIR,
     PV_PROTO,
     PV_SPORT,
@@ -107,6 +117,7 @@ from .schema import (
     PV_SRC_LO,
     PV_STATUS,
     PV_TCP_FLAGS,
+    PV_TCP_HLEN,
     PV_TCP_MSS,
     PV_TCP_WIN,
     PV_TOS,
@@ -791,11 +802,148 @@ def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, 
             S[R_REASON] = S[S_REASON]
         elif S[R_REJECT_KIND] > 0:
             S[R_OUTCOME] = 5
+            _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
         else:
             S[R_OUTCOME] = 4
         _finish_drop(E, L, M, S)
     S[R_NAT_FLAGS] = S[S_NATF]
     _record(E, S)
+
+
+# REJECT responses (spec hooks-rules-nat.md §2.5): index = compile.REJECT_KINDS position.
+# _REJ_TCP: 1 for tcp-reset; _REJ_T4/_REJ_C4 ICMP type/code for IPv4, _REJ_T6/_REJ_C6 for IPv6 (-1: none).
+_REJ_TCP = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.int64)
+_REJ_T4 = np.array([-1, 3, 3, 3, 3, 3, 3, 3, -1, -1, -1, -1, -1, 3, 3, 3, 3, -1, -1, -1], dtype=np.int64)
+_REJ_C4 = np.array([0, 3, 0, 1, 2, 9, 10, 13, 0, 0, 0, 0, 0, 3, 13, 0, 1, 0, 0, 0], dtype=np.int64)
+_REJ_T6 = np.array([-1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], dtype=np.int64)
+_REJ_C6 = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 4, 4, 1, 0, 3, 5, 6, 2], dtype=np.int64)
+
+
+@kernel
+def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now):
+    """The response REJECT sends (nf_send_reset / icmp_send) leaves through ip_local_out: it traverses
+    OUTPUT and POSTROUTING like a locally generated packet, so those hooks' rules and policies count it.
+    The RST carries the offending packet's conntrack entry (nf_ct_attach, ctinfo RELATED_REPLY); an ICMP
+    error is classified by conntrack at OUTPUT from its embedded packet (RELATED when that entry is
+    confirmed, else INVALID). The NAT core is not modelled for responses. Rare path: allocates."""
+    kind = S[R_REJECT_KIND]
+    if kind <= 0 or kind >= _REJ_TCP.shape[0]:
+        return
+    fam = pv[PV_FAMILY]
+    proto = pv[PV_PROTO]
+    if pv[PV_FRAG_OFF] != 0 or pv[PV_L4_CSUM] == 2:
+        return
+    if S[S_IIF] < 0:
+        return  # a locally generated packet rejected in OUTPUT: the error goes to the local socket
+    pv2 = pv.copy()
+    S2 = S.copy()
+    pv2[PV_SRC_HI] = pv[PV_DST_HI]
+    pv2[PV_SRC_LO] = pv[PV_DST_LO]
+    pv2[PV_DST_HI] = pv[PV_SRC_HI]
+    pv2[PV_DST_LO] = pv[PV_SRC_LO]
+    pv2[PV_TTL] = 64
+    pv2[PV_TOS] = 0
+    pv2[PV_IP_FLAGS] = 2
+    pv2[PV_IP_ID] = 0
+    pv2[PV_ETH_SRC] = 0
+    pv2[PV_ETH_DST] = 0
+    pv2[PV_VLAN_ID] = -1
+    pv2[PV_INDEX] = -1
+    if _REJ_TCP[kind] == 1:
+        if proto != 6 or (pv[PV_TCP_FLAGS] & 4) != 0:
+            return
+        pv2[PV_SPORT] = pv[PV_DPORT]
+        pv2[PV_DPORT] = pv[PV_SPORT]
+        pv2[PV_TCP_FLAGS] = 4 if (pv[PV_TCP_FLAGS] & 16) != 0 else 20
+        pv2[PV_TCP_HLEN] = 20
+        pv2[PV_IP_LEN] = 40 if fam == 4 else 60
+        pv2[PV_L4_LEN] = 20
+        S2[S_SLOT] = S[S_SLOT]
+        S2[S_CT_DONE] = 1
+        if S[S_SLOT] >= 0:
+            S2[S_CTINFO] = 4
+            S2[S_CSTATE] = CS_RELATED
+            S2[S_DIR] = 1
+        else:
+            S2[S_CTINFO] = -1
+            S2[S_CSTATE] = CS_INVALID
+            S2[S_DIR] = 2
+    else:
+        if fam == 4:
+            t = _REJ_T4[kind]
+            c = _REJ_C4[kind]
+            if t < 0 or (proto == 1 and _is_icmp_error(fam, proto, pv[PV_ICMP_TYPE])):
+                return
+            pv2[PV_PROTO] = 1
+            room = pv[PV_IP_LEN] if pv[PV_IP_LEN] < 548 else np.int64(548)
+            pv2[PV_IP_LEN] = 28 + room
+            pv2[PV_L4_LEN] = 8 + room
+        else:
+            t = _REJ_T6[kind]
+            c = _REJ_C6[kind]
+            if t < 0 or (proto == 58 and _is_icmp_error(fam, proto, pv[PV_ICMP_TYPE])):
+                return
+            pv2[PV_PROTO] = 58
+            room = pv[PV_IP_LEN] if pv[PV_IP_LEN] < 1232 else np.int64(1232)
+            pv2[PV_IP_LEN] = 48 + room
+            pv2[PV_L4_LEN] = 8 + room
+        if True:
+            # the error's source: the original destination when it was local, else the address of the
+            # interface the error leaves through (inet_select_addr)
+            if not is_local(ha, fam, pv[PV_DST_HI], pv[PV_DST_LO]):
+                hi, lo, ok = primary_addr(ha, S[S_IIF], fam)
+                if ok:
+                    pv2[PV_SRC_HI] = hi
+                    pv2[PV_SRC_LO] = lo
+        pv2[PV_ICMP_TYPE] = t
+        pv2[PV_ICMP_CODE] = c
+        pv2[PV_ICMP_ID] = 0
+        pv2[PV_SPORT] = 0
+        pv2[PV_DPORT] = 0
+        pv2[PV_INNER_OK] = 1
+        pv2[PV_INNER_PROTO] = proto
+        pv2[PV_INNER_SRC_HI] = pv[PV_SRC_HI]
+        pv2[PV_INNER_SRC_LO] = pv[PV_SRC_LO]
+        pv2[PV_INNER_DST_HI] = pv[PV_DST_HI]
+        pv2[PV_INNER_DST_LO] = pv[PV_DST_LO]
+        if (proto == 1 and fam == 4) or (proto == 58 and fam == 6):
+            pv2[PV_INNER_SPORT] = pv[PV_ICMP_ID]
+            pv2[PV_INNER_DPORT] = (pv[PV_ICMP_TYPE] << 8) | pv[PV_ICMP_CODE]
+        else:
+            pv2[PV_INNER_SPORT] = pv[PV_SPORT]
+            pv2[PV_INNER_DPORT] = pv[PV_DPORT]
+        pv2[PV_L4_CSUM] = 1
+        S2[S_SLOT] = -1
+        S2[S_CT_DONE] = 0 if S[OPT_CT_ENABLED] != 0 else 1
+        S2[S_DIR] = 2
+        S2[S_CTINFO] = 0
+        S2[S_CSTATE] = 0
+    S2[OPT_NAT4] = 0
+    S2[OPT_NAT6] = 0
+    S2[S_IIF] = -1
+    S2[S_OIF] = S[S_IIF]
+    S2[S_MARK] = 0
+    S2[S_TTL] = 64
+    S2[S_DROPPED] = 0
+    S2[S_NATF] = 0
+    S2[S_LAST_ACCEPT] = -1
+    S2[S_LAST_ACCEPT_HOOK] = -1
+    S2[S_LAST_ACCEPT_FILTER] = -1
+    ntr = trace[0, 0]
+    cur[0] = np.uint64(pv2[PV_SRC_HI])
+    cur[1] = np.uint64(pv2[PV_SRC_LO])
+    cur[2] = np.uint64(pv2[PV_DST_HI])
+    cur[3] = np.uint64(pv2[PV_DST_LO])
+    if _REJ_TCP[kind] == 1:
+        cur[4] = np.uint64(pv2[PV_SPORT])
+        cur[5] = np.uint64(pv2[PV_DPORT])
+    else:
+        cur[4] = np.uint64(0)
+        cur[5] = np.uint64((pv2[PV_ICMP_TYPE] << 8) | pv2[PV_ICMP_CODE])
+    v = _run_hook(3, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+    if v == 1:
+        _run_hook(4, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+    trace[0, 0] = ntr
 
 
 @kernel

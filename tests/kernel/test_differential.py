@@ -16,21 +16,10 @@ from .scenarios import OWN, SHARED, load, scenario_dirs
 
 # features not modelled yet (or not deterministic in the kernel): scenario -> reason
 KNOWN_GAPS = {
-    "15_recent_original_timing": "-m recent with original timing",
-    "22_snat_port_clash": "kernel-chosen SNAT port on a clash: the captured replies target the port the "
-                          "capture lab's kernel chose, the replay kernel may choose another (not deterministic)",
-    "33_ftp_helper": "conntrack helpers (CT --helper ftp, expectations, RELATED data connection)",
-    "05_limit_burst": "-m limit with original timing",
+    "33_ftp_helper": "-m helper (the helper of the connection's master) is not modelled",
 }
 # deliberate / not yet fixed differences (docs/verify.md, "Known differences"): must still fail (strict)
-_REJECT_RESPONSES = ("the REJECT response (nf_send_reset TCP RST / icmp_send ICMP error) is not yet sent "
-                     "through OUTPUT and POSTROUTING, so filter/OUTPUT policy counters miss it")
-KNOWN_DIFFERENCES = {
-    "12_reject_variants": _REJECT_RESPONSES,
-    "27_ipv6_forward_reject": _REJECT_RESPONSES,
-    "31_translate_iptables": _REJECT_RESPONSES,
-    "32_translate_nft": _REJECT_RESPONSES,
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 SHARED_SUBDIR = ("tools", "kernel-oracle", "scenarios")
 
 _RESULTS: list[dict] = []
