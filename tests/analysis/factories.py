@@ -15,8 +15,12 @@ from nfreplay.replay.result import EVENT_COLUMNS, FLOW_COLUMNS, ReplayOutput, em
 
 T0 = 1_700_000_000_000_000_000  # ns
 IFACES = ("lan0", "wan0")
-INVALID_REASONS = ("", "nf_ct_tcp: SEQ is over upper bound (over the window of the receiver)",
-                   "nf_ct_tcp: invalid new")
+# the engine's own reason table (index = PacketResults.invalid_reason): frames print the kernel's log
+# line for it (conntrack.invalid_log_text)
+from nfreplay.replay.conntrack import INVALID_REASONS  # noqa: E402
+
+R_SEQ_OVER = INVALID_REASONS.index("SEQ is over upper bound (over the window of the receiver)")
+R_INVALID_NEW = INVALID_REASONS.index("invalid new")
 _FLAG = {"F": 1, "S": 2, "R": 4, "P": 8, "A": 16, "U": 32, "E": 64, "C": 128}
 _PROTO = {"tcp": 6, "udp": 17, "icmp": 1}
 _OUTCOME = {n: i for i, n in enumerate(codes.OUTCOME_NAMES) if n}
@@ -233,6 +237,6 @@ def forward_scenario():
     # the HTTP session again, kept open, then an injected out-of-window RST from outside
     pk += tcp_session(5.0, "10.0.0.2", "203.0.113.10", 40002, 80, 3, close=False)
     pk.append(pkt(5.5, "203.0.113.10", "10.0.0.2", sport=80, dport=40002, flags="R", seq=99_999_999,
-                  outcome="dropped", rule_id=0, ct=-1, ct_state="INVALID", invalid=1, in_iface="wan0",
+                  outcome="dropped", rule_id=0, ct=-1, ct_state="INVALID", invalid=R_SEQ_OVER, in_iface="wan0",
                   out_iface="", path=("PREROUTING", "FORWARD")))
     return pk

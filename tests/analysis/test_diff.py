@@ -6,7 +6,7 @@ import copy
 
 from nfreplay.analysis import compare
 
-from .factories import FORWARD_RULES, forward_scenario, make_output, rule
+from .factories import FORWARD_RULES, R_INVALID_NEW, forward_scenario, make_output, rule
 
 
 def _new_side():
@@ -21,7 +21,7 @@ def _new_side():
             if d["flags"] == "S":
                 d.update(outcome="dropped", rule_id=2, ct=-1)
             elif d["dir"] == 1 and d["flags"] == "SA":
-                d.update(outcome="dropped", rule_id=0, ct=-1, ct_state="INVALID", invalid=2)
+                d.update(outcome="dropped", rule_id=0, ct=-1, ct_state="INVALID", invalid=R_INVALID_NEW)
             else:
                 d.update(outcome="dropped", rule_id=6, ct=-1, ct_state="NEW")
     return make_output(pk, rules=rules)

@@ -9,7 +9,14 @@ import pytest
 from nfreplay.analysis import Result, frames, summary
 from nfreplay.replay import addr
 
-from .factories import FORWARD_RULES, forward_scenario, make_output, pkt, tcp_session
+from .factories import (
+    FORWARD_RULES,
+    R_INVALID_NEW,
+    forward_scenario,
+    make_output,
+    pkt,
+    tcp_session,
+)
 
 CONTRACT_PACKETS = ["index", "ts", "family", "proto", "src", "dst", "sport", "dport", "icmp_type", "icmp_code",
                     "icmp_id", "len", "tcp_flags", "in_iface", "out_iface", "path", "outcome", "verdict_table",
@@ -104,7 +111,7 @@ def test_nat_flow_and_leak():
     pk = tcp_session(0.0, "203.0.113.50", "198.51.100.1", 50000, 8080, 0, out_dst="10.0.0.10", out_dport=80,
                      out_src="10.0.0.1", out_sport=61000, nat=3, in_iface="wan0", out_iface="lan0")
     pk.append(pkt(1.0, "10.0.0.10", "203.0.113.50", sport=80, dport=50000, flags="RA", ct=-1, ct_state="INVALID",
-                  invalid=2, rule_id=-1, in_iface="lan0", out_iface="wan0", verdict_hook="FORWARD"))
+                  invalid=R_INVALID_NEW, rule_id=-1, in_iface="lan0", out_iface="wan0", verdict_hook="FORWARD"))
     pk.append(pkt(2.0, "10.0.0.5", "203.0.113.9", sport=1234, dport=443, flags="S", ct=1, rule_id=2,
                   out_src="198.51.100.1", out_sport=1234, nat=1))
     res = Result(make_output(pk))

@@ -43,7 +43,7 @@ def test_report_is_self_contained_with_key_numbers(res, tmp_path):
     for sec in ("verdicts", "timeline", "drops", "invalid", "nat", "flows", "rules-unused", "unsupported"):
         assert f'id="{sec}"' in html
     assert "ShADadFf" in html  # a Zeek history
-    assert "nf_ct_tcp: SEQ is over upper bound" in html
+    assert "nf_ct_proto_6: SEQ is over upper bound" in html
     assert "ufw" in html  # provenance column
     assert "the policy of filter/FORWARD" in html
 
