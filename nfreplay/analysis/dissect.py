@@ -44,7 +44,7 @@ def dissect_packets(capture, indices, *, timeout_s: float = 300.0) -> dict[int, 
     for fid, frames in want.items():
         path = str(files[fid].path)
         filt = " || ".join(f"frame.number == {n}" for n in sorted(frames))
-        cmd = ["tshark", "-n", "-2", "-r", path, "-R", filt, "-T", "fields", "-E", f"separator={_SEP}",
+        cmd = ["tshark", "-n", "-2", "-r", path, "-Y", filt, "-T", "fields", "-E", f"separator={_SEP}",
                "-E", "occurrence=a", "-E", "aggregator=;;", "-e", "frame.number", "-e", "_ws.col.Protocol",
                "-e", "_ws.col.Info", "-e", "_ws.expert.message", "-e", "_ws.expert.severity"]
         try:
