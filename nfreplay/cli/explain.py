@@ -89,7 +89,7 @@ def explain_command(
     row = res.packets.loc[packet]
     trace = trace_lines(res, packet)
     flow_events = []
-    if int(row["ct_id"]) >= 0:
+    if not _isna(row["ct_id"]) and int(row["ct_id"]) >= 0:
         ev = res.events
         sel = ev[(ev["ct_id"] == row["ct_id"]) & (ev["packet_index"] == packet)]
         flow_events = [{"event": str(e["event"]), "tcp_state": str(e["tcp_state"]), "status": str(e["status"]),

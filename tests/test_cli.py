@@ -1,0 +1,98 @@
+"""The CLI end to end (in process, through nfreplay.cli.main): exit codes, the one-line error
+contract, run's tables/report, explain's trace, check's JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nfreplay.cli import main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "forward_blocked_service"
+ARGS = [str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--host", str(SAMPLE / "host.toml")]
+
+
+def test_version_and_help_start_without_heavy_imports():
+    code = ("import sys; from nfreplay.cli import main; rc = main(['--help']); "
+            "heavy = [m for m in ('numba', 'pandas', 'matplotlib') if m in sys.modules]; "
+            "print('HEAVY', heavy); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "HEAVY []" in p.stdout and "run" in p.stdout and "explain" in p.stdout
+    p = subprocess.run([sys.executable, "-m", "nfreplay", "--version"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.startswith("nfreplay ")
+
+
+def test_user_error_is_one_line_exit_1(tmp_path, capsys):
+    bad = tmp_path / "bad.ipt"
+    bad.write_text("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport eighty -j ACCEPT\nCOMMIT\n")
+    rc = main(["run", str(SAMPLE / "capture.pcap"), "--rules", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("nfreplay: error: ") and "bad.ipt:3:" in err[0]
+    rc = main(["run", str(tmp_path / "missing.pcap"), "--rules", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "missing.pcap" in err[0]
+
+
+def test_usage_error_exit_2(capsys):
+    assert main(["run"]) == 2
+
+
+def test_run_writes_tables_report_and_summary(tmp_path, capsys):
+    out, rep = tmp_path / "out", tmp_path / "r.html"
+    rc = main(["run", *ARGS, "--out", str(out), "--report", str(rep)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "packets" in text and "dropped" in text and "policy" in text
+    pk = pd.read_parquet(out / "packets.parquet")
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(pk) == summary["packets"] if "packets" in summary else len(pk) > 0
+    assert set(pk["outcome"].astype(str)) >= {"forwarded", "dropped"}
+    rules = pd.read_parquet(out / "rules.parquet")
+    # per-rule counters add up: every dropped packet is counted on the rule/policy that dropped it
+    dropped = pk[pk["outcome"].astype(str) == "dropped"]
+    for rid, n in dropped.groupby("rule_id").size().items():
+        if rid >= 0:
+            assert int(rules.loc[rules["rule_id"] == rid, "packets"].iloc[0]) >= n
+    assert rep.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_run_json_summary(capsys):
+    assert main(["run", *ARGS, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert sum(s["outcomes"].values()) == 33
+
+
+def test_explain_traces_the_deciding_rule(capsys):
+    res_rc = main(["run", *ARGS, "--json"])
+    assert res_rc == 0
+    capsys.readouterr()
+    from nfreplay import simulate
+
+    res = simulate(str(SAMPLE / "capture.pcap"), str(SAMPLE / "rules.ipt"), host=str(SAMPLE / "host.toml"))
+    pk = res.packets
+    i = int(pk.index[pk["outcome"].astype(str) == "dropped"][0])
+    assert main(["explain", *ARGS, "--packet", str(i), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["packet"]["outcome"] == "dropped"
+    assert e["trace"], "the trace lists the rules the packet met"
+    last = e["trace"][-1]
+    assert last["chain"] == pk.loc[i, "verdict_chain"] and last["what"].startswith("policy")
+    assert main(["explain", *ARGS, "--packet", "99999"]) == 1
+
+
+def test_check_json(capsys):
+    assert main(["check", str(SAMPLE / "rules.ipt"), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["rules"] > 0 and c["unsupported"] == []
+
+
+@pytest.mark.parametrize("fmt", ["csv"])
+def test_run_csv(tmp_path, fmt, capsys):
+    out = tmp_path / "o"
+    assert main(["run", *ARGS, "--out", str(out), "--format", fmt]) == 0
+    assert (out / "packets.csv").is_file() and (out / "summary.json").is_file()
