@@ -122,9 +122,14 @@ def _print(p, trace, flow_events, ws) -> None:
     from rich.console import Console
 
     con = Console()
+    pname = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 136: "udplite", 47: "gre"}
+    try:
+        proto = pname.get(int(p["proto"]), str(p["proto"]))
+    except (TypeError, ValueError):
+        proto = str(p["proto"])
     ports = f":{p['sport']}" if p.get("sport") not in (None, "", 0) else ""
     dports = f":{p['dport']}" if p.get("dport") not in (None, "", 0) else ""
-    con.print(f"[bold]packet {p['index']}[/bold]  {p['ts']}  {p['proto']} {p['src']}{ports} > {p['dst']}{dports}"
+    con.print(f"[bold]packet {p['index']}[/bold]  {p['ts']}  {proto} {p['src']}{ports} > {p['dst']}{dports}"
               f"  len {p['len']}" + (f"  flags {p['tcp_flags']}" if p.get("tcp_flags") else "")
               + (f"  icmp {p['icmp_type']}/{p['icmp_code']}" if p.get("icmp_type") not in (None, "") else ""))
     if ws:
