@@ -90,7 +90,7 @@ class ChunkResult(NamedTuple):
 
 @kernel
 def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, end):
-    """pipeline.replay_range for a chunk table: rows [start, end) of pk, whose row 0 is global packet
+    """The per-chunk packet loop: rows [start, end) of pk, whose row 0 is global packet
     `base` (pv[PV_INDEX] = base + row, so conntrack, events and the trace see global indices); results
     go to res rows [start, end). Returns the next row (early when EV is nearly full)."""
     E = tab.E

@@ -124,7 +124,6 @@ from .schema import (
     PV_TS,
     PV_TTL,
     PV_VLAN_ID,
-    load_pv_block,
 )
 
 log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ CS_INVALID, CS_ESTABLISHED, CS_RELATED, CS_NEW, CS_UNTRACKED = 1, 2, 3, 4, 5
 
 
 class Work(NamedTuple):
-    """Scratch arrays reused for every packet (taken apart once per replay_range call)."""
+    """Scratch arrays reused for every packet (taken apart once per driver.replay_chunk call)."""
 
     ctx: np.ndarray  # int64[N_FIELDS]
     out: np.ndarray  # int64[N_OUT]
@@ -508,7 +507,7 @@ def _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns):
 
 
 # Per-packet scratch S (int64[N_S]): S_* per-packet state, OPT_* options and counters (set / read by the
-# driver), R_* the packet's result row (written to PacketResults once, by replay_range).
+# driver), R_* the packet's result row (written to PacketResults once, by driver.replay_chunk).
 S_SLOT = 0
 S_DIR = 1
 S_CTINFO = 2
@@ -554,82 +553,6 @@ R_NAT_FLAGS = 69
 R_INVALID_ARG = 70
 N_S = 72
 PV_BLOCK = 256
-
-
-@kernel
-def replay_range(pk, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, end):
-    """Replay packets [start, end) of packet table pk; writes res (PacketResults) rows. PVB: int64[B, N_PV]
-    packet-vector scratch (schema.load_pv_block). Returns the next index (early when EV is nearly full)."""
-    E = tab.E
-    L = tab.L
-    H = tab.H
-    M = tab.M
-    X = tab.X
-    F = tab.F
-    ctx = w.ctx
-    out = w.out
-    trace = w.trace
-    cur = w.cur
-    S = w.S
-    T = w.T
-    r_outcome = res.outcome
-    r_path = res.path
-    r_in_iface = res.in_iface
-    r_out_iface = res.out_iface
-    r_verdict_rule = res.verdict_rule
-    r_verdict_hook = res.verdict_hook
-    r_ct_id = res.ct_id
-    r_ct_state = res.ct_state
-    r_ct_dir = res.ct_dir
-    r_tcp_state = res.tcp_state
-    r_invalid_reason = res.invalid_reason
-    r_out_src_hi = res.out_src_hi
-    r_out_src_lo = res.out_src_lo
-    r_out_dst_hi = res.out_dst_hi
-    r_out_dst_lo = res.out_dst_lo
-    r_out_sport = res.out_sport
-    r_out_dport = res.out_dport
-    r_mark = res.mark
-    r_ct_mark = res.ct_mark
-    r_reject_kind = res.reject_kind
-    r_reason = res.reason
-    r_nat_flags = res.nat_flags
-    r_invalid_arg = res.invalid_arg
-    ev_limit = EV.shape[0] - 1 - 64
-    i0 = start
-    while i0 < end:
-        i1 = min(end, i0 + PVB.shape[0])
-        load_pv_block(pk, i0, i1, PVB)
-        for k in range(i1 - i0):
-            i = i0 + k
-            _replay_one(PVB[k], data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, trace, cur, T, S)
-            r_outcome[i] = S[R_OUTCOME]
-            r_path[i] = S[R_PATH]
-            r_in_iface[i] = S[R_IN_IFACE]
-            r_out_iface[i] = S[R_OUT_IFACE]
-            r_verdict_rule[i] = S[R_VERDICT_RULE]
-            r_verdict_hook[i] = S[R_VERDICT_HOOK]
-            r_ct_id[i] = S[R_CT_ID]
-            r_ct_state[i] = S[R_CT_STATE]
-            r_ct_dir[i] = S[R_CT_DIR]
-            r_tcp_state[i] = S[R_TCP_STATE]
-            r_invalid_reason[i] = S[R_INVALID_REASON]
-            r_out_src_hi[i] = np.uint64(S[R_OUT_SRC_HI])
-            r_out_src_lo[i] = np.uint64(S[R_OUT_SRC_LO])
-            r_out_dst_hi[i] = np.uint64(S[R_OUT_DST_HI])
-            r_out_dst_lo[i] = np.uint64(S[R_OUT_DST_LO])
-            r_out_sport[i] = S[R_OUT_SPORT]
-            r_out_dport[i] = S[R_OUT_DPORT]
-            r_mark[i] = S[R_MARK]
-            r_ct_mark[i] = S[R_CT_MARK]
-            r_reject_kind[i] = S[R_REJECT_KIND]
-            r_reason[i] = S[R_REASON]
-            r_nat_flags[i] = S[R_NAT_FLAGS]
-            r_invalid_arg[i] = S[R_INVALID_ARG]
-            if EV[0, 0] > ev_limit:
-                return i + 1
-        i0 = i1
-    return end
 
 
 @kernel
