@@ -56,10 +56,6 @@ def _replay(captures, rules, host, local, allow_unsupported, seed, capture_point
     return res, cap
 
 
-def _common(f):
-    return f
-
-
 STREAM_BYTES = 256 << 20  # --stream by default above this capture size (with --out)
 
 
@@ -254,7 +250,7 @@ def _print_human(res, cap, dissect: bool) -> None:
         con.print(f"[bold]{len(inv):,} INVALID packets[/bold]:")
         for k, v in inv["invalid_reason"].astype(str).value_counts().head(10).items():
             con.print(f"  {v:6,}  {k or '(no reason logged)'}")
-    unsup = rules[rules.get("unsupported", "").astype(str) != ""] if "unsupported" in rules else rules.iloc[0:0]
+    unsup = rules[rules["unsupported"].astype(str) != ""] if "unsupported" in rules else rules.iloc[0:0]
     if len(unsup):
         con.print(f"[yellow]{len(unsup)} rules use unsupported constructs and never matched:[/yellow]")
         for _, r in unsup.iterrows():

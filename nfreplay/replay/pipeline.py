@@ -810,14 +810,13 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
             room = pv[PV_IP_LEN] if pv[PV_IP_LEN] < 1232 else np.int64(1232)
             pv2[PV_IP_LEN] = 48 + room
             pv2[PV_L4_LEN] = 8 + room
-        if True:
-            # the error's source: the original destination when it was local, else the address of the
-            # interface the error leaves through (inet_select_addr)
-            if not is_local(ha, fam, pv[PV_DST_HI], pv[PV_DST_LO]):
-                hi, lo, ok = primary_addr(ha, S[S_IIF], fam)
-                if ok:
-                    pv2[PV_SRC_HI] = hi
-                    pv2[PV_SRC_LO] = lo
+        # the error's source: the original destination when it was local, else the address of the
+        # interface the error leaves through (inet_select_addr)
+        if not is_local(ha, fam, pv[PV_DST_HI], pv[PV_DST_LO]):
+            hi, lo, ok = primary_addr(ha, S[S_IIF], fam)
+            if ok:
+                pv2[PV_SRC_HI] = hi
+                pv2[PV_SRC_LO] = lo
         pv2[PV_ICMP_TYPE] = t
         pv2[PV_ICMP_CODE] = c
         pv2[PV_ICMP_ID] = 0
@@ -896,9 +895,6 @@ def _record(E, S):
 
 
 # ------------------------------------------------------------------ Python driver
-_CT_FIELDS = None
-
-
 def _uses_conntrack(rs) -> bool:
     """Conntrack is on when something requests it (spec §0): a nat chain, a ct match/statement."""
     from .codes import Field
