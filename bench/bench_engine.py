@@ -78,7 +78,7 @@ def ruleset_text() -> str:
 def write_capture(n: int) -> Path:
     from bench_ingest import write_files
 
-    return write_files(n)[0]
+    return write_files(n, pcapng=False)[0]
 
 
 def load_inputs(n: int):
