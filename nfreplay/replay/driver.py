@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import borrow, kernel
 from .pipeline import (
     C_BAD_IP_CSUM,
     C_CONFIRM_FAIL,
@@ -92,7 +92,20 @@ class ChunkResult(NamedTuple):
 def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, start, end):
     """The per-chunk packet loop: rows [start, end) of pk, whose row 0 is global packet
     `base` (pv[PV_INDEX] = base + row, so conntrack, events and the trace see global indices); results
-    go to res rows [start, end). Returns the next row (early when EV is nearly full)."""
+    go to res rows [start, end). Returns the next row (early when EV is nearly full).
+    Every argument is borrowed (_jit.borrow): the caller holds them for the call."""
+    pk = borrow(pk)
+    data = borrow(data)
+    ha = borrow(ha)
+    cra = borrow(cra)
+    rst = borrow(rst)
+    tab = borrow(tab)
+    P = borrow(P)
+    EV = borrow(EV)
+    nst = borrow(nst)
+    res = borrow(res)
+    w = borrow(w)
+    PVB = borrow(PVB)
     E = tab.E
     L = tab.L
     H = tab.H

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import inline_kernel, kernel
 from .chains import (
     OUT_CT_HELPER,
     OUT_CT_NOTRACK,
@@ -186,7 +186,7 @@ def _is_icmp_error(fam, proto, typ):
     return False
 
 
-@kernel
+@inline_kernel
 def _fill_ctx(ctx, pv, cur, iif, oif, mark, ttl, hook, E, L, slot, d, cstate, now_ns):
     fam = pv[PV_FAMILY]
     proto = pv[PV_PROTO]
@@ -410,7 +410,7 @@ def _apply_nat_row(cra, nr, manip, E, L, H, slot, cur, T, iif, oif, ha, now_ns, 
     setup_info(E, L, H, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns, nst, T)
 
 
-@kernel
+@inline_kernel
 def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now_ns):
     """Walk one hook. S: the per-packet int64 scratch (S_* state, OPT_*, counters, R_* results).
     Returns the verdict."""
@@ -476,7 +476,7 @@ def _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, tr
     return np.int64(1)
 
 
-@kernel
+@inline_kernel
 def _do_ct(hook, pv, E, L, H, M, X, F, P, EV, out, S, now_ns):
     if out[OUT_CT_NOTRACK] != 0:
         S[S_SLOT] = -1
@@ -578,6 +578,12 @@ def _reset_packet_slots(S):
 
 
 @kernel
+def _run_hook_call(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now_ns):
+    """_run_hook as a real call (for the rare REJECT-response path; _replay_one inlines its one call)."""
+    return _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now_ns)
+
+
+@inline_kernel
 def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, trace, cur, T, S):
     i = pv[PV_INDEX]
     _reset_packet_slots(S)
@@ -616,6 +622,7 @@ def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, 
     src_local = is_local(ha, fam, np.int64(cur[0]), np.int64(cur[1]))
     path = np.int64(0)
     if src_local:
+        # locally generated: OUTPUT -> POSTROUTING
         S[S_IIF] = -1
         if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
             oif = S[OPT_LO_IFACE]
@@ -628,21 +635,10 @@ def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, 
             return
         S[S_OIF] = oif
         S[R_IN_IFACE] = -1
-        hooks_v = _run_hook(3, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
-        path |= 1 << 3
-        if hooks_v == 1:
-            # re-route after OUTPUT DNAT
-            if (S[S_NATF] & 2) != 0:
-                if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
-                    S[S_OIF] = S[OPT_LO_IFACE]
-                else:
-                    o2 = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
-                    if o2 >= 0:
-                        S[S_OIF] = o2
-            hooks_v = _run_hook(4, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
-            path |= 1 << 4
+        hook = np.int64(3)
         final_ok = np.int64(2)  # emitted
     else:
+        # arriving: PREROUTING -> INPUT, or PREROUTING -> FORWARD -> POSTROUTING
         iif = route_lookup(ha, fam, np.int64(cur[0]), np.int64(cur[1]))
         if iif < 0:
             S[R_OUTCOME] = 8
@@ -652,44 +648,52 @@ def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, 
         S[S_IIF] = iif
         S[S_OIF] = -1
         S[R_IN_IFACE] = iif
-        hooks_v = _run_hook(0, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
-        path |= 1
+        hook = np.int64(0)
         final_ok = np.int64(3)
-        if hooks_v == 1:
-            if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
-                hooks_v = _run_hook(1, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S,
-                                    now)
-                path |= 1 << 1
-                final_ok = np.int64(3)
-            else:
-                fwd_on = S[OPT_FWD4] if fam == 4 else S[OPT_FWD6]
-                oif = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
-                if fwd_on == 0 or oif < 0 or S[S_TTL] <= 1:
-                    # dropped by the kernel's routing / ip_forward, not by a rule
-                    S[R_PATH] = path
-                    S[R_OUTCOME] = 4
-                    if fwd_on == 0:
-                        S[R_REASON] = 66
-                        S[C_FWD_DISABLED] += 1
-                    elif oif < 0:
-                        S[R_REASON] = 65
-                        S[C_NO_ROUTE] += 1
-                    else:
-                        S[R_REASON] = 67
-                        S[C_TTL] += 1
-                    _finish_drop(E, L, M, S)
-                    _record(E, S)
-                    return
-                S[S_OIF] = oif
-                S[S_TTL] -= 1
-                hooks_v = _run_hook(2, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S,
-                                    now)
-                path |= 1 << 2
-                if hooks_v == 1:
-                    hooks_v = _run_hook(4, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T,
-                                        S, now)
-                    path |= 1 << 4
-                final_ok = np.int64(1)
+    # one call site of the (inlined) hook walk; the routing decisions between hooks below
+    while True:
+        hooks_v = _run_hook(hook, cra, rst, pv, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now)
+        path |= np.int64(1) << hook
+        if hooks_v != 1 or hook == 1 or hook == 4:
+            break
+        if hook == 3:
+            # re-route after OUTPUT DNAT
+            if (S[S_NATF] & 2) != 0:
+                if is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):
+                    S[S_OIF] = S[OPT_LO_IFACE]
+                else:
+                    o2 = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
+                    if o2 >= 0:
+                        S[S_OIF] = o2
+            hook = np.int64(4)
+        elif hook == 2:
+            hook = np.int64(4)
+        elif is_local(ha, fam, np.int64(cur[2]), np.int64(cur[3])):  # after PREROUTING
+            hook = np.int64(1)
+            final_ok = np.int64(3)
+        else:
+            fwd_on = S[OPT_FWD4] if fam == 4 else S[OPT_FWD6]
+            oif = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
+            if fwd_on == 0 or oif < 0 or S[S_TTL] <= 1:
+                # dropped by the kernel's routing / ip_forward, not by a rule
+                S[R_PATH] = path
+                S[R_OUTCOME] = 4
+                if fwd_on == 0:
+                    S[R_REASON] = 66
+                    S[C_FWD_DISABLED] += 1
+                elif oif < 0:
+                    S[R_REASON] = 65
+                    S[C_NO_ROUTE] += 1
+                else:
+                    S[R_REASON] = 67
+                    S[C_TTL] += 1
+                _finish_drop(E, L, M, S)
+                _record(E, S)
+                return
+            S[S_OIF] = oif
+            S[S_TTL] -= 1
+            hook = np.int64(2)
+            final_ok = np.int64(1)
     S[R_PATH] = path
     S[R_OUT_IFACE] = S[S_OIF] if hooks_v == 1 and final_ok != 3 else -1
     if hooks_v == 1:
@@ -862,9 +866,9 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
     else:
         cur[4] = np.uint64(0)
         cur[5] = np.uint64((pv2[PV_ICMP_TYPE] << 8) | pv2[PV_ICMP_CODE])
-    v = _run_hook(3, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+    v = _run_hook_call(3, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
     if v == 1:
-        _run_hook(4, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+        _run_hook_call(4, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
     trace[0, 0] = ntr
 
 
