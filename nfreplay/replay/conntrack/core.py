@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nfreplay.replay._jit import kernel
+from nfreplay.replay._jit import borrow, inline_kernel, kernel
 from nfreplay.replay.conntrack.params import (
     P_ASSUME_GOOD,
     P_BE_LIBERAL,
@@ -334,7 +334,7 @@ def _entry_hash(E, v):
                       E[s, c + 3], E[s, c + 4], E[s, c + 5])
 
 
-@kernel
+@inline_kernel
 def _key_eq(E, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
     s = (v - 1) >> 1
     if E[s, C_FAMILY] != fam or E[s, C_PROTO] != proto or E[s, C_ZONE] != zone:
@@ -344,7 +344,7 @@ def _key_eq(E, v, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
             and E[s, c + 5] == dp and E[s, c] == shi and E[s, c + 2] == dhi)
 
 
-@kernel
+@inline_kernel
 def _find_pos(E, H, fam, proto, zone, shi, slo, dhi, dlo, sp, dp):
     """Position in H of the confirmed tuple, or -1."""
     mask = H.shape[0] - 1
@@ -487,7 +487,7 @@ def _destroy(E, L, H, M, X, F, EV, s, ts, pkt_index, end, defer):
         _free_slot(E, L, M, s)
 
 
-@kernel
+@inline_kernel
 def _lookup(E, L, H, M, X, F, EV, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, now):
     """(slot, dir) of the live confirmed entry with this tuple; an expired match is reaped (DESTROY
     stamped with its expiry time, packet_index -1) and not returned."""
@@ -626,13 +626,13 @@ def _init_entry(E, L, M, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, r
     L[s, L_CLOSED] = 0
 
 
-@kernel
+@inline_kernel
 def _acct(E, s, d, ip_len):
     E[s, C_PK + d] += 1
     E[s, C_BY + d] += ip_len
 
 
-@kernel
+@inline_kernel
 def _refresh(E, L, s, d, now, timeout, ip_len):
     """nf_ct_refresh_acct: unconfirmed entries keep a relative timeout until confirm."""
     if (E[s, C_STATUS] & S_FIXED_TIMEOUT) == 0:
@@ -711,7 +711,7 @@ W_IGNORE = 1
 W_INVALID = 2
 
 
-@kernel
+@inline_kernel
 def _tcp_in_window(E, P, s, d, index, fl, seq, ack, sack, win, end, ws, sackok):
     """tcp_in_window (6.1+): returns (W_*, reason, log number %u)."""
     r = 1 - d
@@ -857,7 +857,7 @@ def _tcp_handle_invalid(E, L, s, d, index, now, tmo_unack):
         E[s, C_LAST_DIR] = d
 
 
-@kernel
+@inline_kernel
 def _tcp_packet(E, L, P, pv, s, d, now):
     """nf_conntrack_tcp_packet after tcp_error/tcp_new. Returns (H_*, reason, log number)."""
     fl = pv[PV_TCP_FLAGS] & 0xFF
@@ -1712,6 +1712,10 @@ def _ct_block(E, L, H, M, X, F, P, PV, n, EV):
 def ct_replay_range(tab, prm, pk, ev, start, end):
     """Conntrack alone over packets [start, end) of pk (PREROUTING, zone 0, every packet accepted and
     confirmed): the benchmark driver. Returns the next index (stops early when ev is nearly full)."""
+    tab = borrow(tab)
+    prm = borrow(prm)
+    pk = borrow(pk)
+    ev = borrow(ev)
     PV = np.empty((PV_BLOCK, N_PV), dtype=np.int64)
     i = start
     while i < end:
