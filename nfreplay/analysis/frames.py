@@ -29,6 +29,7 @@ PACKET_FRAME_COLUMNS = (
     "invalid_reason", "out_src", "out_dst", "out_sport", "out_dport", "mark", "ct_mark",
     # extensions
     "verdict_hook", "reject_with", "nat", "payload_len", "tcp_seq", "tcp_ack", "tcp_win", "ip_csum", "l4_csum",
+    "reject_src", "reject_dst", "reject_sport", "reject_dport", "reject_iface",
 )
 RULE_FRAME_COLUMNS = ("rule_id", "family", "table", "chain", "rule_num", "text", "source", "packets", "bytes",
                       "hook", "kind", "unsupported", "provenance")
@@ -54,14 +55,35 @@ _UTC = "UTC"
 
 
 # ------------------------------------------------------------------ small vectorised helpers
-def _categorical(codes_arr: np.ndarray, names, *, none_value=None) -> pd.Categorical:
-    """int codes -> Categorical over names; code == none_value (or out of range) -> NA."""
+def _code_dtype(k: int):
+    return np.int8 if k < 128 else np.int16 if k < 32768 else np.int32
+
+
+def _map_small_ints(values, fn, dtype) -> np.ndarray:
+    """fn(v) for every element of an integer array, cast to dtype. For dtypes of at most 16 bits fn runs
+    once over every possible value (a 256 / 65536 entry lookup table), not once per row in int64.
+    fn takes and returns int64 arrays."""
+    c = np.asarray(values)
+    if c.dtype.kind in "iu" and c.dtype.itemsize <= 2:
+        ut = np.uint8 if c.dtype.itemsize == 1 else np.uint16
+        every = np.arange(1 << (8 * c.dtype.itemsize), dtype=np.int64).astype(ut).view(c.dtype).astype(np.int64)
+        return np.asarray(fn(every)).astype(dtype)[c.view(ut)]
+    return np.asarray(fn(c.astype(np.int64))).astype(dtype)
+
+
+def _categorical(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> pd.Categorical:
+    """int codes (minus shift) -> Categorical over names; code == none_value (or out of range) -> NA."""
     names = list(names)
-    c = np.asarray(codes_arr).astype(np.int64)
-    if none_value is not None:
-        c = np.where(c == none_value, -1, c)
-    c = np.where((c < 0) | (c >= len(names)), -1, c)
-    return pd.Categorical.from_codes(c, categories=names)
+    k = len(names)
+
+    def code(v):
+        c = v - shift
+        if none_value is not None:
+            c = np.where(v == none_value, -1, c)
+        return np.where((c < 0) | (c >= k), -1, c)
+
+    return pd.Categorical.from_codes(_map_small_ints(codes_arr, code, _code_dtype(k)),
+                                     dtype=pd.CategoricalDtype(names), validate=False)
 
 
 def _invalid_text(r, proto, names) -> pd.Categorical:
@@ -71,27 +93,28 @@ def _invalid_text(r, proto, names) -> pd.Categorical:
 
     reason = np.asarray(r.invalid_reason).astype(np.int64)
     arg = np.asarray(getattr(r, "invalid_arg", np.zeros(len(reason), np.uint32))).astype(np.int64)
-    rows = np.nonzero(reason > 0)[0]
-    text = {}
+    rows = np.flatnonzero(reason > 0)
+    # distinct (reason, proto, arg) in order of first appearance; arg is a u32, proto a u8
+    key = ((reason[rows] << 40) | ((np.asarray(proto)[rows].astype(np.int64) & 0xFF) << 32)
+           | (arg[rows] & 0xFFFFFFFF))
+    kc, uk = pd.factorize(key)
     codes = np.full(len(reason), -1, np.int64)
-    for i in rows:
-        key = (int(reason[i]), int(proto[i]), int(arg[i]))
-        if key not in text:
-            text[key] = len(text)
-        codes[i] = text[key]
+    codes[rows] = kc
+    text = [(int(k) >> 40, (int(k) >> 32) & 0xFF, int(k) & 0xFFFFFFFF) for k in np.asarray(uk).tolist()]
     cats = [invalid_log_text(*k) if k[0] < len(names) else "" for k in text]
-    uniq = list(dict.fromkeys(cats))
-    pos = np.array([uniq.index(c) for c in cats] + [-1], dtype=np.int64)
+    first = {c: i for i, c in enumerate(dict.fromkeys(cats))}
+    uniq = list(first)
+    pos = np.array([first[c] for c in cats] + [-1], dtype=np.int64)
     return pd.Categorical.from_codes(pos[codes], categories=uniq)
 
 
 def tcp_flags_text(flags: np.ndarray, is_tcp: np.ndarray | None = None) -> pd.Categorical:
     """TCP flag bytes -> 'S', 'SA', 'FPA' (the kernel oracle's letter order F S R P A U E C; '.' none)."""
     table = ["".join(ch for bit, ch in _TCP_LETTERS if v & bit) or "." for v in range(256)]
-    c = np.asarray(flags).astype(np.int64) & 0xFF
+    c = (np.asarray(flags) & 0xFF).astype(np.int16)
     if is_tcp is not None:
-        c = np.where(is_tcp, c, -1)
-    return pd.Categorical.from_codes(c, categories=table)
+        c = np.where(is_tcp, c, np.int16(-1))
+    return pd.Categorical.from_codes(c, dtype=pd.CategoricalDtype(table), validate=False)
 
 
 def _path_name(mask: int) -> str:
@@ -109,45 +132,165 @@ def path_text(path_mask: np.ndarray) -> pd.Categorical:
     """Bitmask of hooks (1 << Hook) -> 'PREROUTING,FORWARD,POSTROUTING' in traversal order ('' none)."""
     names = [_path_name(m) for m in range(32)]
     # categories must be unique: '' only once (mask 0)
-    return pd.Categorical.from_codes(np.asarray(path_mask).astype(np.int64) & 31, categories=names)
+    return pd.Categorical.from_codes((np.asarray(path_mask) & 31).astype(np.int8),
+                                     dtype=pd.CategoricalDtype(names), validate=False)
+
+
+def _status_codes(status: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """ct status bitmasks -> (code per row, text per distinct status)."""
+    codes_, uniq = pd.factorize(np.asarray(status, dtype=np.uint64))
+    return codes_, ["|".join(s.name for s in codes.CtStatus if int(u) >> int(s) & 1) for u in np.asarray(uniq).tolist()]
 
 
 def status_text(status: np.ndarray) -> list[str]:
     """ct status bitmasks -> 'SEEN_REPLY|ASSURED|CONFIRMED' (kernel bit order)."""
-    uniq, inv = np.unique(np.asarray(status, dtype=np.uint64), return_inverse=True)
-    texts = np.array(["|".join(s.name for s in codes.CtStatus if int(u) >> int(s) & 1) for u in uniq.tolist()],
-                     dtype=object)
-    return texts[inv.reshape(-1)].tolist() if len(uniq) else []
+    codes_, texts = _status_codes(status)
+    return np.array(texts, dtype=object)[codes_].tolist() if len(texts) else []
+
+
+def _status_str_array(status: np.ndarray):
+    """status_text as the pandas "str" array (a pyarrow take of the distinct texts)."""
+    import pyarrow as pa
+
+    codes_, texts = _status_codes(status)
+    return _str_array_from_arrow(pa.array(texts, pa.large_string()).take(codes_))
+
+
+# Address text: every distinct address is formatted once, vectorised (pyarrow compute over the distinct
+# values), and the per-packet column is a take() of those texts by code, so no per-packet Python object is
+# made. Texts equal ipaddress's str() (tests/analysis/test_frames.py checks them against it).
+_DEC_TEXT = None   # pa.array of "0".."255"
+_HEX_TEXT = None   # pa.array of "0".."ffff"
+
+
+def _dec_text():
+    global _DEC_TEXT
+    if _DEC_TEXT is None:
+        import pyarrow as pa
+
+        _DEC_TEXT = pa.array([str(i) for i in range(256)], pa.large_string())
+    return _DEC_TEXT
+
+
+def _hex_text():
+    global _HEX_TEXT
+    if _HEX_TEXT is None:
+        import pyarrow as pa
+
+        _HEX_TEXT = pa.array([f"{i:x}" for i in range(65536)], pa.large_string())
+    return _HEX_TEXT
+
+
+def _v4_texts(u: np.ndarray):
+    """Distinct IPv4 addresses (uint64 holding 32 bits) -> pa.large_string array of dotted quads."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dec = _dec_text()
+    parts = [dec.take(((u >> np.uint64(s)) & np.uint64(0xFF)).astype(np.int32)) for s in (24, 16, 8, 0)]
+    return pc.binary_join_element_wise(*parts, pa.scalar(".", pa.large_string()))
+
+
+def _v6_texts(uh: np.ndarray, ul: np.ndarray):
+    """Distinct IPv6 addresses (hi, lo uint64) -> pa.large_string array, RFC 5952 / ipaddress style: hextets
+    in lower-case hex without leading zeros, the first longest run of >= 2 zero hextets as '::'.
+    v4-mapped addresses (::ffff:a.b.c.d) go through ipaddress itself (its text for them changed in 3.13)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    m = len(uh)
+    hx = np.empty((m, 8), dtype=np.int32)
+    for i in range(4):
+        hx[:, i] = ((uh >> np.uint64(48 - 16 * i)) & np.uint64(0xFFFF)).astype(np.int32)
+        hx[:, 4 + i] = ((ul >> np.uint64(48 - 16 * i)) & np.uint64(0xFFFF)).astype(np.int32)
+    # the first longest run of zero hextets (ipaddress._compress_hextets)
+    cur = np.zeros(m, np.int64)
+    best_len = np.zeros(m, np.int64)
+    best_start = np.zeros(m, np.int64)
+    for i in range(8):
+        cur = np.where(hx[:, i] == 0, cur + 1, 0)
+        better = cur > best_len
+        best_len = np.where(better, cur, best_len)
+        best_start = np.where(better, i - cur + 1, best_start)
+    compress = best_len > 1
+    hexes = _hex_text()
+    empty = pa.array([""], pa.large_string())
+    parts = []
+    for i in range(8):
+        in_run = compress & (best_start <= i) & (i < best_start + best_len)
+        parts.append(pc.if_else(pa.array(in_run), empty[0], hexes.take(hx[:, i])))
+    # the emptied run leaves >= 2 adjacent ':' (only there): collapse them to '::'
+    txt = pc.replace_substring_regex(pc.binary_join_element_wise(*parts, pa.scalar(":", pa.large_string())),
+                                     ":{2,}", "::")
+    mapped = np.flatnonzero((uh == 0) & ((ul >> np.uint64(32)) == np.uint64(0xFFFF)))
+    if len(mapped):
+        t = np.array(txt.to_numpy(zero_copy_only=False), dtype=object)
+        t[mapped] = [str(ipaddress.IPv6Address(int(x))) for x in ul[mapped].tolist()]
+        txt = pa.array(t, pa.large_string())
+    return txt
+
+
+def _address_codes(hi: np.ndarray, lo: np.ndarray, family: np.ndarray, valid: np.ndarray | None = None):
+    """(hi, lo, family[, valid]) -> (codes, texts): texts (pa.large_string) holds '' then every distinct
+    address once; codes (int64) indexes texts per row (0 where family is neither 4 nor 6 or not valid)."""
+    import pyarrow as pa
+
+    fam = np.asarray(family)
+    if valid is not None:
+        fam = np.where(valid, fam, 0)
+    n = len(fam)
+    lo = np.asarray(lo, dtype=np.uint64)
+    hi = np.asarray(hi, dtype=np.uint64)
+    pieces = [pa.array([""], pa.large_string())]
+    codes_ = np.zeros(n, dtype=np.int64)
+    base = 1
+    is4 = fam == 4
+    all4 = n > 0 and bool(is4.all())
+    v4 = None if all4 else np.flatnonzero(is4)
+    if all4 or len(v4):
+        c, u = pd.factorize((lo if all4 else lo[v4]).astype(np.uint32))  # the low 32 bits
+        if all4:
+            codes_ = c.astype(np.int64) + base
+        else:
+            codes_[v4] = c + base
+        pieces.append(_v4_texts(np.asarray(u, dtype=np.uint64)))
+        base += len(u)
+    v6 = np.empty(0, np.int64) if all4 else np.flatnonzero(fam == 6)
+    if len(v6):
+        h, l = hi[v6], lo[v6]
+        ch, uh = pd.factorize(h)
+        cl, ul = pd.factorize(l)
+        w = max(len(ul), 1)
+        c, up = pd.factorize(ch.astype(np.int64) * w + cl)
+        codes_[v6] = c + base
+        pieces.append(_v6_texts(np.asarray(uh, dtype=np.uint64)[up // w], np.asarray(ul, dtype=np.uint64)[up % w]))
+    texts = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+    return codes_, texts
 
 
 def addresses_text(hi: np.ndarray, lo: np.ndarray, family: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """(hi, lo, family) arrays -> object array of address strings ('' where family is 0 or not valid).
 
-    Each distinct address is converted once (hash factorisation, O(n)), so this is fast on captures
-    with few hosts relative to packets."""
-    n = len(hi)
-    fam = np.asarray(family)
-    if valid is not None:
-        fam = np.where(valid, fam, 0)
-    out = np.full(n, "", dtype=object)
-    lo = np.asarray(lo, dtype=np.uint64)
-    hi = np.asarray(hi, dtype=np.uint64)
-    v4 = np.flatnonzero(fam == 4)
-    if len(v4):
-        codes_, uniq = pd.factorize(lo[v4] & np.uint64(0xFFFFFFFF))
-        texts = np.array([str(ipaddress.IPv4Address(int(u))) for u in uniq], dtype=object)
-        out[v4] = texts[codes_]
-    v6 = np.flatnonzero(fam == 6)
-    if len(v6):
-        h, l = hi[v6], lo[v6]
-        codes_h, uh = pd.factorize(h)
-        codes_l, ul = pd.factorize(l)
-        pair = codes_h.astype(np.int64) * max(len(ul), 1) + codes_l
-        codes_, up = pd.factorize(pair)
-        texts = np.array([str(ipaddress.IPv6Address((int(uh[x // max(len(ul), 1)]) << 64)
-                                                    | int(ul[x % max(len(ul), 1)]))) for x in up], dtype=object)
-        out[v6] = texts[codes_]
-    return out
+    Each distinct address is converted once (hash factorisation, then vectorised formatting), so this is
+    fast on captures with few hosts relative to packets."""
+    codes_, texts = _address_codes(hi, lo, family, valid)
+    return np.array(texts.to_numpy(zero_copy_only=False), dtype=object)[codes_]
+
+
+def _address_str_array(hi, lo, family, valid=None):
+    """As addresses_text, as the pandas "str" extension array (built by a pyarrow take, no Python objects)."""
+    codes_, texts = _address_codes(hi, lo, family, valid)
+    return _str_array_from_arrow(texts.take(codes_))
+
+
+_STR_DTYPE = pd.Series([], dtype="str").dtype
+
+
+def _str_array_from_arrow(arr):
+    """A pyarrow string array -> the same array as _str_series(values).array (pandas "str" dtype)."""
+    if getattr(_STR_DTYPE, "storage", None) == "pyarrow":
+        return pd.arrays.ArrowStringArray(arr, dtype=_STR_DTYPE)
+    return _str_series(arr.to_numpy(zero_copy_only=False)).array
 
 
 def _str_series(values, index=None) -> pd.Series:
@@ -166,7 +309,8 @@ def _nullable(values: np.ndarray, valid: np.ndarray, dtype: str) -> pd.arrays.In
 
 
 def _rule_lookup(out, rule_ids: np.ndarray):
-    """compiled rule ids -> (table, chain, rule_num) arrays (NA where -1)."""
+    """compiled rule ids -> (table and chain name per rule id + a last '' entry, rule_num per row, rule id
+    per row (n_rules where not valid), valid per row)."""
     rules = out.rules
     n_rules = len(rules)
     tables = np.array([r.get("table", "") for r in rules] + [""], dtype=object)
@@ -175,7 +319,17 @@ def _rule_lookup(out, rule_ids: np.ndarray):
     rid = np.asarray(rule_ids, dtype=np.int64)
     valid = (rid >= 0) & (rid < n_rules)
     idx = np.where(valid, rid, n_rules)
-    return tables[idx], chains[idx], nums[idx], valid
+    return tables, chains, nums[idx], idx, valid
+
+
+def _rule_categorical(idx: np.ndarray, valid: np.ndarray, names: np.ndarray) -> pd.Categorical:
+    """names[idx] as a Categorical, NA where not valid: the same as pd.Categorical(np.where(valid,
+    names[idx], None)) (categories: the sorted names present), computed on the rules used, not per row."""
+    used = np.flatnonzero(np.bincount(idx[valid], minlength=len(names)))
+    small = pd.Categorical(np.array([*names[used].tolist(), None], dtype=object))
+    per_rule = np.full(len(names), -1, dtype=np.int64)
+    per_rule[used] = small.codes[:len(used)]
+    return pd.Categorical.from_codes(np.where(valid, per_rule[idx], -1), dtype=small.dtype)
 
 
 # ------------------------------------------------------------------ packets
@@ -191,64 +345,76 @@ def packets_frame(out) -> pd.DataFrame:
     left = np.isin(outcome, (codes.Outcome.FORWARDED, codes.Outcome.EMITTED)) & (family > 0)
     has_ports = np.isin(proto, (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE, codes.IPPROTO_SCTP))
     ifnames = list(out.iface_names)
-    tables, chains, nums, rvalid = _rule_lookup(out, r.verdict_rule)
+    tables_by_id, chains_by_id, nums, rid, rvalid = _rule_lookup(out, r.verdict_rule)
     reason_names = ["" for _ in range(128)]
     for i, nm in enumerate(codes.PKT_STATUS_NAMES):
         reason_names[i] = nm if i else ""
     for k, nm in ROUTE_REASONS.items():
         reason_names[k] = nm
-    reason_codes = np.where(outcome == codes.Outcome.NOT_REPLAYED, np.asarray(r.reason).astype(np.int64), 0)
     reason_cats = list(dict.fromkeys(reason_names))
     reason_pos = {nm: i for i, nm in enumerate(reason_cats)}
     reason_map = np.array([reason_pos[nm] for nm in reason_names], dtype=np.int64)
+    reason_col = np.where(outcome == codes.Outcome.NOT_REPLAYED,
+                          _map_small_ints(r.reason, lambda v: reason_map[np.clip(v, 0, 127)], np.int8),
+                          np.int8(reason_map[0]))
     inv_names = list(out.invalid_reasons) if out.invalid_reasons else [""]
-    nat_flags = np.asarray(r.nat_flags).astype(np.int64) & 3
+    nat_flags = np.asarray(r.nat_flags) & 3
     ct_id = np.asarray(r.ct_id)
+    sent = np.asarray(r.reject_iface) >= 0
+    rk = list(out.reject_kinds)
+    rst = np.asarray(r.reject_kind) == (rk.index("tcp-reset") if "tcp-reset" in rk else -1)
     data = {
         "index": np.arange(n, dtype=np.int64),
-        "ts": _ts(p.ts_ns),
-        "family": np.asarray(family, dtype=np.uint8),
-        "proto": np.asarray(proto, dtype=np.uint8),
-        "src": _str_series(addresses_text(p.src_hi, p.src_lo, family)).array,
-        "dst": _str_series(addresses_text(p.dst_hi, p.dst_lo, family)).array,
+        "ts": _ts(np.array(p.ts_ns, dtype=np.int64)),
+        "family": np.array(family, dtype=np.uint8),
+        "proto": np.array(proto, dtype=np.uint8),
+        "src": _address_str_array(p.src_hi, p.src_lo, family),
+        "dst": _address_str_array(p.dst_hi, p.dst_lo, family),
         "sport": _nullable(p.sport, has_ports & (family > 0), "UInt16"),
         "dport": _nullable(p.dport, has_ports & (family > 0), "UInt16"),
         "icmp_type": _nullable(p.icmp_type, is_icmp, "UInt8"),
         "icmp_code": _nullable(p.icmp_code, is_icmp, "UInt8"),
         "icmp_id": _nullable(p.icmp_id, is_icmp, "UInt16"),
-        "len": np.asarray(p.ip_len, dtype=np.int32),
+        "len": np.array(p.ip_len, dtype=np.int32),
         "tcp_flags": tcp_flags_text(p.tcp_flags, is_tcp),
         "in_iface": _categorical(r.in_iface, ifnames),
         "out_iface": _categorical(r.out_iface, ifnames),
         "path": path_text(r.path),
-        "outcome": _categorical(outcome - 1, OUTCOME_CATEGORIES),
-        "reason": pd.Categorical.from_codes(reason_map[np.clip(reason_codes, 0, 127)], categories=reason_cats),
-        "verdict_table": pd.Categorical(np.where(rvalid, tables, None)),
-        "verdict_chain": pd.Categorical(np.where(rvalid, chains, None)),
+        "outcome": _categorical(outcome, OUTCOME_CATEGORIES, shift=1),
+        "reason": pd.Categorical.from_codes(reason_col, dtype=pd.CategoricalDtype(reason_cats), validate=False),
+        "verdict_table": _rule_categorical(rid, rvalid, tables_by_id),
+        "verdict_chain": _rule_categorical(rid, rvalid, chains_by_id),
         "verdict_rule": _nullable(nums, rvalid, "Int32"),
         "rule_id": _nullable(np.asarray(r.verdict_rule), rvalid, "Int32"),
         "ct_id": _nullable(ct_id, ct_id >= 0, "Int32"),
-        "ct_state": _categorical(np.asarray(r.ct_state).astype(np.int64) - 1, CT_STATE_CATEGORIES),
+        "ct_state": _categorical(r.ct_state, CT_STATE_CATEGORIES, shift=1),
         "ct_dir": _categorical(r.ct_dir, CT_DIR_CATEGORIES),
-        "tcp_state": _categorical(np.asarray(r.tcp_state).astype(np.int64) - 1, TCP_STATE_CATEGORIES),
+        "tcp_state": _categorical(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
         "invalid_reason": _invalid_text(r, proto, inv_names),
-        "out_src": _str_series(addresses_text(r.out_src_hi, r.out_src_lo, family, left)).array,
-        "out_dst": _str_series(addresses_text(r.out_dst_hi, r.out_dst_lo, family, left)).array,
+        "out_src": _address_str_array(r.out_src_hi, r.out_src_lo, family, left),
+        "out_dst": _address_str_array(r.out_dst_hi, r.out_dst_lo, family, left),
         "out_sport": _nullable(r.out_sport, left & (has_ports | is_icmp), "UInt16"),
         "out_dport": _nullable(r.out_dport, left & has_ports, "UInt16"),
-        "mark": np.asarray(r.mark, dtype=np.uint32),
-        "ct_mark": np.asarray(r.ct_mark, dtype=np.uint32),
+        "mark": np.array(r.mark, dtype=np.uint32),
+        "ct_mark": np.array(r.ct_mark, dtype=np.uint32),
         "verdict_hook": _categorical(r.verdict_hook, HOOK_CATEGORIES),
         "reject_with": _categorical(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
-        "nat": _categorical(nat_flags - 1, NAT_CATEGORIES),
-        "payload_len": np.asarray(p.payload_len, dtype=np.int32),
+        "nat": _categorical(nat_flags, NAT_CATEGORIES, shift=1),
+        "payload_len": np.array(p.payload_len, dtype=np.int32),
         "tcp_seq": _nullable(p.tcp_seq, is_tcp, "UInt32"),
         "tcp_ack": _nullable(p.tcp_ack, is_tcp, "UInt32"),
         "tcp_win": _nullable(p.tcp_win, is_tcp, "UInt16"),
         "ip_csum": _categorical(p.ip_csum, CSUM_CATEGORIES),
         "l4_csum": _categorical(p.l4_csum, CSUM_CATEGORIES),
+        # the REJECT response as it left (after the NAT core); empty when none left
+        "reject_src": _address_str_array(r.reject_src_hi, r.reject_src_lo, family, sent),
+        "reject_dst": _address_str_array(r.reject_dst_hi, r.reject_dst_lo, family, sent),
+        "reject_sport": _nullable(r.reject_sport, sent & rst, "UInt16"),
+        "reject_dport": _nullable(r.reject_dport, sent & rst, "UInt16"),
+        "reject_iface": _categorical(r.reject_iface, ifnames),
     }
-    df = pd.DataFrame(data, columns=list(PACKET_FRAME_COLUMNS))
+    # every column above is a new array owned by this frame (np.array copies): no second copy needed
+    df = pd.DataFrame(data, columns=list(PACKET_FRAME_COLUMNS), copy=False)
     return df
 
 
@@ -428,8 +594,8 @@ def events_frame(out) -> pd.DataFrame:
         "ct_id": np.asarray(e["ct_id"], dtype=np.int32),
         "packet_index": _nullable(pi, pi >= 0, "Int64"),
         "ts": _ts(e["ts_ns"]),
-        "event": _categorical(np.asarray(e["event"]).astype(np.int64) - 1, codes.CT_EVENT_NAMES[1:]),
-        "tcp_state": _categorical(np.asarray(e["tcp_state"]).astype(np.int64) - 1, TCP_STATE_CATEGORIES),
-        "status": _str_series(status_text(e["status"])).array,
+        "event": _categorical(e["event"], codes.CT_EVENT_NAMES[1:], shift=1),
+        "tcp_state": _categorical(e["tcp_state"], TCP_STATE_CATEGORIES, shift=1),
+        "status": _status_str_array(e["status"]),
         "timeout_s": np.asarray(e["timeout_s"], dtype=np.int32),
     }, columns=list(EVENT_FRAME_COLUMNS))
