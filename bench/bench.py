@@ -14,6 +14,13 @@ router (ruleset_text(), host HOST: lan0 10.0.0.1/16, wan0 192.168.0.1/16) and a 
 extra non-matching per-subnet rules in front of the accepts). Checksums: the generator writes zero
 TCP/ICMP checksums (offload-style), so nfreplay runs with assume_good_checksums.
 
+Conntrack table size (--ct-max): the generator opens ~3.2k connections per second of capture time, and
+TCP's TIME_WAIT (120 s) keeps ~305k entries alive once the capture is longer than ~2 min (3.9M packets):
+more than the host's default nf_conntrack_max (262144). The table is then genuinely full (a real kernel
+would drop new connections too), and the model's early drop scans the whole table per new connection
+(~10 ms each: 250k packets took 233 s instead of 0.25 s). So by default ("auto") captures above 3M packets
+run on a host with nf_conntrack_max = 524288 (noted in the output); `--ct-max host` keeps the host as is.
+
 Every row is one child process (`bench.py --child ...`; ru_maxrss = that row's peak RSS). Neither the
 imports nor the numba cache load are timed: each child first makes one untimed pass of its work over a
 200-packet capture (loading the cache costs ~0.7 s per process here: that is in the startup row). The page
@@ -75,6 +82,30 @@ def big_ruleset() -> str:
     return "\n".join(lines[:k] + extra + lines[k:]) + "\n"
 
 
+CT_MAX_AUTO = 524_288  # host nf_conntrack_max for captures above AUTO_ABOVE packets (--ct-max auto)
+AUTO_ABOVE = 3_000_000
+
+
+def host(ct_max: int = 0) -> dict:
+    """bench_engine.HOST, with sysctl net.netfilter.nf_conntrack_max = ct_max when ct_max > 0."""
+    from bench_engine import HOST
+
+    h = json.loads(json.dumps(HOST))
+    if ct_max > 0:
+        h["sysctls"] = {**h.get("sysctls", {}), "net.netfilter.nf_conntrack_max": int(ct_max)}
+    return h
+
+
+def ct_max_for(n: int, opt: str) -> int:
+    """--ct-max: auto = the host's default (262144) up to AUTO_ABOVE packets, else CT_MAX_AUTO; host = the
+    host as is; or a number. 0 = no sysctl added."""
+    if opt == "host":
+        return 0
+    if opt == "auto":
+        return CT_MAX_AUTO if n > AUTO_ABOVE else 0
+    return int(opt)
+
+
 def ruleset(rsn: str) -> str:
     from bench_engine import ruleset_text
 
@@ -82,14 +113,14 @@ def ruleset(rsn: str) -> str:
 
 
 # ------------------------------------------------------------------ child side (one row per process)
-def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
+def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) -> dict:
     """Runs in the child process: imports and one untimed pass over a 200-packet capture first (loads the
     numba cache: that one-time cost is the startup row's), then the timed work."""
     out: dict = {}
     if warm and what != "dpkt":
         from bench_engine import write_capture
 
-        _child(what, str(write_capture(200)), arg, warm=False)
+        _child(what, str(write_capture(200)), arg, ctmax, warm=False)
     if what == "dpkt":
         import dpkt
 
@@ -114,7 +145,7 @@ def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
         from nfreplay.replay.ingest import iter_capture
 
         loop = ct_loop_fn()
-        prm = ct.make_params({}, assume_good_checksums=True)
+        prm = ct.make_params(host(int(ctmax))["sysctls"], assume_good_checksums=True)
         tab = ct.new_table(int(prm.ct_max) + 16, CHUNK + 16)
         ev = ct.new_event_log(1 << 16)
         wall = 0.0
@@ -133,8 +164,6 @@ def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
             n += k
         out["flows"] = ct.n_flows(tab)
     elif what in ("replay", "replay_noovl"):
-        from bench_engine import HOST
-
         from nfreplay.analysis import export
         from nfreplay.replay.driver import Replayer
         from nfreplay.replay.host import load_host
@@ -142,9 +171,9 @@ def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
         from nfreplay.replay.rules import load_ruleset
 
         rs = load_ruleset(ruleset(arg), fmt="iptables")
-        host = load_host(dict(HOST))
+        hm = load_host(host(int(ctmax)))
         t = time.perf_counter()
-        rp = Replayer(rs, host, assume_good_checksums=True)
+        rp = Replayer(rs, hm, assume_good_checksums=True)
         chunks = iter_capture(path, chunk_packets=CHUNK)
         if what == "replay":
             chunks = export._decode_ahead(chunks)  # what simulate_to(overlap=True) does
@@ -155,15 +184,13 @@ def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
         wall = time.perf_counter() - t
         out["flows"] = len(next(iter(ro.flows.values()), ())) if isinstance(ro.flows, dict) else None
     elif what in ("e2e", "e2e_noovl"):
-        from bench_engine import HOST
-
         from nfreplay.analysis.api import simulate_to
         from nfreplay.replay.rules import load_ruleset
 
         rs = load_ruleset(ruleset(arg), fmt="iptables")
         with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "data") as d:
             t = time.perf_counter()
-            res, _ = simulate_to(path, rs, dict(HOST), d, assume_good_checksums=True, overlap=(what == "e2e"),
+            res, _ = simulate_to(path, rs, host(int(ctmax)), d, assume_good_checksums=True, overlap=(what == "e2e"),
                                  chunk_packets=CHUNK)
             wall = time.perf_counter() - t
             n = res.summary["packets"]
@@ -175,8 +202,9 @@ def _child(what: str, path: str, arg: str, warm: bool = True) -> dict:
     return {"n": n, "wall": wall, "rss_mib": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime, **out}
 
 
-def child(what: str, path: Path, arg: str = "", env=None) -> dict:
-    r = subprocess.run([PY, __file__, "--child", what, str(path), arg], capture_output=True, text=True, env=env,
+def child(what: str, path: Path, arg: str = "", ct_max: int = 0, env=None) -> dict:
+    r = subprocess.run([PY, __file__, "--child", what, str(path), arg, str(ct_max)], capture_output=True, text=True,
+                       env=env,
                        cwd=ROOT)
     if r.returncode:
         raise RuntimeError(f"child {what} {path.name} {arg}: {r.stderr[-3000:]}")
@@ -220,16 +248,16 @@ def _status(pid: int) -> dict:
     return out
 
 
-def rss_run(path: Path, n: int, log=print) -> dict:
+def rss_run(path: Path, n: int, ct_max: int = 0, log=print) -> dict:
     """`nfreplay run CAPTURE --out DIR` (streaming) with the 50-rule ruleset: peak RSS from wait4's
     ru_maxrss, and peak anonymous / file-backed RSS sampled from /proc/PID/status every 0.25 s."""
-    from bench_engine import HOST, ruleset_text
+    from bench_engine import ruleset_text
 
     with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "data", prefix="rss-") as d:
-        rules, host = Path(d) / "rules.ipt", Path(d) / "host.json"
+        rules, hostf = Path(d) / "rules.ipt", Path(d) / "host.json"
         rules.write_text(ruleset_text())
-        host.write_text(json.dumps(HOST))
-        cmd = [NFREPLAY, "-q", "run", str(path), "-r", str(rules), "--host", str(host), "--out", str(Path(d) / "out"),
+        hostf.write_text(json.dumps(host(ct_max)))
+        cmd = [NFREPLAY, "-q", "run", str(path), "-r", str(rules), "--host", str(hostf), "--out", str(Path(d) / "out"),
                "--assume-good-checksums", "--json"]
         samples = []
         t0 = time.perf_counter()
@@ -257,8 +285,8 @@ def rss_run(path: Path, n: int, log=print) -> dict:
     filep = max((s[2] for s in samples), default=0.0)
     step = max(1, len(samples) // 12)
     res = {"packets": n, "file_gib": path.stat().st_size / GiB, "wall": wall, "pps": n / wall, "peak_rss_mib": peak,
-           "peak_anon_mib": anon, "peak_file_mib": filep, "target_mib": 2048, "ok": peak < 2048,
-           "flows": summ.get("flows", {}) if isinstance(summ.get("flows"), dict) else None,
+           "peak_anon_mib": anon, "peak_file_mib": filep, "target_mib": 2048, "ok": peak < 2048, "ct_max": ct_max or None,
+           "flows": summ.get("flows"),
            "outcomes": summ.get("outcomes"), "out_mib": out_mib, "timeline_s_anon_file_mib": samples[::step]}
     log(f"rss {n:,} packets: peak RSS {peak:,.0f} MiB (anon peak {anon:,.0f}, file-backed peak {filep:,.0f}), "
         f"{wall:.1f} s, {n / wall / 1e6:.3f} M/s")
@@ -285,7 +313,7 @@ def fmt_pps(x: float) -> str:
 
 
 def ratios(rows: dict, kernel_pps: float | None) -> None:
-    cat, dp = rows["cat"]["pps"], rows["dpkt framing"]["pps"]
+    cat, dp = rows["cat (page cache)"]["pps"], rows["dpkt framing"]["pps"]
     for v in rows.values():
         v["vs_cat"] = v["pps"] / cat
         v["vs_dpkt"] = v["pps"] / dp
@@ -336,7 +364,8 @@ def report(res: dict, md: bool) -> str:
                      f"{ch['nfreplay_forwarded']:,}, rejected {ch['kernel_rejected']:,} vs {ch['nfreplay_rejected']:,}.")
     for n, s in res["sizes"].items():
         L.append("")
-        L.append(f"{int(n):,} packets ({s['file_mib']:,.0f} MiB pcap, {s['chunk']:,}-packet chunks):")
+        L.append(f"{int(n):,} packets ({s['file_mib']:,.0f} MiB pcap, {s['chunk']:,}-packet chunks"
+                 + (f", host nf_conntrack_max {s['ct_max']:,}" if s.get("ct_max") else "") + "):")
         L.append("")
         L += table_lines(s["rows"], kp, md)
         if s.get("speedup"):
@@ -372,7 +401,10 @@ def main() -> int:
     ap.add_argument("--rss-packets", type=int, default=20_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help="write all figures here")
     ap.add_argument("--markdown", type=Path, help="write the report with markdown tables here")
-    ap.add_argument("--child", nargs=3, metavar=("WHAT", "PATH", "ARG"), help=argparse.SUPPRESS)
+    ap.add_argument("--ct-max", default="auto",
+                    help="host nf_conntrack_max: auto (default: the host's 262144 up to 3M packets, 524288 above: "
+                         "this traffic keeps ~305k entries alive and a full table is very slow), host (as is), or N")
+    ap.add_argument("--child", nargs=4, metavar=("WHAT", "PATH", "ARG", "CTMAX"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(_child(*a.child)))
@@ -418,18 +450,21 @@ def main() -> int:
         def row(name, r, rows=rows, n=n):
             r["pps"] = r["n"] / r["wall"] if r["wall"] else 0.0
             rows[name] = r
-            print(f"  {n:>11,} {name:<30} {r['pps'] / 1e6:8.3f} M/s  wall {r['wall']:8.2f} s  rss "
+            print(f"  {n:>11,} {name:<36} {r['pps'] / 1e6:8.3f} M/s  wall {r['wall']:8.2f} s  rss "
                   f"{r['rss_mib'] or 0:7.0f} MiB", flush=True)
 
         row("cat (page cache)", cat_rate(path, n))
         row("dpkt framing", child("dpkt", path))
         row("ingest (iter_capture)", child("ingest", path))
-        row("conntrack alone", child("ct", path))
+        cm = ct_max_for(n, a.ct_max)
+        if cm:
+            print(f"  host sysctl net.netfilter.nf_conntrack_max = {cm:,}", flush=True)
+        row("conntrack alone", child("ct", path, "", cm))
         for rsn in rsns:
-            row(f"replay only, {rsn} rules, overlap", child("replay", path, rsn))
-            row(f"replay only, {rsn} rules, no overlap", child("replay_noovl", path, rsn))
-            row(f"e2e {rsn} rules, overlap", child("e2e", path, rsn))
-            row(f"e2e {rsn} rules, no overlap", child("e2e_noovl", path, rsn))
+            row(f"replay only, {rsn} rules, overlap", child("replay", path, rsn, cm))
+            row(f"replay only, {rsn} rules, no overlap", child("replay_noovl", path, rsn, cm))
+            row(f"e2e {rsn} rules, overlap", child("e2e", path, rsn, cm))
+            row(f"e2e {rsn} rules, no overlap", child("e2e_noovl", path, rsn, cm))
         for r in rows.values():
             if r.get("n") != n:
                 print(f"  WARNING: a row counted {r.get('n')} packets, not {n}", flush=True)
@@ -440,7 +475,8 @@ def main() -> int:
                 a_ = rows[f"{kind}, {rsn} rules, overlap" if kind != "e2e" else f"e2e {rsn} rules, overlap"]
                 b_ = rows[f"{kind}, {rsn} rules, no overlap" if kind != "e2e" else f"e2e {rsn} rules, no overlap"]
                 sp[f"{kind} {rsn} rules"] = a_["pps"] / b_["pps"]
-        res["sizes"][str(n)] = {"file_mib": path.stat().st_size / 2 ** 20, "chunk": CHUNK, "rows": rows, "speedup": sp}
+        res["sizes"][str(n)] = {"file_mib": path.stat().st_size / 2 ** 20, "chunk": CHUNK, "rows": rows, "speedup": sp,
+                                "ct_max": cm or None}
     warm_runs = [startup(None) for _ in range(3)]
     res["startup"] = {"warm_s": min(warm_runs), "warm_runs": warm_runs}
     print(f"startup warm {warm_runs}", flush=True)
@@ -449,7 +485,8 @@ def main() -> int:
             res["startup"]["cold_s"] = startup(d)
         print(f"startup cold {res['startup']['cold_s']:.1f} s", flush=True)
     if a.rss_20m:
-        res["rss_20m"] = rss_run(write_capture(a.rss_packets), a.rss_packets, log=lambda s: print(s, flush=True))
+        res["rss_20m"] = rss_run(write_capture(a.rss_packets), a.rss_packets, ct_max_for(a.rss_packets, a.ct_max),
+                                 log=lambda s: print(s, flush=True))
     res["load_after"] = os.getloadavg()
     res["total_s"] = time.perf_counter() - t_all
     print()
