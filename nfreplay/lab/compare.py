@@ -8,7 +8,8 @@ every disagreement with both sides.
 What is compared
   per packet   outcome, deciding rule (table/chain/rule number; 0 = policy), in/out interface,
                ct state and direction, conntrack TCP state after the packet, INVALID reason,
-               out tuple (NAT)
+               out tuple (NAT), the REJECT response's tuple and interface as it left (after the
+               NAT core) when nfreplay's packets table has the reject_* columns
   per rule     packets and bytes of every rule and built-in chain policy
   per flow     the event sequence (NEW/UPDATE/DESTROY with TCP state, ASSURED and SEEN_REPLY)
                and the final state
@@ -24,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 PACKET_FIELDS = ("outcome", "verdict", "in_iface", "out_iface", "ct_state", "ct_dir", "tcp_state",
-                 "invalid_reason", "out_tuple")
+                 "invalid_reason", "out_tuple", "reject_tuple")
 OUTCOME_ALIASES = {"not_injected": "not_replayed"}
 
 
@@ -33,7 +34,8 @@ class Tolerance:
     """What counts as agreement where the kernel itself is not exact.
 
     nat_ports: "exact", "properties" (a translated port only has to be in range, unique among the
-    flows and equal to the original port when the kernel kept it) or "auto" (properties when the
+    flows, equal to the original port when the kernel kept it, and reuse the mapping an earlier flow
+    of the same internal source got exactly when the kernel reused it) or "auto" (properties when the
     ruleset asks for random port selection, or where the kernel had to pick a new port because
     of a clash). destroy_timer: a DESTROY the kernel reported between packets (GC worker) and one
     attributed to the next packet of the flow (lazy expiry) are the same fact.
@@ -323,6 +325,7 @@ def compare(kernel: dict, ours, tolerance: Tolerance | None = None, scenario: st
     tcp_states = kernel_tcp_states(kernel)
     random_nat = tol.nat_ports == "properties" or (tol.nat_ports == "auto" and _random_nat(kernel))
     our_out_ports = {}
+    src_maps = {}   # internal source -> {destination: (kernel's mapped source, ours)}
 
     for kp in kpkts:
         i = kp["index"]
@@ -375,15 +378,52 @@ def compare(kernel: dict, ours, tolerance: Tolerance | None = None, scenario: st
             tup = kp.get("tuple") or {}
             clash = kt[2] != tup.get("sport") or kt[3] != tup.get("dport")
             if random_nat or (tol.nat_ports == "auto" and clash):
-                ok = _nat_port_properties(tup, kt, ot, our_out_ports)
+                ok = _nat_port_properties(tup, kt, ot, our_out_ports) and _same_mapping_reuse(tup, kt, ot, src_maps)
+        if kt is not None and ot is not None:
+            tup = kp.get("tuple") or {}
+            src_maps.setdefault((tup.get("proto"), tup.get("src"), tup.get("sport")), {}).setdefault(
+                (tup.get("dst"), tup.get("dport")), ((kt[0], kt[2]), (ot[0], ot[2])))
         if ot is not None:
             our_out_ports.setdefault((ot[0], ot[1], ot[3], (kp.get("tuple") or {}).get("proto")), set()).add(
                 (ot[2], (kp.get("tuple") or {}).get("src"), (kp.get("tuple") or {}).get("sport")))
         ag._count("out_tuple", ok, where, list(kt) if kt else None, list(ot) if ot else None, limit=lim)
+        if kp.get("reject") is not None and "reject_iface" in op:
+            kr = _kernel_response(kp["reject"])
+            orr = _our_response(op)
+            ag._count("reject_tuple", kr == orr, where, list(kr) if kr else None, list(orr) if orr else None,
+                      limit=lim)
 
     _compare_rules(kernel, ours, ag, lim)
     _compare_flows(kernel, ours, ag, tol, lim)
     return ag
+
+
+def _same_mapping_reuse(tup, kt, ot, src_maps):
+    """Endpoint-independent mapping (find_appropriate_src): a flow reuses the mapped source (address,
+    port) an earlier flow of the same internal source got, to another destination, in ours exactly when
+    it does in the kernel's answers."""
+    earlier = [v for d, v in src_maps.get((tup.get("proto"), tup.get("src"), tup.get("sport")), {}).items()
+               if d != (tup.get("dst"), tup.get("dport"))]
+    return any(k == (kt[0], kt[2]) for k, _ in earlier) == any(o == (ot[0], ot[2]) for _, o in earlier)
+
+
+def _kernel_response(r):
+    """(src, dst, sport, dport, iface) of the response the kernel sent (the first if several), None
+    when none left the firewall. ICMP errors have no ports."""
+    if isinstance(r, list):
+        r = r[0] if r else {}
+    t = r.get("tuple")
+    if not t:
+        return None
+    return (t.get("src"), t.get("dst"), t.get("sport"), t.get("dport"), r.get("iface"))
+
+
+def _our_response(op):
+    ifc = _none(op.get("reject_iface"))
+    if ifc is None:
+        return None
+    return (_addr(op.get("reject_src")), _addr(op.get("reject_dst")), _int(op.get("reject_sport")),
+            _int(op.get("reject_dport")), ifc)
 
 
 def _nat_port_properties(tup, kt, ot, seen):

@@ -545,6 +545,53 @@ scenario(
     steps=[curl("lan0", f"ftp://{SERVER}/file.txt", 4, ("--ftp-pasv", "--disable-epsv", "-u", "a:b"))],
 )
 
+NAT_HEAD = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+scenario(
+    "34_snat_source_mapping_reuse",
+    title="find_appropriate_src: one internal source (10.0.0.2:41000 UDP, then :42000 TCP) to several "
+          "destinations behind MASQUERADE with per-destination port ranges; a flow whose range excludes "
+          "its own port reuses the newest in-range mapping of the same source (UDP 5354 gets 40001 of "
+          "the 5356 flow, not 40000; TCP 8080 gets 40000), a range holding no earlier mapping keeps the "
+          "original port (UDP 5355 -> 41000)",
+    rules=NAT_HEAD +
+    "-A POSTROUTING -o wan0 -p udp -m udp --dport 5353 -j MASQUERADE --to-ports 40000\n"
+    "-A POSTROUTING -o wan0 -p udp -m udp --dport 5356 -j MASQUERADE --to-ports 40001\n"
+    "-A POSTROUTING -o wan0 -p udp -m udp --dport 5355 -j MASQUERADE --to-ports 41000-41010\n"
+    "-A POSTROUTING -o wan0 -p udp -j MASQUERADE --to-ports 40000-40099\n"
+    "-A POSTROUTING -o wan0 -p tcp -m tcp --dport 80 -j MASQUERADE --to-ports 40000\n"
+    "-A POSTROUTING -o wan0 -p tcp -j MASQUERADE --to-ports 40000-40099\nCOMMIT\n" + IPT_HEAD + EST +
+    "-A FORWARD -i lan0 -o wan0 -j ACCEPT\nCOMMIT\n",
+    servers=[udp_echo("wan0", SERVER, 5353), udp_echo("wan0", SERVER, 5354), udp_echo("wan0", SERVER, 5355),
+             udp_echo("wan0", SERVER, 5356), http("wan0", SERVER, 80), http("wan0", SERVER, 8080)],
+    steps=[udp("lan0", CLIENT, SERVER, 5353, 2, 0.5, 0, 41000), udp("lan0", CLIENT, SERVER, 5356, 1, 0.5, 0, 41000),
+           udp("lan0", CLIENT, SERVER, 5354, 2, 0.5, 0, 41000), udp("lan0", CLIENT, SERVER, 5355, 1, 0.5, 0, 41000),
+           tcp("lan0", CLIENT, 42000, SERVER, 80), tcp("lan0", CLIENT, 42000, SERVER, 8080)],
+)
+PUBLIC_VIP = "192.0.2.80"  # a routed public address DNATed by the firewall (not one of its own)
+scenario(
+    "35_dnat_reject_responses",
+    title="Port forwards of a routed public address 192.0.2.80 to 10.0.0.80, rejected in FORWARD: the RST "
+          "(tcp-reset) carries the DNATed entry and leaves as 192.0.2.80:8080 (the nat POSTROUTING chain "
+          "runs for it: MASQUERADE binds the entry); a RELATED icmp-port-unreachable for an established UDP "
+          "flow leaves from 192.0.2.80; one for a first packet (unconfirmed entry: INVALID) is not "
+          "translated; the capture lab dropped instead",
+    rules=NAT_HEAD +
+    f"-A PREROUTING -d {PUBLIC_VIP}/32 -i wan0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.0.80:80\n"
+    f"-A PREROUTING -d {PUBLIC_VIP}/32 -i wan0 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.0.0.80:5353\n"
+    f"-A PREROUTING -d {PUBLIC_VIP}/32 -i wan0 -p udp -m udp --dport 5354 -j DNAT --to-destination 10.0.0.80:5354\n"
+    "-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n" + IPT_HEAD +
+    "-A FORWARD -i wan0 -p udp -m udp --dport 5353 -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL "
+    "-j REJECT --reject-with icmp-port-unreachable\n" + EST +
+    "-A FORWARD -i wan0 -p tcp -m tcp --dport 80 -j REJECT --reject-with tcp-reset\n"
+    "-A FORWARD -i wan0 -p udp -m udp --dport 5354 -j REJECT --reject-with icmp-port-unreachable\n"
+    "-A FORWARD -d 10.0.0.80/32 -i wan0 -o lan0 -p udp -m udp --dport 5353 -j ACCEPT\nCOMMIT\n",
+    capture_rules_replace=[("-j REJECT --reject-with tcp-reset", "-j DROP"),
+                           ("-j REJECT --reject-with icmp-port-unreachable", "-j DROP")],
+    servers=[udp_echo("lan0", LANSRV, 5353), http("lan0", LANSRV, 80)],
+    steps=[tcp("wan0", SERVER, 45000, PUBLIC_VIP, 8080), udp("wan0", SERVER, PUBLIC_VIP, 5353, 2, 0.5, 0, 41000),
+           udp("wan0", SERVER, PUBLIC_VIP, 5354, 1, 0.3, 0, 41001)],
+)
+
 
 # -- building -----------------------------------------------------------------------------
 

@@ -194,7 +194,7 @@ class Replayer:
         from . import conntrack as ct
         from .chains import new_out, new_rule_state, new_trace
         from .codes import Field
-        from .nat import new_nat_scratch, new_nat_state
+        from .nat import new_nat_scratch, new_nat_state, reject_possible
         from .rules.compile import compile_ruleset
 
         if capture_point not in ("arrival", "skip-outgoing"):
@@ -226,7 +226,8 @@ class Replayer:
         if "ct_live" in getattr(rst, "_fields", ()):
             rst = rst._replace(ct_live=self.tab.L)  # connlimit's view of conntrack: the table's live array
         self.rst = rst
-        self.nst = new_nat_state(seed)
+        # REJECT-response log: one row per packet of a kernel call at most (drained after each call)
+        self.nst = new_nat_state(seed, responses=self.sub if reject_possible(ruleset) else 0)
         S = np.zeros(N_S, np.int64)
         S[OPT_CT_ENABLED] = int(self.ct_on)
         S[OPT_FWD4] = int(host.ip_forward)
@@ -250,6 +251,7 @@ class Replayer:
         """Replay the next chunk (a Capture from iter_capture / read_capture); returns its ChunkResult.
         progress(k): called with the global number of packets done after each sub-chunk."""
         from . import conntrack as ct
+        from .nat import take_responses
         from .result import empty_results
         from .schema import validate
 
@@ -272,6 +274,7 @@ class Replayer:
                 # stop right after the traced packet to copy its trace
                 mid = replay_chunk(pk, base, data, self.ha, self.cra, self.rst, self.tab, self.prm.vec, self.ev,
                                    self.nst, res, self.w, self.pvb, start, tp + 1)
+                take_responses(self.nst, res, base)
                 if mid == tp + 1:
                     k = int(self.w.trace[0, 0])
                     trace = self.w.trace[1:k + 1].copy()
@@ -281,6 +284,7 @@ class Replayer:
                 continue
             start = replay_chunk(pk, base, data, self.ha, self.cra, self.rst, self.tab, self.prm.vec, self.ev,
                                  self.nst, res, self.w, self.pvb, start, end)
+            take_responses(self.nst, res, base)
             events.append(ct.drain_events(self.ev))
             if progress is not None:
                 progress(base + start)
@@ -344,7 +348,8 @@ class Replayer:
                              "confirm_failed": int(c[C_CONFIRM_FAIL])},
             "conntrack": ct.counters(self.tab),
             "nat": {"bindings": int(nst.stats[0]), "null_bindings": int(nst.stats[1]),
-                    "port_changed": int(nst.stats[2]), "random_draws": int(nst.stats[3])},
+                    "port_changed": int(nst.stats[2]), "random_draws": int(nst.stats[3]),
+                    "source_mappings_reused": int(nst.stats[5])},
             "trace": self.trace_rows,
             "compiled": self.crs,
         }

@@ -16,15 +16,20 @@ NatState.rng, so a run is reproducible; its seed is recorded in the summary.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 import numpy as np
 
 from ._jit import kernel
 from .conntrack import ct_tuple_taken_a
+from .conntrack.bysrc import bysrc_head, bysrc_insert
 from .conntrack.table import (
+    C_BYSRC_NEXT,
     C_FAMILY,
+    C_O_SPORT,
     C_O_SRC_HI,
+    C_O_SRC_LO,
     C_PROTO,
     C_R_DPORT,
     C_R_DST_HI,
@@ -33,7 +38,9 @@ from .conntrack.table import (
     C_R_SRC_HI,
     C_R_SRC_LO,
     C_STATUS,
+    C_USED,
     C_ZONE,
+    L_EXPIRES,
 )
 
 MANIP_SRC = 0
@@ -52,6 +59,8 @@ NAT_KIND_MASQUERADE = 3
 NAT_KIND_REDIRECT = 4
 NAT_KIND_NETMAP = 5
 
+log = logging.getLogger(__name__)
+
 NF_NAT_MAX_ATTEMPTS = 128
 _M32 = np.uint64(0xFFFFFFFF)
 V4_MAPPED_HI_LO = np.uint64(0x0000FFFF00000000)
@@ -59,7 +68,7 @@ V4_MAPPED_HI_LO = np.uint64(0x0000FFFF00000000)
 
 class NatState(NamedTuple):
     rng: np.ndarray  # uint64[1] xorshift64* state
-    stats: np.ndarray  # int64[8]: [0] bindings made, [1] null bindings, [2] port changed (clash), [3] randomised
+    stats: np.ndarray  # int64 vector: STAT_* counters, then the REJECT-response log (RESP_*)
 
 
 STAT_BINDINGS = 0
@@ -67,6 +76,15 @@ STAT_NULL = 1
 STAT_PORT_CHANGED = 2
 STAT_RANDOMISED = 3
 STAT_FAILED = 4
+STAT_BYSRC = 5  # SRC bindings that reused an existing mapping of the same source (find_appropriate_src)
+# The REJECT-response log (a rare path; it lives in this vector so that no per-packet call carries one
+# more array): stats[RESP_USED] rows used, stats[RESP_LOST] rows that found the log full, then row k at
+# RESP_BASE + RESP_W * k = (packet index, src_hi, src_lo, dst_hi, dst_lo, sport, dport, out iface) of the
+# response as it left after OUTPUT, the NAT core and POSTROUTING (out iface -1: dropped on its way out).
+RESP_USED = 8
+RESP_LOST = 9
+RESP_BASE = 16
+RESP_W = 8
 
 
 def new_nat_scratch() -> np.ndarray:
@@ -74,10 +92,73 @@ def new_nat_scratch() -> np.ndarray:
     return np.zeros((8, 6), dtype=np.uint64)
 
 
-def new_nat_state(seed: int) -> NatState:
+def new_nat_state(seed: int, responses: int = 0) -> NatState:
+    """NAT state for one replay; `responses`: rows of the REJECT-response log (0: responses are not
+    logged). Size it to the packets of one kernel call (each packet sends at most one response) and
+    drain it after each call (drain_responses)."""
     s = np.zeros(1, dtype=np.uint64)
     s[0] = np.uint64((seed * 0x9E3779B97F4A7C15 + 0x2545F4914F6CDD1D) & 0xFFFFFFFFFFFFFFFF) or np.uint64(1)
-    return NatState(rng=s, stats=np.zeros(8, dtype=np.int64))
+    return NatState(rng=s, stats=np.zeros(RESP_BASE + RESP_W * max(int(responses), 0), dtype=np.int64))
+
+
+RESPONSE_FIELDS = ("packet_index", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "iface")
+
+
+def drain_responses(nst: NatState) -> dict:
+    """The logged REJECT responses (dict of int64 arrays per RESPONSE_FIELDS; addresses as int64 bit
+    patterns of the uint64 halves), and reset the log."""
+    v = nst.stats
+    k = int(v[RESP_USED]) if v.shape[0] > RESP_BASE else 0
+    rows = v[RESP_BASE:RESP_BASE + RESP_W * k].reshape(k, RESP_W)
+    out = {name: rows[:, j].copy() for j, name in enumerate(RESPONSE_FIELDS)}
+    if v.shape[0] > RESP_BASE:
+        v[RESP_USED] = 0
+    return out
+
+
+def reject_possible(ruleset) -> bool:
+    """Whether the ruleset has a REJECT rule (then the driver sizes the response log)."""
+    from .rules import model as m
+
+    return any(isinstance(e, m.Reject) for t in ruleset.tables for c in t.chains for r in c.rules for e in r.exprs)
+
+
+def take_responses(nst: NatState, res, base: int) -> None:
+    """Drain the response log into the PacketResults res whose row 0 is global packet `base`
+    (reject_src/dst/sport/dport/iface of the rejected packets whose response was logged)."""
+    r = drain_responses(nst)
+    if int(nst.stats[RESP_LOST]):
+        log.warning("REJECT-response log full: %d responses not recorded", int(nst.stats[RESP_LOST]))
+        nst.stats[RESP_LOST] = 0
+    i = r["packet_index"] - base
+    if not len(i):
+        return
+    res.reject_src_hi[i] = r["src_hi"].view(np.uint64)
+    res.reject_src_lo[i] = r["src_lo"].view(np.uint64)
+    res.reject_dst_hi[i] = r["dst_hi"].view(np.uint64)
+    res.reject_dst_lo[i] = r["dst_lo"].view(np.uint64)
+    res.reject_sport[i] = r["sport"]
+    res.reject_dport[i] = r["dport"]
+    res.reject_iface[i] = r["iface"]
+
+
+@kernel
+def log_response(nst, pkt_index, cur, icmp, oif):
+    """Append one REJECT response (its tuple cur as it left, or oif -1 when it did not) to the log;
+    an ICMP error has no ports (0, 0)."""
+    v = nst.stats
+    k = v[RESP_USED]
+    r = RESP_BASE + RESP_W * k
+    if r + RESP_W > v.shape[0]:
+        v[RESP_LOST] += 1
+        return
+    v[r] = pkt_index
+    for j in range(4):
+        v[r + 1 + j] = np.int64(cur[j])
+    v[r + 5] = 0 if icmp else np.int64(cur[4] & np.uint64(0xFFFF))
+    v[r + 6] = 0 if icmp else np.int64(cur[5] & np.uint64(0xFFFF))
+    v[r + 7] = oif
+    v[RESP_USED] = k + 1
 
 
 @kernel
@@ -376,6 +457,42 @@ def _l4_unique(E, L, H, fam, proto, zone, t, manip, flags, pmin, pmax, slot, now
 
 
 @kernel
+def find_appropriate_src(E, L, fam, proto, zone, curr, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax, now_ns,
+                         out):
+    """find_appropriate_src (get_unique_tuple step 1b, SRC manip only): the entries with the same
+    ORIGINAL source as curr (same_src: protocol, source address, source port / ICMP id; same zone), newest
+    first (the bucket's hlist order); the first whose mapped source (from its REPLY tuple) combined with
+    curr's destination is in range is written to out and True returned. An entry past its expiry time
+    is gone (the model's lazy expiry; the kernel's GC worker may still let it be found for a while)."""
+    shi = np.int64(curr[0])
+    slo = np.int64(curr[1])
+    sp = np.int64(curr[4])
+    icmp = proto == 1 or proto == 58
+    v = bysrc_head(E, fam, proto, zone, shi, slo, sp)
+    while v != 0:
+        s = v - 1
+        v = E[s, C_BYSRC_NEXT]
+        if (E[s, C_PROTO] != proto or E[s, C_O_SRC_HI] != shi or E[s, C_O_SRC_LO] != slo
+                or E[s, C_O_SPORT] != sp or E[s, C_ZONE] != zone or E[s, C_FAMILY] != fam):
+            continue
+        if E[s, C_USED] == 2 and now_ns >= L[s, L_EXPIRES]:
+            continue
+        # nf_ct_invert_tuple(result, REPLY); result->dst = tuple->dst
+        out[0] = np.uint64(E[s, C_R_DST_HI])
+        out[1] = np.uint64(E[s, C_R_DST_LO])
+        out[2] = curr[2]
+        out[3] = curr[3]
+        out[4] = np.uint64(E[s, C_R_SPORT] if icmp else E[s, C_R_DPORT]) & np.uint64(0xFFFF)
+        out[5] = curr[5]
+        if (flags & NAT_MAP_IPS) != 0 and not addr_in_range(out[0], out[1], min_hi, min_lo, max_hi, max_lo):
+            continue
+        if (flags & NAT_PROTO_SPECIFIED) != 0 and not l4_in_range(proto, out, MANIP_SRC, pmin, pmax):
+            continue
+        return True
+    return False
+
+
+@kernel
 def get_unique_tuple(E, L, H, fam, proto, zone, curr, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
                      slot, now_ns, nst, out, T):
     """get_unique_tuple (nf_nat_core.c): writes the chosen original-direction tuple into out."""
@@ -391,7 +508,13 @@ def get_unique_tuple(E, L, H, fam, proto, zone, curr, manip, flags, min_hi, min_
         if inr:
             if not _used(E, L, H, fam, proto, zone, curr, slot, now_ns, T):
                 return
-        # find_appropriate_src (the by-source hash) is not modelled: see docs/pipeline.md
+        elif find_appropriate_src(E, L, fam, proto, zone, curr, flags, min_hi, min_lo, max_hi, max_lo, pmin, pmax,
+                                  now_ns, out):
+            if not _used(E, L, H, fam, proto, zone, out, slot, now_ns, T):
+                nst.stats[STAT_BYSRC] += 1
+                return
+        for k in range(6):  # step 2 starts again from the original tuple (*tuple = *orig_tuple)
+            out[k] = curr[k]
     find_best_ips(fam, zone, out, manip, flags, min_hi, min_lo, max_hi, max_lo, T)
     if not rnd:
         if (flags & NAT_PROTO_SPECIFIED) != 0:
@@ -443,6 +566,8 @@ def setup_info(E, L, H, slot, manip, flags, min_hi, min_lo, max_hi, max_lo, pmin
         else:
             E[slot, C_STATUS] |= np.int64(1 << 5)
     if manip == MANIP_SRC:
+        if (E[slot, C_STATUS] & np.int64(1 << 7)) == 0:
+            bysrc_insert(E, slot)  # hlist_add_head_rcu(&ct->nat_bysource, ...): null bindings included
         E[slot, C_STATUS] |= np.int64(1 << 7)
     else:
         E[slot, C_STATUS] |= np.int64(1 << 8)

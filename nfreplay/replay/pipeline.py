@@ -66,7 +66,7 @@ from .conntrack.table import (
     M_INV_SLOT,
 )
 from .host import is_local, masq_addr, primary_addr, route_lookup
-from .nat import MANIP_DST, MANIP_SRC, nat_packet, null_binding, setup_info
+from .nat import MANIP_DST, MANIP_SRC, log_response, nat_packet, null_binding, setup_info
 from .rules.compile import (
     BC_PRIO,
     BC_TYPE,
@@ -748,11 +748,18 @@ _REJ_C6 = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 4, 4, 1, 0, 3, 5, 6, 2],
 
 @kernel
 def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now):
-    """The response REJECT sends (nf_send_reset / icmp_send) leaves through ip_local_out: it traverses
-    OUTPUT and POSTROUTING like a locally generated packet, so those hooks' rules and policies count it.
-    The RST carries the offending packet's conntrack entry (nf_ct_attach, ctinfo RELATED_REPLY); an ICMP
-    error is classified by conntrack at OUTPUT from its embedded packet (RELATED when that entry is
-    confirmed, else INVALID). The NAT core is not modelled for responses. Rare path: allocates."""
+    """The response REJECT sends (nf_send_reset / icmp_send) is built from the offending packet as it is at
+    the REJECT (its current tuple `cur`: after a PREROUTING DNAT) and leaves through ip_local_out: it
+    traverses OUTPUT and POSTROUTING like a locally generated packet, so those hooks' rules and policies
+    count it, and the NAT core translates it. Both carry the offending packet's conntrack entry
+    (nf_ct_attach, from nf_send_reset and from icmp_send's icmp_glue_bits: RELATED_REPLY when the
+    offending packet was ORIGINAL, else RELATED; conntrack at OUTPUT skips them), confirmed or not. The
+    RST is NATed like a reply of that entry (nf_nat_inet_fn): a manip the entry has not decided yet (SRC,
+    when a first packet was rejected before POSTROUTING) runs the nat chains for the RST and binds the
+    entry, so a DNATed connection's RST leaves with the public address the client used. An ICMP error
+    gets nf_nat_icmp_reply_translation (outer addresses as for a reply; no nat chains). Without an entry
+    (INVALID) conntrack classifies the response at OUTPUT. The response as it left (or that it did not)
+    is logged with nat.log_response. Rare path: allocates."""
     kind = S[R_REJECT_KIND]
     if kind <= 0 or kind >= _REJ_TCP.shape[0]:
         return
@@ -762,12 +769,19 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
         return
     if S[S_IIF] < 0:
         return  # a locally generated packet rejected in OUTPUT: the error goes to the local socket
+    # the offending packet's headers as they are now (NAT so far applied)
+    o_shi = np.int64(cur[0])
+    o_slo = np.int64(cur[1])
+    o_dhi = np.int64(cur[2])
+    o_dlo = np.int64(cur[3])
+    o_sp = np.int64(cur[4] & np.uint64(0xFFFF))
+    o_dp = np.int64(cur[5] & np.uint64(0xFFFF))
     pv2 = pv.copy()
     S2 = S.copy()
-    pv2[PV_SRC_HI] = pv[PV_DST_HI]
-    pv2[PV_SRC_LO] = pv[PV_DST_LO]
-    pv2[PV_DST_HI] = pv[PV_SRC_HI]
-    pv2[PV_DST_LO] = pv[PV_SRC_LO]
+    pv2[PV_SRC_HI] = o_dhi
+    pv2[PV_SRC_LO] = o_dlo
+    pv2[PV_DST_HI] = o_shi
+    pv2[PV_DST_LO] = o_slo
     pv2[PV_TTL] = 64
     pv2[PV_TOS] = 0
     pv2[PV_IP_FLAGS] = 2
@@ -779,8 +793,8 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
     if _REJ_TCP[kind] == 1:
         if proto != 6 or (pv[PV_TCP_FLAGS] & 4) != 0:
             return
-        pv2[PV_SPORT] = pv[PV_DPORT]
-        pv2[PV_DPORT] = pv[PV_SPORT]
+        pv2[PV_SPORT] = o_dp
+        pv2[PV_DPORT] = o_sp
         pv2[PV_TCP_FLAGS] = 4 if (pv[PV_TCP_FLAGS] & 16) != 0 else 20
         pv2[PV_TCP_HLEN] = 20
         pv2[PV_IP_LEN] = 40 if fam == 4 else 60
@@ -788,9 +802,13 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
         S2[S_SLOT] = S[S_SLOT]
         S2[S_CT_DONE] = 1
         if S[S_SLOT] >= 0:
-            S2[S_CTINFO] = 4
             S2[S_CSTATE] = CS_RELATED
-            S2[S_DIR] = 1
+            if S[S_DIR] == 0:
+                S2[S_CTINFO] = 4  # IP_CT_RELATED_REPLY
+                S2[S_DIR] = 1
+            else:
+                S2[S_CTINFO] = 1  # IP_CT_RELATED
+                S2[S_DIR] = 0
         else:
             S2[S_CTINFO] = -1
             S2[S_CSTATE] = CS_INVALID
@@ -814,9 +832,9 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
             room = pv[PV_IP_LEN] if pv[PV_IP_LEN] < 1232 else np.int64(1232)
             pv2[PV_IP_LEN] = 48 + room
             pv2[PV_L4_LEN] = 8 + room
-        # the error's source: the original destination when it was local, else the address of the
+        # the error's source: the (current) destination when it is local, else the address of the
         # interface the error leaves through (inet_select_addr)
-        if not is_local(ha, fam, pv[PV_DST_HI], pv[PV_DST_LO]):
+        if not is_local(ha, fam, o_dhi, o_dlo):
             hi, lo, ok = primary_addr(ha, S[S_IIF], fam)
             if ok:
                 pv2[PV_SRC_HI] = hi
@@ -828,24 +846,31 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
         pv2[PV_DPORT] = 0
         pv2[PV_INNER_OK] = 1
         pv2[PV_INNER_PROTO] = proto
-        pv2[PV_INNER_SRC_HI] = pv[PV_SRC_HI]
-        pv2[PV_INNER_SRC_LO] = pv[PV_SRC_LO]
-        pv2[PV_INNER_DST_HI] = pv[PV_DST_HI]
-        pv2[PV_INNER_DST_LO] = pv[PV_DST_LO]
-        if (proto == 1 and fam == 4) or (proto == 58 and fam == 6):
-            pv2[PV_INNER_SPORT] = pv[PV_ICMP_ID]
-            pv2[PV_INNER_DPORT] = (pv[PV_ICMP_TYPE] << 8) | pv[PV_ICMP_CODE]
-        else:
-            pv2[PV_INNER_SPORT] = pv[PV_SPORT]
-            pv2[PV_INNER_DPORT] = pv[PV_DPORT]
+        pv2[PV_INNER_SRC_HI] = o_shi
+        pv2[PV_INNER_SRC_LO] = o_slo
+        pv2[PV_INNER_DST_HI] = o_dhi
+        pv2[PV_INNER_DST_LO] = o_dlo
+        pv2[PV_INNER_SPORT] = o_sp
+        pv2[PV_INNER_DPORT] = o_dp
         pv2[PV_L4_CSUM] = 1
-        S2[S_SLOT] = -1
-        S2[S_CT_DONE] = 0 if S[OPT_CT_ENABLED] != 0 else 1
-        S2[S_DIR] = 2
-        S2[S_CTINFO] = 0
-        S2[S_CSTATE] = 0
-    S2[OPT_NAT4] = 0
-    S2[OPT_NAT6] = 0
+        if S[S_SLOT] >= 0:
+            # icmp_glue_bits: nf_ct_attach(error, offending packet) -- conntrack at OUTPUT leaves it alone
+            S2[S_SLOT] = S[S_SLOT]
+            S2[S_CT_DONE] = 1
+            S2[S_CSTATE] = CS_RELATED
+            if S[S_DIR] == 0:
+                S2[S_CTINFO] = 4  # IP_CT_RELATED_REPLY
+                S2[S_DIR] = 1
+            else:
+                S2[S_CTINFO] = 1  # IP_CT_RELATED
+                S2[S_DIR] = 0
+        else:
+            # nothing to attach: conntrack classifies the error at OUTPUT from its embedded packet
+            S2[S_SLOT] = -1
+            S2[S_CT_DONE] = 0 if S[OPT_CT_ENABLED] != 0 else 1
+            S2[S_DIR] = 2
+            S2[S_CTINFO] = 0
+            S2[S_CSTATE] = 0
     S2[S_IIF] = -1
     S2[S_OIF] = S[S_IIF]
     S2[S_MARK] = 0
@@ -860,16 +885,24 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
     cur[1] = np.uint64(pv2[PV_SRC_LO])
     cur[2] = np.uint64(pv2[PV_DST_HI])
     cur[3] = np.uint64(pv2[PV_DST_LO])
-    if _REJ_TCP[kind] == 1:
+    icmp = _REJ_TCP[kind] != 1
+    if not icmp:
         cur[4] = np.uint64(pv2[PV_SPORT])
         cur[5] = np.uint64(pv2[PV_DPORT])
     else:
         cur[4] = np.uint64(0)
         cur[5] = np.uint64((pv2[PV_ICMP_TYPE] << 8) | pv2[PV_ICMP_CODE])
+    sent = False
     v = _run_hook_call(3, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
     if v == 1:
-        _run_hook_call(4, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+        if (S2[S_NATF] & 2) != 0:  # re-route after an OUTPUT DNAT of the response
+            o2 = route_lookup(ha, fam, np.int64(cur[2]), np.int64(cur[3]))
+            if o2 >= 0:
+                S2[S_OIF] = o2
+        v = _run_hook_call(4, cra, rst, pv2, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S2, now)
+        sent = v == 1
     trace[0, 0] = ntr
+    log_response(nst, pv[PV_INDEX], cur, icmp, S2[S_OIF] if sent else np.int64(-1))
 
 
 @kernel

@@ -36,6 +36,13 @@ RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("nat_flags", "uint8", "1: source translated, 2: destination translated (this packet)"),
     ("n_trace", "int16", "number of rules that matched (for explain; the trace itself is recorded on demand)"),
     ("invalid_arg", "uint32", "the number in the kernel's INVALID log line (its %u; conntrack.invalid_log_text)"),
+    ("reject_src_hi", "uint64", "REJECT response (RST / ICMP error) source as it left, after the NAT core"),
+    ("reject_src_lo", "uint64", ""),
+    ("reject_dst_hi", "uint64", "REJECT response destination as it left"),
+    ("reject_dst_lo", "uint64", ""),
+    ("reject_sport", "uint16", "REJECT response source port as it left (RST; 0 for ICMP errors)"),
+    ("reject_dport", "uint16", "REJECT response destination port as it left (RST; 0 for ICMP errors)"),
+    ("reject_iface", "int16", "interface the REJECT response left through; -1: no response left"),
 )
 
 
@@ -64,6 +71,13 @@ class PacketResults(NamedTuple):
     nat_flags: np.ndarray
     n_trace: np.ndarray
     invalid_arg: np.ndarray
+    reject_src_hi: np.ndarray
+    reject_src_lo: np.ndarray
+    reject_dst_hi: np.ndarray
+    reject_dst_lo: np.ndarray
+    reject_sport: np.ndarray
+    reject_dport: np.ndarray
+    reject_iface: np.ndarray
 
 
 assert PacketResults._fields == tuple(c[0] for c in RESULT_COLUMNS)
@@ -71,7 +85,7 @@ assert PacketResults._fields == tuple(c[0] for c in RESULT_COLUMNS)
 
 def empty_results(n: int) -> PacketResults:
     cols = {name: np.zeros(n, dtype=dt) for name, dt, _ in RESULT_COLUMNS}
-    for name in ("in_iface", "out_iface", "verdict_rule", "verdict_hook", "ct_id"):
+    for name in ("in_iface", "out_iface", "verdict_rule", "verdict_hook", "ct_id", "reject_iface"):
         cols[name][:] = -1
     cols["ct_dir"][:] = 2
     return PacketResults(**cols)

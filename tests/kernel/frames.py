@@ -56,6 +56,9 @@ def frames_from_kernel(k: dict):
             vt, vc, vr = (a["table"], a["chain"], a.get("rule_number") or 0) if a else (None, None, None)
         ct = p.get("ct") or {}
         ot = p.get("out_tuple") or {}
+        rj = p.get("reject") or {}
+        rj = (rj[0] if rj else {}) if isinstance(rj, list) else rj
+        rt = rj.get("tuple") or {}
         last_flow = None
         for s in p.get("conntrack_events") or []:
             last_flow = evs[s]["flow"]
@@ -66,6 +69,8 @@ def frames_from_kernel(k: dict):
             "tcp_state": tcp_state, "invalid_reason": (p.get("conntrack_log") or [None])[0],
             "out_src": ot.get("src"), "out_dst": ot.get("dst"), "out_sport": ot.get("sport"),
             "out_dport": ot.get("dport"), "in_iface": p.get("in_iface") or "", "out_iface": p.get("out_iface") or "",
+            "reject_src": rt.get("src"), "reject_dst": rt.get("dst"), "reject_sport": rt.get("sport"),
+            "reject_dport": rt.get("dport"), "reject_iface": rj.get("iface") if rt else None,
             "_flow": last_flow,
         })
     packets = pd.DataFrame(rows)

@@ -141,6 +141,42 @@ def test_nat_port_clash_compares_properties():
     assert [d["where"] for d in ex.disagreements] == ["packet 1"]
 
 
+def test_reused_source_mapping_is_compared_even_where_ports_are_free():
+    """find_appropriate_src: the kernel gave 10.0.0.2:40000's second flow (another destination) the
+    public port its first flow got; ours must reuse it too, though a clash-changed port is otherwise
+    compared by properties."""
+    p0 = _pkt(0, 40000, 41000)
+    p1 = _pkt(1, 40000, 41000)
+    p1["tuple"]["dport"] = p1["out_tuple"]["dport"] = 8080
+    k = _doc([p0, p1])
+    same = _ours([{"index": 0, "out_sport": 45000}, {"index": 1, "out_sport": 45000, "out_dport": 8080}])
+    assert compare(k, same).disagreements == []
+    other = _ours([{"index": 0, "out_sport": 45000}, {"index": 1, "out_sport": 45001, "out_dport": 8080}])
+    assert [d["where"] for d in compare(k, other).disagreements] == ["packet 1"]
+    # and the converse: the kernel chose a new port, ours reused the first flow's
+    p1["out_tuple"]["sport"] = 52000
+    assert [d["where"] for d in compare(_doc([p0, p1]), same).disagreements] == ["packet 1"]
+
+
+def test_reject_response_tuple_is_compared():
+    k = _need("35_dnat_reject_responses")
+    ours = frames_from_kernel(k)
+    assert compare(k, ours).fields["reject_tuple"] == [4, 4]
+    pk = ours.packets
+    pk.loc[0, "reject_src"] = "10.0.0.80"       # the RST left un-NATed
+    pk.loc[0, "reject_sport"] = 80
+    pk.loc[5, "reject_iface"] = None            # no ICMP error left
+    ag = compare(k, ours)
+    got = {d["where"]: d for d in ag.disagreements if d["field"] == "reject_tuple"}
+    assert sorted(got) == ["packet 0", "packet 5"]
+    assert got["packet 0"]["kernel"][:3] == ["192.0.2.80", "203.0.113.10", 8080]
+    assert got["packet 0"]["ours"][:3] == ["10.0.0.80", "203.0.113.10", 80]
+    assert got["packet 5"]["ours"] is None
+    # results without the reject_* columns (older nfreplay): not compared
+    ours.packets = pk.drop(columns=["reject_src", "reject_dst", "reject_sport", "reject_dport", "reject_iface"])
+    assert "reject_tuple" not in compare(k, ours).fields
+
+
 def _udp_pkt(i):
     return {"index": i, "path": "inbound", "in_iface": "lan0", "outcome": "forwarded", "out_iface": "wan0",
             "tuple": {"proto": "udp", "src": "10.0.0.2", "dst": "203.0.113.10", "sport": 5000, "dport": 53},

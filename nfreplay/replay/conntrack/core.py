@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from nfreplay.replay._jit import borrow, inline_kernel, kernel
+from nfreplay.replay.conntrack.bysrc import bysrc_remove
 from nfreplay.replay.conntrack.params import (
     P_ASSUME_GOOD,
     P_BE_LIBERAL,
@@ -60,6 +61,7 @@ from nfreplay.replay.conntrack.params import (
 )
 from nfreplay.replay.conntrack.table import (
     C_BY,
+    C_BYSRC_HEAD,
     C_CT_ID,
     C_ECACHE,
     C_FAMILY,
@@ -162,7 +164,6 @@ from nfreplay.replay.conntrack.table import (
     M_PENDING,
     M_SCRATCH,
     M_TABLE_FULL,
-    N_E,
     X_CREATED,
     X_DPORT,
     X_DST_HI,
@@ -226,6 +227,7 @@ S_EXPECTED = 1
 S_SEEN_REPLY = 2
 S_ASSURED = 4
 S_CONFIRMED = 8
+S_SRC_NAT_DONE = 1 << 7
 S_DYING = 1 << 9
 S_FIXED_TIMEOUT = 1 << 10
 S_NAT_CLASH = 1 << 12
@@ -450,6 +452,8 @@ def _write_flow(E, F, s, end, end_ts):
 
 @kernel
 def _free_slot(E, L, M, s):
+    if (E[s, C_STATUS] & S_SRC_NAT_DONE) != 0:
+        bysrc_remove(E, s)  # nf_conntrack_free -> nf_nat_cleanup_conntrack
     E[s, C_USED] = 0
     E[s, C_CT_ID] = -1
     E[s, C_MASTER] = -1
@@ -592,7 +596,7 @@ def _alloc(E, L, H, M, X, F, EV, P, now, pkt_index):
 
 @kernel
 def _init_entry(E, L, M, s, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, rsp, rdp, now, pkt_index):
-    for c in range(N_E):
+    for c in range(C_BYSRC_HEAD):  # the last column is the by-source bucket head of row s, not the entry's
         E[s, c] = 0
     E[s, C_USED] = 1
     E[s, C_FAMILY] = fam

@@ -108,7 +108,13 @@ C_RETRANS = 53
 C_FTP_SEQ = 54  # + 2 * dir + k (k < 2): FTP helper "seq after newline"
 C_FTP_NSEQ = 58  # + dir
 C_GEN = 60  # generation of the slot's current occupant (connlimit's CT_ID)
+# NAT by-source index (nf_nat_core.c nf_nat_bysource; conntrack/bysrc.py): a chained hash over slots.
+C_BYSRC_NEXT = 61  # slot + 1 of the next entry in this entry's by-source bucket (0: none)
+C_BYSRC_PREV = 62  # slot + 1 of the previous entry (0: this entry is the bucket's head)
+C_BYSRC_HEAD = 63  # row b: slot + 1 of the first entry of by-source bucket b (a per-row bucket head,
+#                    independent of the entry occupying row b: _init_entry leaves it alone)
 N_E = 64
+assert C_BYSRC_HEAD == N_E - 1  # _init_entry clears columns [0, C_BYSRC_HEAD) of a new entry
 
 # ---- L columns (ct_live)
 L_GEN = 0
@@ -190,6 +196,7 @@ _ENTRY_VIEWS = {
     "last_dir": C_LAST_DIR, "last_index": C_LAST_INDEX, "last_seq": C_LAST_SEQ, "last_ack": C_LAST_ACK,
     "last_end": C_LAST_END, "last_win": C_LAST_WIN, "last_wscale": C_LAST_WSCALE,
     "last_flags": C_LAST_FLAGS, "retrans": C_RETRANS, "gen": C_GEN,
+    "bysrc_next": C_BYSRC_NEXT, "bysrc_prev": C_BYSRC_PREV, "bysrc_head": C_BYSRC_HEAD,
 }
 _PAIR_VIEWS = {"td_end": C_TD_END, "td_maxend": C_TD_MAXEND, "td_maxwin": C_TD_MAXWIN,
                "td_maxack": C_TD_MAXACK, "td_scale": C_TD_SCALE, "td_flags": C_TD_FLAGS,
