@@ -121,6 +121,7 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
         from bench_engine import write_capture
 
         _child(what, str(write_capture(200)), arg, ctmax, warm=False)
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     if what == "dpkt":
         import dpkt
 
@@ -199,7 +200,9 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
     else:
         raise SystemExit(f"unknown child {what!r}")
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"n": n, "wall": wall, "rss_mib": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime, **out}
+    # CPU seconds of the timed work / wall = cores used (not for ct: its wall times only the ct calls)
+    cpu = ru.ru_utime + ru.ru_stime - (ru0.ru_utime + ru0.ru_stime) if warm and what != "ct" else None
+    return {"n": n, "wall": wall, "rss_mib": ru.ru_maxrss / 1024, "cpu_s": cpu, **out}
 
 
 def child(what: str, path: Path, arg: str = "", ct_max: int = 0, env=None) -> dict:
@@ -293,6 +296,15 @@ def rss_run(path: Path, n: int, ct_max: int = 0, log=print) -> dict:
     return res
 
 
+def git_state() -> dict:
+    """HEAD and the uncommitted files under nfreplay/ (others may be editing the engine during the run)."""
+    def g(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+    return {"head": g("rev-parse", "--short", "HEAD"), "subject": g("log", "-1", "--format=%s")[:120],
+            "dirty_nfreplay": [ln[3:] for ln in g("status", "--porcelain", "--", "nfreplay").splitlines()]}
+
+
 def machine() -> dict:
     info = {}
     try:
@@ -321,11 +333,13 @@ def ratios(rows: dict, kernel_pps: float | None) -> None:
 
 
 def table_lines(rows: dict, kernel_pps: float | None, md: bool) -> list[str]:
-    hdr = ["stage", "packets/s", "wall", "peak RSS", "vs cat", "vs dpkt framing", "vs kernel"]
+    hdr = ["stage", "packets/s", "wall", "CPU/wall", "peak RSS", "vs cat", "vs dpkt framing", "vs kernel"]
     out = []
     body = []
     for k, v in rows.items():
-        body.append([k, fmt_pps(v["pps"]), f"{v['wall']:.2f} s",
+        cw = v.get("cpu_s")
+        body.append([k, fmt_pps(v["pps"]), f"{v['wall']:.2f} s", "-" if cw is None or not v["wall"] else
+                     f"{cw / v['wall']:.2f}",
                      "-" if v.get("rss_mib") is None else f"{v['rss_mib']:,.0f} MiB",
                      f"{v['vs_cat']:.3f}", f"{v['vs_dpkt']:.2f}",
                      "-" if v.get("vs_kernel") is None else f"{v['vs_kernel']:.2f}"])
@@ -354,7 +368,7 @@ def report(res: dict, md: bool) -> str:
     elif kp:
         c = k["configs"]
         L.append(f"Kernel baseline ({k['kernel']}, {k['iptables']}, {k['tcpreplay']}): first {k['slice_packets']:,} "
-                 f"packets, tcpreplay --topspeed through the firewall namespace, {k['rounds']} rounds: "
+                 f"packets, tcpreplay --topspeed through the firewall namespace, rounds: {k['rounds']}; "
                  f"conntrack + 50 rules + forwarding {fmt_pps(c['fwd_ct_50']['pps_median'])} median "
                  f"(min {fmt_pps(c['fwd_ct_50']['pps_min'])}); injection alone (raw PREROUTING drop) "
                  f"{fmt_pps(c['inject_drop']['pps_median'])} median.")
@@ -420,7 +434,7 @@ def main() -> int:
         p = write_capture(n)
         print(f"capture {p.name}: {p.stat().st_size / 2 ** 20:,.0f} MiB ({time.perf_counter() - t:.1f} s)", flush=True)
     res: dict = {"machine": machine(), "load_before": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                 "argv": sys.argv[1:], "sizes": {}}
+                 "argv": sys.argv[1:], "git": git_state(), "sizes": {}}
     print(f"machine {res['machine']}; load before {res['load_before']}", flush=True)
     warm = write_capture(100_000)
     for rsn in rsns:
