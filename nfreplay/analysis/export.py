@@ -95,6 +95,14 @@ def read_tables(out_dir) -> dict:
 STREAM_SAMPLE = 100_000  # packets kept in memory for the report / summary fields that need packet rows
 
 
+# Categorical columns whose categories are the values present (not a fixed list): a streamed file's schema
+# is fixed by its first row group, but a later one may hold more distinct values (the int8 dictionary
+# index of < 128 categories would overflow) or have values where the first had none (an empty object
+# category list is a null-typed dictionary, which cannot take strings). So these are written as
+# dictionary<int32, large_string> whatever the first row group holds; readers get them as categoricals.
+_OPEN_CATEGORIES = ("verdict_table", "verdict_chain", "invalid_reason")
+
+
 class _TableAppender:
     """Appends DataFrames to one Parquet file (a row group each) or one CSV file."""
 
@@ -110,7 +118,14 @@ class _TableAppender:
             import pyarrow.parquet as pq
 
             if self._w is None:
-                self._schema = pa.Schema.from_pandas(df.iloc[:0], preserve_index=False)
+                sch = pa.Schema.from_pandas(df.iloc[:0], preserve_index=False)
+                for name in _OPEN_CATEGORIES:
+                    i = sch.get_field_index(name)
+                    if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
+                        t = sch.field(name).type
+                        vt = pa.large_string() if pa.types.is_null(t.value_type) else t.value_type
+                        sch = sch.set(i, sch.field(name).with_type(pa.dictionary(pa.int32(), vt, t.ordered)))
+                self._schema = sch
                 self._w = pq.ParquetWriter(self.path, self._schema)
             if len(df) or self.rows == 0:
                 self._w.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
@@ -185,12 +200,98 @@ def _decode_ahead(it, depth: int = 1):
                 t.join(0.05)
 
 
+class _WriteBehind:
+    """Runs fn(*item) for each submitted item, in order, in one background thread ("nfreplay-write"), so
+    that writing the tables of replay step k overlaps the replay of step k+1 (the replay kernels release the
+    GIL; numpy, pandas' hashing and pyarrow's encoders mostly do too).
+
+    Bounded: submit() blocks while `depth` items are waiting or being written, so at most `depth` steps
+    are held for writing besides the one being replayed. An exception raised by fn is re-raised in the
+    caller by the next submit() or by close(); the items after it are dropped."""
+
+    def __init__(self, fn, depth: int = 1):
+        import queue
+        import threading
+
+        self._fn = fn
+        self._slots = threading.Semaphore(max(1, int(depth)))
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._err: BaseException | None = None
+        self._raised = False
+        self._skip = False
+        self._t = threading.Thread(target=self._run, name="nfreplay-write", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            try:
+                if self._err is None and not self._skip:
+                    self._fn(*item)
+            except BaseException as e:  # re-raised in the caller
+                self._err = e
+            finally:
+                del item
+                self._slots.release()
+
+    def _check(self) -> None:
+        if self._err is not None and not self._raised:
+            self._raised = True
+            raise self._err
+
+    def submit(self, *item) -> None:
+        self._check()
+        self._slots.acquire()
+        try:
+            self._check()
+        except BaseException:
+            self._slots.release()
+            raise
+        self._q.put(item)
+
+    def close(self, *, discard: bool = False) -> None:
+        """Wait until every submitted item is written (discard: drop those not started) and stop the
+        thread; re-raise fn's exception unless discarding."""
+        if discard:
+            self._skip = True
+        if self._t.is_alive():
+            self._q.put(None)
+            self._t.join()
+        if not discard:
+            self._check()
+
+
+STREAM_STEP = 262_144  # packets per replay step in stream_tables (= one packets/events row group each)
+
+
+def _steps(cap, step: int):
+    """A capture chunk as consecutive captures of at most `step` packets (views on the chunk's arrays)."""
+    import dataclasses
+
+    from ..replay import schema
+
+    n = len(cap.packets.ts_ns)
+    if n <= step:
+        yield cap
+        return
+    for a in range(0, n, step):
+        sl = slice(a, min(n, a + step))
+        yield dataclasses.replace(cap, packets=schema.take(cap.packets, sl), rec_off=cap.rec_off[sl])
+
+
 def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: int = STREAM_SAMPLE,
-                  progress=None, extra: dict | None = None, wall_t0: float | None = None):
-    """Feed capture chunks to a driver.Replayer and write packets/events incrementally (one row group /
-    CSV append per chunk), rules/flows/summary.json at the end. Returns (Result, paths): the Result holds
-    the first `sample` packets only (rules, flows, events of the sample chunks are complete);
-    its summary's packet counts are those of the whole capture (summary["streamed"] = True)."""
+                  progress=None, extra: dict | None = None, wall_t0: float | None = None,
+                  step: int = STREAM_STEP, write_depth: int = 1):
+    """Feed capture chunks to a driver.Replayer and write packets/events incrementally, rules/flows/
+    summary.json at the end. Returns (Result, paths): the Result holds the first `sample` packets only
+    (rules, flows, events of the sample chunks are complete); its summary's packet counts are those of the
+    whole capture (summary["streamed"] = True).
+
+    Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk);
+    each step's packets and events become one Parquet row group / CSV append, built and written by a
+    background thread while the next step replays (`write_depth` steps at most wait for it)."""
     import time
 
     import numpy as np
@@ -208,29 +309,37 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
     pw, ew = _TableAppender(paths["packets"], fmt), _TableAppender(paths["events"], fmt)
-    acc: dict = {}
+    acc: dict = {}  # written by the writer thread only, read after writer.close()
     keep_pk, keep_res, keep_ev = [], [], []
     kept = 0
     files = []
+
+    def write_step(co, offset: int) -> None:  # in the writer thread
+        pdf = packets_frame(co)
+        pdf["index"] += offset
+        pw.append(pdf)
+        _chunk_counts(acc, pdf)
+        ew.append(events_frame(co))
+
+    writer = _WriteBehind(write_step, write_depth)
     try:
         for cap in chunks:
             files = cap.files
-            part = replayer.feed(cap)
-            co = replayer.chunk_output(part)
-            pdf = packets_frame(co)
-            pdf["index"] += part.offset
-            pw.append(pdf)
-            _chunk_counts(acc, pdf)
-            ew.append(events_frame(co))
-            if kept < sample:
-                k = min(sample - kept, len(part.packets.ts_ns))
-                keep_pk.append(type(part.packets)(*[c[:k] for c in part.packets]))
-                keep_res.append(PacketResults(*[c[:k] for c in part.results]))
-                sel = np.asarray(part.events["packet_index"]) < part.offset + k
-                keep_ev.append({kk: v[sel] for kk, v in part.events.items()})
-                kept += k
-            if progress is not None:
-                progress(replayer.n)
+            for sub in _steps(cap, max(1, int(step))):
+                part = replayer.feed(sub)
+                writer.submit(replayer.chunk_output(part), part.offset)
+                if kept < sample:
+                    k = min(sample - kept, len(part.packets.ts_ns))
+                    keep_pk.append(type(part.packets)(*[c[:k].copy() for c in part.packets]))
+                    keep_res.append(PacketResults(*[c[:k].copy() for c in part.results]))
+                    sel = np.asarray(part.events["packet_index"]) < part.offset + k
+                    keep_ev.append({kk: v[sel] for kk, v in part.events.items()})
+                    kept += k
+                del part, sub
+                if progress is not None:
+                    progress(replayer.n)
+            del cap
+        writer.close()
         ro = replayer.finish(
             packets=type(keep_pk[0])(*[np.concatenate(c) for c in zip(*keep_pk)]) if keep_pk else None,
             results=PacketResults(*[np.concatenate(c) for c in zip(*keep_res)]) if keep_res else None)
@@ -238,6 +347,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         fin_ev = ro.events
         ro = ro._replace(events={k: np.concatenate([*(e[k] for e in keep_ev), fin_ev[k]]) for k in fin_ev})
     finally:
+        writer.close(discard=True)  # no-op after close(); on an error: stop the thread before closing files
         pw.close()
         ew.close()
     wall = time.perf_counter() - t0

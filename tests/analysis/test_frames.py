@@ -197,3 +197,82 @@ def test_nat_rules_are_nat_statements_not_ctstate_matches():
     res = Result(make_output(forward_scenario()[:2], rules=rules))
     got = nat_report(res.packets, res.flows, res.rules)["translations_per_rule"]
     assert got["rule_id"].tolist() == [0, 3]
+
+
+def _addresses_text_per_row(hi, lo, fam, valid=None):
+    """The former per-row formatting: ipaddress's str() of every address ('' for family 0 / not valid)."""
+    import ipaddress
+
+    out = []
+    for i, (h, l, f) in enumerate(zip(hi.tolist(), lo.tolist(), fam.tolist())):
+        if valid is not None and not valid[i]:
+            f = 0
+        out.append(str(ipaddress.IPv4Address(l & 0xFFFFFFFF)) if f == 4
+                   else str(ipaddress.IPv6Address((h << 64) | l)) if f == 6 else "")
+    return out
+
+
+def _v6_edge_cases():
+    """Hextet patterns that decide the '::' choice: none, single zero groups (not compressed), leading /
+    trailing / middle runs, two runs of equal length (the first wins), a longer second run, all zero."""
+    groups = [
+        [0x2001, 0xdb8, 1, 2, 3, 4, 5, 6], [0x2001, 0xdb8, 0, 1, 0, 1, 0, 1], [0, 0, 0, 0, 0, 0, 0, 1],
+        [0xfe80, 0, 0, 0, 0, 0, 0, 0], [0x2001, 0xdb8, 0, 0, 1, 0, 0, 1], [0x2001, 0, 0, 1, 0, 0, 0, 1],
+        [0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1], [0, 0, 1, 0, 0, 1, 0, 0],
+        [0xffff] * 8, [0xabcd, 0xef, 0xf, 0x10, 0x100, 0x1000, 0, 0], [0, 0, 0, 0, 0, 0xffff, 0x0a00, 1],
+        [0, 0, 0, 0, 0, 0, 0x0a00, 1], [0x64, 0xff9b, 0, 0, 0, 0, 0xc000, 0x221],
+    ]
+    hi = [sum(g[i] << (48 - 16 * i) for i in range(4)) for g in groups]
+    lo = [sum(g[4 + i] << (48 - 16 * i) for i in range(4)) for g in groups]
+    return hi, lo
+
+
+def test_vectorised_addresses_equal_per_row_formatting():
+    """addresses_text (distinct addresses formatted with pyarrow compute, taken by code) gives exactly the
+    texts of ipaddress per row: IPv4 (stored v4-mapped), IPv6 incl. every '::' placement rule, IPv6
+    packets carrying v4-mapped (::ffff:a.b.c.d) addresses, family 0, and the `valid` mask; random
+    addresses with repeats (the code/take path) and random hextets with many zero groups."""
+    rng = np.random.default_rng(7)
+    ehi, elo = _v6_edge_cases()
+    n4, n6 = 3000, 3000
+    v4 = rng.integers(0, 1 << 32, size=200, dtype=np.uint64)[rng.integers(0, 200, size=n4)]
+    v4[:4] = [0, 0xFFFFFFFF, 0x0A000001, 0x7F000001]
+    # random hextets, each zero with probability 1/2, so runs of every length and position occur
+    hx = rng.integers(0, 1 << 16, size=(n6, 8), dtype=np.uint64) * (rng.random((n6, 8)) < 0.5)
+    hi6 = (hx[:, 0] << 48) | (hx[:, 1] << 32) | (hx[:, 2] << 16) | hx[:, 3]
+    lo6 = (hx[:, 4] << 48) | (hx[:, 5] << 32) | (hx[:, 6] << 16) | hx[:, 7]
+    mapped = addr.V4_MAPPED_LO | rng.integers(0, 1 << 32, size=50, dtype=np.uint64)
+    hi = np.concatenate([np.zeros(n4, np.uint64), hi6, np.array(ehi, np.uint64), np.zeros(50, np.uint64),
+                         np.zeros(3, np.uint64)])
+    lo = np.concatenate([addr.V4_MAPPED_LO | v4, lo6, np.array(elo, np.uint64), mapped,
+                         np.array([5, addr.V4_MAPPED_LO | 1, 0], np.uint64)])
+    fam = np.concatenate([np.full(n4, 4), np.full(n6 + len(ehi) + 50, 6), [0, 0, 6]]).astype(np.uint8)
+    order = rng.permutation(len(fam))  # families interleaved, as in a capture
+    hi, lo, fam = hi[order], lo[order], fam[order]
+    want = _addresses_text_per_row(hi, lo, fam)
+    assert frames.addresses_text(hi, lo, fam).tolist() == want
+    valid = rng.random(len(fam)) < 0.7
+    assert frames.addresses_text(hi, lo, fam, valid).tolist() == _addresses_text_per_row(hi, lo, fam, valid)
+    # the packets frame's column: the same texts as the pandas "str" dtype
+    arr = frames._address_str_array(hi, lo, fam)
+    assert str(arr.dtype) == "str" and list(arr) == want
+    assert frames.addresses_text(hi[:0], lo[:0], fam[:0]).tolist() == []
+
+
+def test_categorical_lookup_equals_int64_path():
+    """_categorical's lookup table over every int8/uint8/int16 value gives the codes of the direct int64
+    computation (shift, none_value, negative and out-of-range codes -> NA)."""
+    names = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(3)
+    for dt in (np.int8, np.uint8, np.int16, np.uint16):
+        info = np.iinfo(dt)
+        v = rng.integers(info.min, int(info.max) + 1, size=5000).astype(dt)
+        v[:8] = np.array([0, 1, 2, 3, 4, 5, info.max, info.min], dtype=np.int64).astype(dt)
+        for kw in ({}, {"shift": 1}, {"none_value": 0}, {"none_value": 2, "shift": 1}):
+            c = v.astype(np.int64) - kw.get("shift", 0)
+            if "none_value" in kw:
+                c = np.where(v.astype(np.int64) == kw["none_value"], -1, c)
+            c = np.where((c < 0) | (c >= len(names)), -1, c)
+            got = frames._categorical(v, names, **kw)
+            assert list(got.categories) == names
+            assert (got.codes.astype(np.int64) == c).all(), (dt, kw)

@@ -1,0 +1,201 @@
+"""Streaming output (export.stream_tables / api.simulate_to): the files equal the in-memory simulate()
+tables for every chunk and replay-step size, the write-behind thread keeps order, stays bounded and
+passes its errors to the caller."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nfreplay
+from nfreplay.analysis import export, read_tables, write_tables
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+NAMES = ("forward_blocked_service", "port_forward_nat", "invalid_out_of_window")
+# categoricals whose categories are the values present: a file of several row groups reads them back
+# in order of first appearance, one frame built at once has them sorted; the values must be equal
+OPEN = ["verdict_table", "verdict_chain", "invalid_reason"]
+
+_WHOLE: dict = {}
+
+
+def _whole(name):
+    if name not in _WHOLE:
+        d = SAMPLES / name
+        _WHOLE[name] = nfreplay.simulate(d / "capture.pcap", d / "rules.ipt", host=d / "host.toml")
+    return _WHOLE[name]
+
+
+def _stream(name, out, *, chunk, step, fmt="parquet", sample=None):
+    from nfreplay.analysis.api import _load_host, _load_rules
+    from nfreplay.replay.driver import Replayer
+    from nfreplay.replay.ingest import iter_capture
+
+    d = SAMPLES / name
+    rp = Replayer(_load_rules(d / "rules.ipt"), _load_host(d / "host.toml", ()))
+    chunks = iter_capture([str(d / "capture.pcap")], chunk_packets=chunk)
+    return export.stream_tables(chunks, rp, out, fmt, step=step,
+                                sample=export.STREAM_SAMPLE if sample is None else sample)
+
+
+def _assert_same_table(got: pd.DataFrame, want: pd.DataFrame):
+    assert list(got.columns) == list(want.columns)
+    for c in OPEN:
+        if c in want.columns:
+            assert isinstance(got[c].dtype, pd.CategoricalDtype)
+            pd.testing.assert_series_equal(got[c].astype(object), want[c].astype(object))
+    rest = [c for c in want.columns if c not in OPEN]
+    pd.testing.assert_frame_equal(got[rest].reset_index(drop=True), want[rest].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("chunk,step", [(5, 3), (7, 1000), (1_000_000, 4), (1_000_000, 1_000_000)])
+def test_streamed_files_equal_in_memory_tables(tmp_path, name, chunk, step):
+    whole = _whole(name)
+    res, paths = _stream(name, tmp_path, chunk=chunk, step=step)
+    back = read_tables(tmp_path)
+    n = len(whole.packets)
+    assert 1 <= min(chunk, step) < n or (chunk, step) == (1_000_000, 1_000_000)
+    for t in ("packets", "events", "rules", "flows"):
+        _assert_same_table(back[t], getattr(whole, t))
+    # one row group per replay step
+    import pyarrow.parquet as pq
+
+    steps = sum(-(-min(chunk, n - a) // step) for a in range(0, n, chunk))
+    assert pq.ParquetFile(paths["packets"]).num_row_groups == steps
+    # whole-capture counts in summary.json, as simulate() counts them
+    s, w = back["summary"], whole.summary
+    assert s["streamed"] is True and s["packets"] == n
+    for k in ("outcomes", "ct_states", "hooks", "not_replayed_reasons", "invalid", "checksums", "flows", "nat"):
+        assert s[k] == w[k], k
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_streamed_csv_is_byte_identical_to_write_tables(tmp_path, name):
+    """Same rows, same order, same text: streamed CSV (steps of 3 packets) == write_tables of simulate()."""
+    _stream(name, tmp_path / "s", chunk=5, step=3, fmt="csv")
+    write_tables(_whole(name), tmp_path / "w", fmt="csv")
+    for t in ("packets", "events"):
+        assert (tmp_path / "s" / f"{t}.csv").read_bytes() == (tmp_path / "w" / f"{t}.csv").read_bytes(), t
+
+
+def test_sample_is_the_first_packets(tmp_path):
+    whole = _whole("forward_blocked_service")
+    res, _ = _stream("forward_blocked_service", tmp_path, chunk=5, step=3, sample=10)
+    assert len(res.packets) == 10 and res.summary["packets_in_memory_sample"] == 10
+    _assert_same_table(res.packets, whole.packets.iloc[:10])
+
+
+def _writer_threads():
+    return [t for t in threading.enumerate() if t.name == "nfreplay-write"]
+
+
+def test_writer_error_reaches_the_caller(tmp_path, monkeypatch):
+    """An error while writing a step (here: the second packets row group) is raised by stream_tables
+    itself, the writer thread is stopped and the files are closed."""
+    calls = []
+    append = export._TableAppender.append
+
+    def failing(self, df):
+        if self.path.name.startswith("packets"):
+            calls.append(len(df))
+            if len(calls) == 2:
+                raise OSError("disk full (test)")
+        append(self, df)
+
+    monkeypatch.setattr(export._TableAppender, "append", failing)
+    before = len(_writer_threads())
+    with pytest.raises(OSError, match="disk full"):
+        _stream("forward_blocked_service", tmp_path, chunk=5, step=3)
+    assert len(_writer_threads()) == before
+    assert calls[:2] == [3, 2] and len(calls) <= 3  # chunks of 5 in steps of 3: stopped at once
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(tmp_path / "packets.parquet").metadata.num_rows == 3  # closed: readable
+
+
+def test_replay_error_stops_the_writer(tmp_path):
+    """An error on the caller's side (the capture reader here) stops the writer thread and propagates."""
+    from nfreplay.analysis.api import _load_host, _load_rules
+    from nfreplay.replay.driver import Replayer
+    from nfreplay.replay.ingest import iter_capture
+
+    d = SAMPLES / "forward_blocked_service"
+
+    def chunks():
+        yield from iter_capture([str(d / "capture.pcap")], chunk_packets=6)
+        raise ValueError("truncated capture (test)")
+
+    before = len(_writer_threads())
+    rp = Replayer(_load_rules(d / "rules.ipt"), _load_host(d / "host.toml", ()))
+    with pytest.raises(ValueError, match="truncated capture"):
+        export.stream_tables(chunks(), rp, tmp_path, step=4)
+    assert len(_writer_threads()) == before
+    back = pd.read_parquet(tmp_path / "packets.parquet")
+    assert back["index"].tolist() == list(range(33))  # everything replayed before the error was written
+
+
+def test_write_behind_order_bound_and_errors():
+    gate = threading.Event()
+    done = []
+
+    def fn(x):
+        if x == 0:
+            gate.wait(10)
+        if x == 3:
+            raise KeyError("boom")
+        done.append(x)
+
+    w = export._WriteBehind(fn, depth=1)
+    w.submit(0)  # being written (blocked on the gate)
+    t = threading.Thread(target=w.submit, args=(1,))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive()  # depth 1: the next step waits until the previous one is written
+    gate.set()
+    t.join(10)
+    assert not t.is_alive()
+    w.submit(2)
+    w.submit(3)
+    with pytest.raises(KeyError, match="boom"):
+        for x in range(4, 100):  # the error surfaces at a following submit
+            w.submit(x)
+    w.close(discard=True)
+    assert done == [0, 1, 2]  # in order; nothing after the failed item
+    w2 = export._WriteBehind(fn, depth=2)
+    w2.submit(3)
+    with pytest.raises(KeyError):
+        w2.close()  # or at close()
+
+
+def test_appender_dictionary_wider_than_first_row_group(tmp_path):
+    """A later row group may hold more distinct values of a values-present categorical (INVALID texts,
+    chains) than the first one's int8 dictionary index allows: the appender sizes it for any."""
+    first = pd.DataFrame({"invalid_reason": pd.Categorical(["a", None, "b"]), "x": [1, 2, 3]})
+    many = [f"nf_ct_proto_6: SEQ is over upper bound {k}" for k in range(300)]
+    second = pd.DataFrame({"invalid_reason": pd.Categorical(many), "x": np.arange(300)})
+    a = export._TableAppender(tmp_path / "p.parquet", "parquet")
+    a.append(first)
+    a.append(second)
+    a.close()
+    back = pd.read_parquet(tmp_path / "p.parquet")
+    assert [None if pd.isna(x) else x for x in back["invalid_reason"].astype(object)] == ["a", None, "b", *many]
+    assert back["x"].tolist() == [1, 2, 3, *range(300)]
+
+
+def test_appender_values_after_an_all_na_first_row_group(tmp_path):
+    """A first row group without any INVALID packet (no categories: a null-typed dictionary) must not
+    stop a later one from holding INVALID texts."""
+    first = pd.DataFrame({"invalid_reason": pd.Categorical.from_codes([-1, -1], categories=pd.Index([], dtype=object))})
+    second = pd.DataFrame({"invalid_reason": pd.Categorical(["nf_ct_proto_6: invalid new", None])})
+    a = export._TableAppender(tmp_path / "p.parquet", "parquet")
+    a.append(first)
+    a.append(second)
+    a.close()
+    back = pd.read_parquet(tmp_path / "p.parquet")["invalid_reason"]
+    assert isinstance(back.dtype, pd.CategoricalDtype)
+    assert [None if pd.isna(x) else x for x in back.astype(object)] == [None, None, "nf_ct_proto_6: invalid new", None]
