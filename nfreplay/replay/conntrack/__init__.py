@@ -55,6 +55,9 @@ Entry columns NAT may rewrite on unconfirmed entries: the REPLY tuple ``E[s, C_R
 and ``E[s, C_STATUS]`` bits SRC_NAT/DST_NAT... TCP state: ``E[s, C_TCP_STATE]``. Flow id:
 ``E[s, C_CT_ID]`` (-1 until confirmed). Generation (valid from allocation): ``E[s, C_GEN]``. Live view
 for connlimit: ``L[s] = (generation if confirmed and not dying else -1, expiry ns, TCP CLOSE/TIME_WAIT)``.
+NAT by-source index (``conntrack/bysrc.py``: ``bysrc_insert`` / ``bysrc_remove`` / ``bysrc_head``): columns
+``C_BYSRC_NEXT``, ``C_BYSRC_PREV`` per entry and the bucket heads ``E[b, C_BYSRC_HEAD]``; NAT inserts SRC
+bindings, freeing an entry with SRC_NAT_DONE unlinks it.
 """
 
 from __future__ import annotations

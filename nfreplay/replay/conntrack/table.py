@@ -7,11 +7,16 @@ NamedTuple, so that a non-inlined call costs a handful of arguments.
   that a packet's work on its entry touches a few adjacent cache lines. Addresses are the int64 bit
   patterns of the uint64 (hi, lo) halves; per-direction fields are two columns (``C_X + dir``); the
   tuple of direction d starts at ``C_TUPLE + 6 * d`` (src_hi, src_lo, dst_hi, dst_lo, sport, dport).
+  Columns 61-63 hold the NAT by-source index (bysrc.py): per-entry links and, in row b, the head of
+  bucket b (``C_BYSRC_HEAD`` is not part of the row's entry and survives its reuse).
 * ``L`` int64[capacity, 3]: the live view ``(generation or -1, expiry ns, TCP CLOSE/TIME_WAIT)``.
   ``L[s, 1]`` is *the* expiry time of a confirmed entry; ``L[s, 0]`` is the entry's generation while
   it is confirmed and not dying, else -1; connlimit reads this array directly (RuleState.ct_live).
 * ``H`` int64[2^k]: open-addressing hash index over both tuples (value 2*slot + dir + 1, 0 empty).
-* ``M`` int64[M_LEN + capacity]: counters and allocator state (``M_*``), then the free-slot stack.
+* ``M`` int64[M_LEN + capacity + blocks + 4 * capacity]: counters and allocator state (``M_*``), then
+  the free-slot stack, the per-64-slot-block expiry lower bounds (a full table reaps expired entries by
+  scanning only blocks whose bound has passed) and the early-drop queue (confirmed entries in ct_id
+  order, invalidated lazily: the oldest non-ASSURED entry without a scan).
 * ``X`` int64[expect_capacity, N_X]: expectations (``X_*``).
 * ``F`` int64[flow_capacity, N_F]: flow records, row = ct_id, columns in result.FLOW_COLUMNS order.
 * event log ``EV`` int64[1 + capacity, 8]: row 0 = (rows used, rows lost), then one row per event
@@ -46,7 +51,15 @@ M_GEN = 13  # last generation handed out (every allocation takes the next one)
 M_INV_ARG = 14  # the current packet's INVALID log number (the kernel's %u; R_STATE: index | dir << 4 | state << 8)
 M_INV_SLOT = 15  # slot of the entry the current INVALID packet matched (not attached to it); -1 none
 M_SCRATCH = 16  # 8 slots of kernel scratch (FTP parser numbers)
-M_LEN = 24  # the free-slot stack follows: M[M_LEN + k]
+# Making a full table cheap (no whole-table scans per new connection; same results):
+M_N_BLK = 24  # number of 64-slot blocks
+M_BLK_OFF = 25  # offset in M of the per-block lower bounds of the expiry of confirmed entries
+M_Q_OFF = 26  # offset in M of the early-drop queue: (slot, ct_id) pairs in confirm (= ct_id) order
+M_Q_CAP = 27  # queue capacity (pairs)
+M_Q_HEAD = 28  # queue read position (monotonic; index = position % capacity)
+M_Q_TAIL = 29  # queue write position
+M_LEN = 32  # the free-slot stack follows: M[M_LEN + k], then the block bounds, then the queue
+BLK_SHIFT = 6  # slots per block: 64
 
 # per-entry event cache bits (IPCT_*)
 EV_NEW = 1
@@ -241,11 +254,18 @@ def new_table(capacity: int, flow_capacity: int, expect_capacity: int = 256) -> 
     hsize = 1
     while hsize < 4 * capacity:
         hsize <<= 1
-    M = np.zeros(M_LEN + capacity, dtype=np.int64)
+    nblk = (capacity + (1 << BLK_SHIFT) - 1) >> BLK_SHIFT
+    qcap = 2 * capacity
+    M = np.zeros(M_LEN + capacity + nblk + 2 * qcap, dtype=np.int64)
     M[M_MASK] = hsize - 1
     M[M_FREE_TOP] = capacity
     M[M_PENDING] = -1
-    M[M_LEN:] = np.arange(capacity - 1, -1, -1, dtype=np.int64)
+    M[M_LEN:M_LEN + capacity] = np.arange(capacity - 1, -1, -1, dtype=np.int64)
+    M[M_N_BLK] = nblk
+    M[M_BLK_OFF] = M_LEN + capacity
+    M[M_LEN + capacity:M_LEN + capacity + nblk] = np.iinfo(np.int64).max
+    M[M_Q_OFF] = M_LEN + capacity + nblk
+    M[M_Q_CAP] = qcap
     E = np.zeros((capacity, N_E), dtype=np.int64)
     E[:, C_CT_ID] = -1
     E[:, C_MASTER] = -1
