@@ -136,7 +136,9 @@ def test_replay_error_stops_the_writer(tmp_path):
         export.stream_tables(chunks(), rp, tmp_path, step=4)
     assert len(_writer_threads()) == before
     back = pd.read_parquet(tmp_path / "packets.parquet")
-    assert back["index"].tolist() == list(range(33))  # everything replayed before the error was written
+    # a readable file holding the steps written before the error in order: all but possibly the last step
+    # (3 packets), which is dropped if the writer had not started it (depth 1: every earlier one was done)
+    assert back["index"].tolist() == list(range(len(back))) and len(back) in (30, 33)
 
 
 def test_write_behind_order_bound_and_errors():
