@@ -175,8 +175,9 @@ def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = F
     return Result(out, rs, wall_time_s=wall, inputs=inputs, digests=_capture_digests(cap))
 
 
-def _capture_digests(cap) -> dict:
-    """sha256 of every capture file (streamed), and of their concatenated digests when several."""
+def _capture_digests(cap, stop=None) -> dict:
+    """sha256 of every capture file (streamed), and of their concatenated digests when several.
+    stop: a threading.Event that abandons the work (returns {}) when set."""
     import hashlib
 
     per = []
@@ -187,6 +188,8 @@ def _capture_digests(cap) -> dict:
         h = hashlib.sha256()
         with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
+                if stop is not None and stop.is_set():
+                    return {}
                 h.update(block)
         per.append((str(path), h.hexdigest()))
     if not per:

@@ -281,6 +281,37 @@ class _WriteBehind:
             self._check()
 
 
+class _Background:
+    """fn(*args) in a daemon thread; result() joins and returns its value or raises its exception.
+    fn gets a threading.Event as keyword `stop`, set by cancel()."""
+
+    def __init__(self, fn, *args, name: str = "nfreplay-bg"):
+        import threading
+
+        self._stop = threading.Event()
+        self._out: list = []
+
+        def run():
+            try:
+                self._out.append((True, fn(*args, stop=self._stop)))
+            except BaseException as e:  # re-raised by result()
+                self._out.append((False, e))
+
+        self._t = threading.Thread(target=run, name=name, daemon=True)
+        self._t.start()
+
+    def result(self):
+        self._t.join()
+        ok, v = self._out[0]
+        if not ok:
+            raise v
+        return v
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._t.join()
+
+
 STREAM_STEP = 262_144  # packets per replay step in stream_tables (= one packets/events row group each)
 
 
@@ -315,7 +346,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     import numpy as np
 
     from ..replay.result import PacketResults
-    from .api import Result
+    from .api import Result, _capture_digests
     from .frames import events_frame, packets_frame
 
     if fmt not in ("parquet", "csv"):
@@ -344,9 +375,12 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         tm["write"] += time.perf_counter() - tw
 
     writer = _WriteBehind(write_step, write_depth)
+    digests = None  # sha256 of the capture files, hashed in the background while the replay runs
     try:
         for cap in chunks:
             files = cap.files
+            if digests is None:
+                digests = _Background(_capture_digests, type("C", (), {"files": files})(), name="nfreplay-digest")
             for sub in _steps(cap, max(1, int(step))):
                 tr = time.perf_counter()
                 part = replayer.feed(sub)
@@ -376,15 +410,17 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         fin_ev = ro.events
         ro = ro._replace(events={k: np.concatenate([*(e[k] for e in keep_ev), fin_ev[k]]) for k in fin_ev})
         tm["finish"] = time.perf_counter() - tf
+    except BaseException:
+        if digests is not None:
+            digests.cancel()
+        raise
     finally:
         writer.close(discard=True)  # no-op after close(); on an error: stop the thread before closing files
         pw.close()
         ew.close()
     wall = time.perf_counter() - t0
-    from .api import _capture_digests
-
     res = Result(ro, replayer.ruleset, wall_time_s=wall, inputs=extra or {},
-                 digests=_capture_digests(type("C", (), {"files": files})()))
+                 digests=digests.result() if digests is not None else {})
     for name in ("rules", "flows"):
         df = getattr(res, name)
         (_write_parquet if fmt == "parquet" else _write_csv)(df, paths[name], ROW_GROUP)

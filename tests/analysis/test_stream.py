@@ -72,6 +72,7 @@ def test_streamed_files_equal_in_memory_tables(tmp_path, name, chunk, step):
     assert s["streamed"] is True and s["packets"] == n
     for k in ("outcomes", "ct_states", "hooks", "not_replayed_reasons", "invalid", "checksums", "flows", "nat"):
         assert s[k] == w[k], k
+    assert s["digests"] == w["digests"] and len(s["digests"]["capture"]) == 64  # hashed in the background
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -91,7 +92,7 @@ def test_sample_is_the_first_packets(tmp_path):
 
 
 def _writer_threads():
-    return [t for t in threading.enumerate() if t.name == "nfreplay-write"]
+    return [t for t in threading.enumerate() if t.name in ("nfreplay-write", "nfreplay-digest")]
 
 
 def test_writer_error_reaches_the_caller(tmp_path, monkeypatch):
