@@ -457,20 +457,35 @@ def _hook_name(h) -> str:
 
 
 # ------------------------------------------------------------------ flows
-def _service(proto: np.ndarray, dport: np.ndarray) -> list[str]:
+def _service_one(pr: int, dp: int) -> str:
     names = {codes.IPPROTO_TCP: "tcp", codes.IPPROTO_UDP: "udp", codes.IPPROTO_ICMP: "icmp",
              codes.IPPROTO_ICMPV6: "icmpv6", codes.IPPROTO_SCTP: "sctp", codes.IPPROTO_UDPLITE: "udplite",
              codes.IPPROTO_GRE: "gre", codes.IPPROTO_ESP: "esp", codes.IPPROTO_AH: "ah"}
-    out = []
-    for pr, dp in zip(np.asarray(proto).tolist(), np.asarray(dport).tolist()):
-        nm = names.get(pr, str(pr))
-        if pr in (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_SCTP, codes.IPPROTO_UDPLITE):
-            out.append(f"{nm}/{dp}")
-        elif pr in (codes.IPPROTO_ICMP, codes.IPPROTO_ICMPV6):
-            out.append(f"{nm}/{dp >> 8}")
-        else:
-            out.append(nm)
-    return out
+    nm = names.get(pr, str(pr))
+    if pr in (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_SCTP, codes.IPPROTO_UDPLITE):
+        return f"{nm}/{dp}"
+    if pr in (codes.IPPROTO_ICMP, codes.IPPROTO_ICMPV6):
+        return f"{nm}/{dp >> 8}"
+    return nm
+
+
+def _service_codes(proto: np.ndarray, dport: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(code per row, text per distinct (proto, dport) pair): each pair is formatted once."""
+    key = (np.asarray(proto).astype(np.int64) << 32) | (np.asarray(dport).astype(np.int64) & 0xFFFFFFFF)
+    c, u = pd.factorize(key)
+    return c, [_service_one(k >> 32, k & 0xFFFFFFFF) for k in np.asarray(u).tolist()]
+
+
+def _service(proto: np.ndarray, dport: np.ndarray) -> list[str]:
+    c, texts = _service_codes(proto, dport)
+    return np.array(texts, dtype=object)[c].tolist() if len(texts) else []
+
+
+def _service_categorical(proto: np.ndarray, dport: np.ndarray) -> pd.Categorical:
+    """pd.Categorical(_service(proto, dport)) (sorted categories), built from the distinct pairs."""
+    c, texts = _service_codes(proto, dport)
+    small = pd.Categorical(np.array(texts, dtype=object))
+    return pd.Categorical.from_codes(small.codes[c] if len(texts) else c, dtype=small.dtype)
 
 
 def service_names(proto: np.ndarray, dport: np.ndarray) -> list[str]:
@@ -524,8 +539,8 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         "last_packet": np.asarray(f["last_packet"], dtype=np.int64),
         "conn_state": pd.Categorical([""] * n),
         "history": _str_series([""] * n).array,
-        "service": pd.Categorical(_service(proto, odp)),
-        "status": _str_series(status_text(status)).array,
+        "service": _service_categorical(proto, odp),
+        "status": _status_str_array(status),
         "zone": np.asarray(f["zone"], dtype=np.uint16),
         "mark": np.asarray(f["mark"], dtype=np.uint32),
         "end_ts": pd.Series(_ts(np.where(end_ts_ns >= 0, end_ts_ns, 0))).where(end_ts_ns >= 0).array,
