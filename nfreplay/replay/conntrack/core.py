@@ -60,6 +60,7 @@ from nfreplay.replay.conntrack.params import (
     R_UDP_LEN,
 )
 from nfreplay.replay.conntrack.table import (
+    BLK_SHIFT,
     C_BY,
     C_BYSRC_HEAD,
     C_CT_ID,
@@ -147,6 +148,7 @@ from nfreplay.replay.conntrack.table import (
     L_CLOSED,
     L_EXPIRES,
     L_GEN,
+    M_BLK_OFF,
     M_COUNT,
     M_CSUM_BAD,
     M_EARLY_DROP,
@@ -159,9 +161,14 @@ from nfreplay.replay.conntrack.table import (
     M_INV_ARG,
     M_INV_SLOT,
     M_LEN,
+    M_N_BLK,
     M_N_EXPECT,
     M_NEXT_ID,
     M_PENDING,
+    M_Q_CAP,
+    M_Q_HEAD,
+    M_Q_OFF,
+    M_Q_TAIL,
     M_SCRATCH,
     M_TABLE_FULL,
     X_CREATED,
@@ -506,14 +513,78 @@ def _lookup(E, L, H, M, X, F, EV, fam, proto, zone, shi, slo, dhi, dlo, sp, dp, 
     return s, (v - 1) & 1
 
 
+@inline_kernel
+def _note_expiry(M, s, expires):
+    """Keep the block's lower bound of confirmed entries' expiry times (every write of L_EXPIRES)."""
+    b = M[M_BLK_OFF] + (s >> BLK_SHIFT)
+    if expires < M[b]:
+        M[b] = expires
+
+
 @kernel
 def _reap_all_expired(E, L, H, M, X, F, EV, now):
+    """Destroy every confirmed, non-dying entry expired at `now`, in slot order. Only blocks whose
+    expiry lower bound has passed are scanned (and get their exact bound back)."""
     n = 0
-    for s in range(E.shape[0]):
-        if E[s, C_USED] == 2 and (E[s, C_STATUS] & S_DYING) == 0 and now >= L[s, L_EXPIRES]:
-            _destroy(E, L, H, M, X, F, EV, s, L[s, L_EXPIRES], -1, END_EXPIRED, False)
-            n += 1
+    cap = E.shape[0]
+    bo = M[M_BLK_OFF]
+    for b in range(M[M_N_BLK]):
+        if M[bo + b] > now:
+            continue
+        lo = b << BLK_SHIFT
+        hi = min(cap, lo + (1 << BLK_SHIFT))
+        mn = np.int64(0x7FFFFFFFFFFFFFFF)
+        for s in range(lo, hi):
+            if E[s, C_USED] == 2 and (E[s, C_STATUS] & S_DYING) == 0:
+                if now >= L[s, L_EXPIRES]:
+                    _destroy(E, L, H, M, X, F, EV, s, L[s, L_EXPIRES], -1, END_EXPIRED, False)
+                    n += 1
+                elif L[s, L_EXPIRES] < mn:
+                    mn = L[s, L_EXPIRES]
+        M[bo + b] = mn
     return n
+
+
+@inline_kernel
+def _ed_valid(E, s, cid):
+    return (E[s, C_USED] == 2 and E[s, C_CT_ID] == cid
+            and (E[s, C_STATUS] & (S_ASSURED | S_DYING)) == 0)
+
+
+@kernel
+def _ed_push(E, M, s, cid):
+    """Queue a newly confirmed entry for early drop; a full queue is compacted (stale pairs dropped:
+    at most `capacity` stay valid, the queue holds 2 * capacity)."""
+    qo = M[M_Q_OFF]
+    qc = M[M_Q_CAP]
+    if M[M_Q_TAIL] - M[M_Q_HEAD] >= qc:
+        w = M[M_Q_HEAD]
+        for r in range(M[M_Q_HEAD], M[M_Q_TAIL]):
+            i = qo + 2 * (r % qc)
+            if _ed_valid(E, M[i], M[i + 1]):
+                j = qo + 2 * (w % qc)
+                M[j] = M[i]
+                M[j + 1] = M[i + 1]
+                w += 1
+        M[M_Q_TAIL] = w
+    j = qo + 2 * (M[M_Q_TAIL] % qc)
+    M[j] = s
+    M[j + 1] = cid
+    M[M_Q_TAIL] += 1
+
+
+@kernel
+def _ed_victim(E, M):
+    """The oldest (lowest ct_id) confirmed, non-ASSURED, non-dying entry, or -1. ASSURED and DYING are
+    never cleared, so a pair found invalid stays invalid and is popped."""
+    qo = M[M_Q_OFF]
+    qc = M[M_Q_CAP]
+    while M[M_Q_HEAD] < M[M_Q_TAIL]:
+        i = qo + 2 * (M[M_Q_HEAD] % qc)
+        if _ed_valid(E, M[i], M[i + 1]):
+            return M[i]
+        M[M_Q_HEAD] += 1
+    return np.int64(-1)
 
 
 # ------------------------------------------------------------------------------------------- tuples
@@ -575,13 +646,7 @@ def _alloc(E, L, H, M, X, F, EV, P, now, pkt_index):
         _reap_all_expired(E, L, H, M, X, F, EV, now)
     if M[M_COUNT] >= lim or M[M_FREE_TOP] == 0:
         # early drop: the oldest confirmed, non-ASSURED, non-dying entry (documented policy)
-        victim = -1
-        best = np.int64(0x7FFFFFFFFFFFFFFF)
-        for s in range(E.shape[0]):
-            if (E[s, C_USED] == 2 and (E[s, C_STATUS] & (S_ASSURED | S_DYING)) == 0
-                    and E[s, C_CT_ID] < best):
-                best = E[s, C_CT_ID]
-                victim = s
+        victim = _ed_victim(E, M)
         if victim < 0:
             M[M_TABLE_FULL] += 1
             return -1
@@ -637,11 +702,12 @@ def _acct(E, s, d, ip_len):
 
 
 @inline_kernel
-def _refresh(E, L, s, d, now, timeout, ip_len):
+def _refresh(E, L, M, s, d, now, timeout, ip_len):
     """nf_ct_refresh_acct: unconfirmed entries keep a relative timeout until confirm."""
     if (E[s, C_STATUS] & S_FIXED_TIMEOUT) == 0:
         if E[s, C_USED] == 2:
             L[s, L_EXPIRES] = now + timeout
+            _note_expiry(M, s, now + timeout)
         else:
             E[s, C_TIMEOUT_REL] = timeout
     _acct(E, s, d, ip_len)
@@ -845,7 +911,7 @@ def _tcp_new(E, P, s, fl, seq, win, end, ws, sackok):
 
 
 @kernel
-def _tcp_handle_invalid(E, L, s, d, index, now, tmo_unack):
+def _tcp_handle_invalid(E, L, M, s, d, index, now, tmo_unack):
     if (E[s, C_STATUS] & S_ASSURED) == 0 or (E[s, C_STATUS] & S_FIXED_TIMEOUT) != 0:
         return
     if index != I_RST and index != I_FIN:
@@ -856,13 +922,14 @@ def _tcp_handle_invalid(E, L, s, d, index, now, tmo_unack):
             return
         if remaining > tmo_unack:
             L[s, L_EXPIRES] = now + tmo_unack
+            _note_expiry(M, s, now + tmo_unack)
     else:
         E[s, C_LAST_INDEX] = index
         E[s, C_LAST_DIR] = d
 
 
 @inline_kernel
-def _tcp_packet(E, L, P, pv, s, d, now):
+def _tcp_packet(E, L, M, P, pv, s, d, now):
     """nf_conntrack_tcp_packet after tcp_error/tcp_new. Returns (H_*, reason, log number)."""
     fl = pv[PV_TCP_FLAGS] & 0xFF
     seq = pv[PV_TCP_SEQ]
@@ -968,7 +1035,7 @@ def _tcp_packet(E, L, P, pv, s, d, now):
         if res == W_IGNORE:
             return H_ACCEPT, 0, 0
         if res == W_INVALID:
-            _tcp_handle_invalid(E, L, s, d, index, now, P[P_TCP + T_UNACK])
+            _tcp_handle_invalid(E, L, M, s, d, index, now, P[P_TCP + T_UNACK])
             return H_INVALID, reason, arg
 
     # in_window:
@@ -1004,7 +1071,7 @@ def _tcp_packet(E, L, P, pv, s, d, now):
     elif (st & S_ASSURED) == 0 and (old == sSR or old == sES) and new == sES:
         E[s, C_STATUS] |= S_ASSURED
         E[s, C_ECACHE] |= EV_ASSURED
-    _refresh(E, L, s, d, now, timeout, ip_len)
+    _refresh(E, L, M, s, d, now, timeout, ip_len)
     return H_ACCEPT, 0, 0
 
 
@@ -1199,7 +1266,7 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
                 if reason != 0:
                     verdict = H_INVALID
             if verdict == H_ACCEPT:
-                verdict, reason, arg = _tcp_packet(E, L, P, pv, s, d, now_ns)
+                verdict, reason, arg = _tcp_packet(E, L, M, P, pv, s, d, now_ns)
         elif proto == 17 or proto == 136:
             if (E[s, C_STATUS] & S_SEEN_REPLY) != 0:
                 tmo = P[P_UDP]
@@ -1207,30 +1274,30 @@ def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
                 if proto == 136 or now_ns > E[s, C_STREAM_TS]:
                     tmo = P[P_UDP_STREAM]
                     stream = (E[s, C_STATUS] & S_ASSURED) == 0
-                _refresh(E, L, s, d, now_ns, tmo, ip_len)
+                _refresh(E, L, M, s, d, now_ns, tmo, ip_len)
                 if stream and (E[s, C_STATUS] & S_NAT_CLASH) == 0:
                     E[s, C_STATUS] |= S_ASSURED
                     E[s, C_ECACHE] |= EV_ASSURED
             else:
-                _refresh(E, L, s, d, now_ns, P[P_UDP], ip_len)
+                _refresh(E, L, M, s, d, now_ns, P[P_UDP], ip_len)
         elif proto == 1 or proto == 58:
             if is_new and not _icmp_valid_new(fam, dp >> 8):
                 verdict = H_INVALID
                 reason = R_ICMP_NEW
             else:
-                _refresh(E, L, s, d, now_ns, P[P_ICMP] if fam == 4 else P[P_ICMPV6], ip_len)
+                _refresh(E, L, M, s, d, now_ns, P[P_ICMP] if fam == 4 else P[P_ICMPV6], ip_len)
         elif proto == 47:
             if (E[s, C_STATUS] & S_SEEN_REPLY) != 0:
-                _refresh(E, L, s, d, now_ns, P[P_GRE_STREAM], ip_len)
+                _refresh(E, L, M, s, d, now_ns, P[P_GRE_STREAM], ip_len)
                 if (E[s, C_STATUS] & S_ASSURED) == 0:
                     E[s, C_STATUS] |= S_ASSURED
                     E[s, C_ECACHE] |= EV_ASSURED
             else:
-                _refresh(E, L, s, d, now_ns, P[P_GRE], ip_len)
+                _refresh(E, L, M, s, d, now_ns, P[P_GRE], ip_len)
         elif proto == 132:
-            _refresh(E, L, s, d, now_ns, P[P_SCTP], ip_len)
+            _refresh(E, L, M, s, d, now_ns, P[P_SCTP], ip_len)
         else:
-            _refresh(E, L, s, d, now_ns, P[P_GENERIC], ip_len)
+            _refresh(E, L, M, s, d, now_ns, P[P_GENERIC], ip_len)
 
         if verdict == H_REPEAT:
             _destroy(E, L, H, M, X, F, EV, s, now_ns, i, END_CLOSED, False)
@@ -1295,10 +1362,12 @@ def ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV):
         E[s, C_USED] = 2
         E[s, C_STATUS] |= S_CONFIRMED
         L[s, L_EXPIRES] = now_ns + E[s, C_TIMEOUT_REL]
+        _note_expiry(M, s, now_ns + E[s, C_TIMEOUT_REL])
         L[s, L_GEN] = E[s, C_GEN]
         cid = M[M_NEXT_ID]
         M[M_NEXT_ID] = cid + 1
         E[s, C_CT_ID] = cid
+        _ed_push(E, M, s, cid)
         if cid < F.shape[0]:
             F[cid, CF_FAMILY] = fam
             F[cid, CF_PROTO] = proto
