@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import inline_kernel, kernel
 from .host import addr_type_at
 from .rules.compile import (
     BC_CHAIN,
@@ -487,7 +487,7 @@ def hook_range(cra, hook):
     return p[H_HOOK_START + hook], p[H_HOOK_END + hook]
 
 
-@kernel
+@inline_kernel
 def eval_chain(cra, st, bc, ctx, pkt_len, now_ns, out, trace):
     """Walk base chain bc for one packet; see the module docstring."""
     out[OUT_RULE] = -1
