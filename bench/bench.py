@@ -305,7 +305,7 @@ def rss_run(path: Path, n: int, ct_max: int = 0, log=print) -> dict:
 def git_state() -> dict:
     """HEAD and the uncommitted files under nfreplay/ (others may be editing the engine during the run)."""
     def g(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout.rstrip("\n")
 
     return {"head": g("rev-parse", "--short", "HEAD"), "subject": g("log", "-1", "--format=%s")[:120],
             "dirty_nfreplay": [ln[3:] for ln in g("status", "--porcelain", "--", "nfreplay").splitlines()]}
