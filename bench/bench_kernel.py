@@ -258,6 +258,9 @@ def kernel_baseline(n_slice: int = 200_000, rounds: int = 5, log=print) -> dict:
                         row = {**rep, "rx": rx, "rx_lan0": dc["lan0.rx_packets"], "rx_wan0": dc["wan0.rx_packets"],
                                "tx": dc["lan0.tx_packets"] + dc["wan0.tx_packets"],
                                "pps": rx / rep["seconds"] if rep["seconds"] else 0.0}
+                        if rx != rep["sent"] or rep["failed"]:
+                            row["warning"] = f"fw received {rx} of {rep['sent']} sent ({rep['failed']} failed)"
+                            log(f"kernel: WARNING {row['warning']}")
                         if cfg == "fwd_ct_50":
                             row.update(lab.accepted_forward())
                         runs[cfg].append(row)
