@@ -50,8 +50,11 @@ interleaved, and report the best (the run least disturbed by other load; all wal
 bigger captures run once (--repeat-large). "All cores" is the overlap / no-overlap ratio: with the default
 1M-packet chunks a 1M capture is a single chunk (nothing to overlap), so the 10M figure is the one that
 counts. The machine is shared: only ratios within one run mean anything; the
-load average before and after is reported. A full run (1M + 10M, 2 rulesets, kernel, cold startup,
---rss-20m) takes ~30-40 min here.
+load average before and after is reported. A full run (1M + 10M, 2 rulesets, kernel, empty-cache startup,
+--rss-20m) took 12 min here (4 of them the empty-cache startup), once the captures existed:
+
+    .venv/bin/python bench/bench.py --packets 1000000,10000000 --rss-20m \
+        --json bench/results/bench.json --markdown bench/results/bench.md
 """
 
 from __future__ import annotations
