@@ -65,9 +65,10 @@ def write_perf_map(path: str | None = None) -> int:
             continue
         for cres in d.overloads.values():
             lib = cres.library
-            obj = _OBJECTS.get(id(lib))
-            if obj is None:
+            obj = _OBJECTS.get(id(lib)) or getattr(lib, "_compiled_object", None)  # cached / fresh
+            if not obj:
                 continue
+            obj = bytes(obj)
             syms = _elf_functions(obj)
             base: dict[int, int] = {}
             for name, sh, value, _size in syms:

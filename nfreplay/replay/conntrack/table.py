@@ -267,13 +267,13 @@ def new_table(capacity: int, flow_capacity: int, expect_capacity: int = 256) -> 
     M[M_Q_OFF] = M_LEN + capacity + nblk
     M[M_Q_CAP] = qcap
     E = np.zeros((capacity, N_E), dtype=np.int64)
-    E[:, C_CT_ID] = -1
-    E[:, C_MASTER] = -1
+    # no fill of E or F: _init_entry sets a row when its slot is allocated (C_CT_ID / C_MASTER = -1),
+    # confirm writes a flow record's row (end_ts -1), and only rows < M_NEXT_ID are read. np.zeros pages
+    # are zeroed by the kernel on first touch, so untouched capacity costs neither time nor RSS.
     L = np.zeros((capacity, 3), dtype=np.int64)
     L[:, L_GEN] = -1
     X = np.zeros((max(int(expect_capacity), 4), N_X), dtype=np.int64)
     F = np.zeros((max(int(flow_capacity), 1), N_F), dtype=np.int64)
-    F[:, CF_END_TS_NS] = -1
     return CtTable(E=E, L=L, H=np.zeros(hsize, dtype=np.int64), M=M, X=X, F=F)
 
 
@@ -291,7 +291,6 @@ def grow_flows(tab: CtTable, n_more: int) -> CtTable:
         return tab
     new = max(need, 2 * cur)
     F = np.zeros((new, N_F), dtype=np.int64)
-    F[:, CF_END_TS_NS] = -1
     F[:cur] = tab.F
     return tab._replace(F=F)
 
