@@ -17,9 +17,10 @@ TCP/ICMP checksums (offload-style), so nfreplay runs with assume_good_checksums.
 Conntrack table size (--ct-max): the generator opens ~3.2k connections per second of capture time, and
 TCP's TIME_WAIT (120 s) keeps ~305k entries alive once the capture is longer than ~2 min (3.9M packets):
 more than the host's default nf_conntrack_max (262144). The table is then genuinely full (a real kernel
-would drop new connections too), and the model's early drop scans the whole table per new connection
-(~10 ms each: 250k packets took 233 s instead of 0.25 s). So by default ("auto") captures above 3M packets
-run on a host with nf_conntrack_max = 524288 (noted in the output); `--ct-max host` keeps the host as is.
+would drop new connections too, which changes the workload), and the model pays for the full table on
+every new connection (reaping and early drop in conntrack's _alloc: 250k packets took 135-393 s instead of
+0.25 s, still so after 644e54a). So by default ("auto") captures above 3M packets run on a host with
+nf_conntrack_max = 524288 (noted in the output); `--ct-max host` keeps the host as is.
 
 Every row is one child process (`bench.py --child ...`; ru_maxrss = that row's peak RSS). Neither the
 imports nor the numba cache load are timed: each child first makes one untimed pass of its work over a
