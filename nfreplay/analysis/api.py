@@ -205,9 +205,11 @@ def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "pa
                 capture_point: str = "arrival", ipsets=(), chunk_packets: int = 1_000_000, reader: str = "auto",
                 overlap: bool = True, progress=None, ingest_progress=None, sample: int | None = None):
     """Streaming replay for captures of any size: reads capture_paths chunk by chunk (iter_capture),
-    replays each chunk with state carried over (driver.Replayer) and appends the packets / events
-    tables to out_dir per chunk (Parquet row groups or CSV appends); rules, flows and summary.json at the
-    end. Memory: one or two chunks, the conntrack table (nf_conntrack_max entries) and the flow records.
+    replays each chunk with state carried over (driver.Replayer) in steps of export.STREAM_STEP packets
+    and appends each step's packets / events tables to out_dir (one Parquet row group or CSV append per
+    step, built and written by a background thread while the next step replays); rules, flows and
+    summary.json at the end. Memory: one or two chunks, two steps' tables, the conntrack table
+    (nf_conntrack_max entries) and the flow records.
 
     overlap: decode chunk k+1 in a background thread while chunk k replays (kernels release the GIL).
     progress(packets_done); ingest_progress(done_bytes, total_bytes) from the reader.

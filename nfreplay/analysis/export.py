@@ -221,7 +221,7 @@ def _decode_ahead(it, depth: int = 1):
 class _WriteBehind:
     """Runs fn(*item) for each submitted item, in order, in one background thread ("nfreplay-write"), so
     that writing the tables of replay step k overlaps the replay of step k+1 (the replay kernels release the
-    GIL; numpy, pandas' hashing and pyarrow's encoders mostly do too).
+    GIL, and so do pyarrow's pandas conversion and Parquet encoders, which are most of the writing).
 
     Bounded: submit() blocks while `depth` items are waiting or being written, so at most `depth` steps
     are held for writing besides the one being replayed. An exception raised by fn is re-raised in the
@@ -339,8 +339,9 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     whole capture (summary["streamed"] = True).
 
     Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk);
-    each step's packets and events become one Parquet row group / CSV append, built and written by a
-    background thread while the next step replays (`write_depth` steps at most wait for it)."""
+    each step's packets and events frames are built right after its replay and become one Parquet row
+    group / CSV append, converted and written by a background thread while the next step replays
+    (`write_depth` steps at most wait for it)."""
     import time
 
     import numpy as np
@@ -358,20 +359,17 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
     pw, ew = _TableAppender(paths["packets"], fmt), _TableAppender(paths["events"], fmt)
-    acc: dict = {}  # written by the writer thread only, read after writer.close()
+    acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
     kept = 0
     files = []
 
-    tm = dict.fromkeys(("replay", "write", "wait", "finish", "tail"), 0.0)  # seconds, logged at the end
+    tm = dict.fromkeys(("replay", "frames", "write", "wait", "finish", "tail"), 0.0)  # seconds, logged at the end
 
-    def write_step(co, offset: int) -> None:  # in the writer thread
+    def write_step(pdf, edf) -> None:  # in the writer thread: pyarrow conversion + encoding, mostly GIL-free
         tw = time.perf_counter()
-        pdf = packets_frame(co)
-        pdf["index"] += offset
         pw.append(pdf)
-        _chunk_counts(acc, pdf)
-        ew.append(events_frame(co))
+        ew.append(edf)
         tm["write"] += time.perf_counter() - tw
 
     writer = _WriteBehind(write_step, write_depth)
@@ -384,9 +382,21 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
             for sub in _steps(cap, max(1, int(step))):
                 tr = time.perf_counter()
                 part = replayer.feed(sub)
+                tf = time.perf_counter()
+                # the frames are built here, not in the writer thread: pandas holds the GIL much of the
+                # time, and a GIL-holding thread beside the replay makes every return of the replay from
+                # nogil code wait (up to the 5 ms switch interval each time)
+                co = replayer.chunk_output(part)
+                pdf = packets_frame(co)
+                pdf["index"] += part.offset
+                _chunk_counts(acc, pdf)
+                edf = events_frame(co)
+                del co
                 tw = time.perf_counter()
-                writer.submit(replayer.chunk_output(part), part.offset)
-                tm["replay"] += tw - tr
+                writer.submit(pdf, edf)
+                del pdf, edf
+                tm["replay"] += tf - tr
+                tm["frames"] += tw - tf
                 tm["wait"] += time.perf_counter() - tw
                 if kept < sample:
                     k = min(sample - kept, len(part.packets.ts_ns))
@@ -438,6 +448,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     paths["summary"] = sp
     tm["tail"] = time.perf_counter() - t0 - wall
     log.info("streamed %d packets to %s", n, out)
-    log.debug("stream timings (s): replay %(replay).2f, tables in the writer thread %(write).2f, replay waiting "
-              "for the writer %(wait).2f, finish %(finish).2f, digests + rules/flows/summary %(tail).2f", tm)
+    log.debug("stream timings (s): replay %(replay).2f, frames %(frames).2f, Parquet/CSV in the writer thread "
+              "%(write).2f, waiting for the writer %(wait).2f, finish %(finish).2f, digests + rules/flows/summary "
+              "%(tail).2f", tm)
     return res, paths
