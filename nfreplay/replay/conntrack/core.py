@@ -169,6 +169,7 @@ from nfreplay.replay.conntrack.table import (
     M_Q_HEAD,
     M_Q_OFF,
     M_Q_TAIL,
+    M_REAP_MIN,
     M_SCRATCH,
     M_TABLE_FULL,
     X_CREATED,
@@ -519,17 +520,25 @@ def _note_expiry(M, s, expires):
     b = M[M_BLK_OFF] + (s >> BLK_SHIFT)
     if expires < M[b]:
         M[b] = expires
+        if expires < M[M_REAP_MIN]:
+            M[M_REAP_MIN] = expires
 
 
 @kernel
 def _reap_all_expired(E, L, H, M, X, F, EV, now):
     """Destroy every confirmed, non-dying entry expired at `now`, in slot order. Only blocks whose
-    expiry lower bound has passed are scanned (and get their exact bound back)."""
+    expiry lower bound has passed are scanned (and get their exact bound back); nothing at all before
+    M_REAP_MIN, the lowest block bound."""
     n = 0
+    if now < M[M_REAP_MIN]:
+        return n
     cap = E.shape[0]
     bo = M[M_BLK_OFF]
+    gmin = np.int64(0x7FFFFFFFFFFFFFFF)
     for b in range(M[M_N_BLK]):
         if M[bo + b] > now:
+            if M[bo + b] < gmin:
+                gmin = M[bo + b]
             continue
         lo = b << BLK_SHIFT
         hi = min(cap, lo + (1 << BLK_SHIFT))
@@ -542,6 +551,9 @@ def _reap_all_expired(E, L, H, M, X, F, EV, now):
                 elif L[s, L_EXPIRES] < mn:
                     mn = L[s, L_EXPIRES]
         M[bo + b] = mn
+        if mn < gmin:
+            gmin = mn
+    M[M_REAP_MIN] = gmin
     return n
 
 

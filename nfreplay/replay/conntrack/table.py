@@ -58,6 +58,7 @@ M_Q_OFF = 26  # offset in M of the early-drop queue: (slot, ct_id) pairs in conf
 M_Q_CAP = 27  # queue capacity (pairs)
 M_Q_HEAD = 28  # queue read position (monotonic; index = position % capacity)
 M_Q_TAIL = 29  # queue write position
+M_REAP_MIN = 30  # lower bound of all block bounds: no reap scan at all before this time
 M_LEN = 32  # the free-slot stack follows: M[M_LEN + k], then the block bounds, then the queue
 BLK_SHIFT = 6  # slots per block: 64
 
@@ -262,6 +263,7 @@ def new_table(capacity: int, flow_capacity: int, expect_capacity: int = 256) -> 
     M[M_PENDING] = -1
     M[M_LEN:M_LEN + capacity] = np.arange(capacity - 1, -1, -1, dtype=np.int64)
     M[M_N_BLK] = nblk
+    M[M_REAP_MIN] = np.iinfo(np.int64).max
     M[M_BLK_OFF] = M_LEN + capacity
     M[M_LEN + capacity:M_LEN + capacity + nblk] = np.iinfo(np.int64).max
     M[M_Q_OFF] = M_LEN + capacity + nblk
