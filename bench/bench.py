@@ -16,11 +16,11 @@ TCP/ICMP checksums (offload-style), so nfreplay runs with assume_good_checksums.
 
 Conntrack table size (--ct-max): the generator opens ~3.2k connections per second of capture time, and
 TCP's TIME_WAIT (120 s) keeps ~305k entries alive once the capture is longer than ~2 min (3.9M packets):
-more than the host's default nf_conntrack_max (262144). The table is then genuinely full (a real kernel
-would drop new connections too, which changes the workload), and the model pays for the full table on
-every new connection (reaping and early drop in conntrack's _alloc: 250k packets took 135-393 s instead of
-0.25 s, still so after 644e54a). So by default ("auto") captures above 3M packets run on a host with
-nf_conntrack_max = 524288 (noted in the output); `--ct-max host` keeps the host as is.
+more than the host's default nf_conntrack_max (262144). The table is then genuinely full: a real kernel
+would drop new connections too (here ~1.6M packets of 10M), which changes the workload. So by default
+("auto") captures above 3M packets run on a host with nf_conntrack_max = 524288 (noted in the output);
+`--ct-max host` keeps the host as is. (A full table used to cost whole-table scans per new connection:
+250k packets took 135-393 s; since 644e54a + 6026be4 it runs at 1-2.5 M packets/s, conntrack alone.)
 
 Every row is one child process (`bench.py --child ...`; ru_maxrss = that row's peak RSS). Neither the
 imports nor the numba cache load are timed: each child first makes one untimed pass of its work over a
@@ -431,7 +431,7 @@ def main() -> int:
     ap.add_argument("--repeat-large", type=int, default=1, help="runs per row above 2M packets (default 1)")
     ap.add_argument("--ct-max", default="auto",
                     help="host nf_conntrack_max: auto (default: the host's 262144 up to 3M packets, 524288 above: "
-                         "this traffic keeps ~305k entries alive and a full table is very slow), host (as is), or N")
+                         "this traffic keeps ~305k entries alive: a full table drops new connections), host (as is), or N")
     ap.add_argument("--child", nargs=4, metavar=("WHAT", "PATH", "ARG", "CTMAX"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
