@@ -202,7 +202,7 @@ def _capture_digests(cap, stop=None) -> dict:
 
 def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "parquet", local=(),
                 allow_unsupported: bool = False, seed: int = 0, assume_good_checksums: bool = False,
-                capture_point: str = "arrival", ipsets=(), chunk_packets: int = 1_000_000, reader: str = "auto",
+                capture_point: str = "arrival", ipsets=(), chunk_packets: int = 262_144, reader: str = "auto",
                 overlap: bool = True, progress=None, ingest_progress=None, sample: int | None = None):
     """Streaming replay for captures of any size: reads capture_paths chunk by chunk (iter_capture),
     replays each chunk with state carried over (driver.Replayer) in steps of export.STREAM_STEP packets
