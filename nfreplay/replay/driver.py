@@ -322,6 +322,9 @@ class Replayer:
         ct.ct_finish(self.tab, self.last_ts, self.ev)
         evd = ct.concat_events(list(events_before or []) + [ct.drain_events(self.ev)])
         flows = ct.flows_table(self.tab)
+        # the flow records are copied out: release the (capacity-doubled) record array before the caller
+        # builds its frames from them (the peak RSS of a long capture is at this point)
+        self.tab = self.tab._replace(F=self.tab.F[:0].copy())
         self._wall += time.perf_counter() - t0
         wall = self._wall
         c = self.w.S
