@@ -747,6 +747,21 @@ _REJ_C6 = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 3, 4, 4, 1, 0, 3, 5, 6, 2],
 
 
 @kernel
+def _attach_related(S, S2):
+    """nf_ct_attach of a REJECT response (RST or ICMP error) to the offending packet's entry: the response
+    is RELATED, in the offender's reply direction (RELATED_REPLY for an original-direction offender)."""
+    S2[S_SLOT] = S[S_SLOT]
+    S2[S_CT_DONE] = 1
+    S2[S_CSTATE] = CS_RELATED
+    if S[S_DIR] == 0:
+        S2[S_CTINFO] = 4  # IP_CT_RELATED_REPLY
+        S2[S_DIR] = 1
+    else:
+        S2[S_CTINFO] = 1  # IP_CT_RELATED
+        S2[S_DIR] = 0
+
+
+@kernel
 def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, trace, cur, T, S, now):
     """The response REJECT sends (nf_send_reset / icmp_send) is built from the offending packet as it is at
     the REJECT (its current tuple `cur`: after a PREROUTING DNAT) and leaves through ip_local_out: it
@@ -799,17 +814,11 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
         pv2[PV_TCP_HLEN] = 20
         pv2[PV_IP_LEN] = 40 if fam == 4 else 60
         pv2[PV_L4_LEN] = 20
-        S2[S_SLOT] = S[S_SLOT]
-        S2[S_CT_DONE] = 1
         if S[S_SLOT] >= 0:
-            S2[S_CSTATE] = CS_RELATED
-            if S[S_DIR] == 0:
-                S2[S_CTINFO] = 4  # IP_CT_RELATED_REPLY
-                S2[S_DIR] = 1
-            else:
-                S2[S_CTINFO] = 1  # IP_CT_RELATED
-                S2[S_DIR] = 0
+            _attach_related(S, S2)
         else:
+            S2[S_SLOT] = S[S_SLOT]
+            S2[S_CT_DONE] = 1
             S2[S_CTINFO] = -1
             S2[S_CSTATE] = CS_INVALID
             S2[S_DIR] = 2
@@ -855,15 +864,7 @@ def _reject_response(pv, cra, rst, E, L, H, M, X, F, P, EV, ha, nst, ctx, out, t
         pv2[PV_L4_CSUM] = 1
         if S[S_SLOT] >= 0:
             # icmp_glue_bits: nf_ct_attach(error, offending packet) -- conntrack at OUTPUT leaves it alone
-            S2[S_SLOT] = S[S_SLOT]
-            S2[S_CT_DONE] = 1
-            S2[S_CSTATE] = CS_RELATED
-            if S[S_DIR] == 0:
-                S2[S_CTINFO] = 4  # IP_CT_RELATED_REPLY
-                S2[S_DIR] = 1
-            else:
-                S2[S_CTINFO] = 1  # IP_CT_RELATED
-                S2[S_DIR] = 0
+            _attach_related(S, S2)
         else:
             # nothing to attach: conntrack classifies the error at OUTPUT from its embedded packet
             S2[S_SLOT] = -1

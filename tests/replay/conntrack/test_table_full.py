@@ -15,6 +15,7 @@ import pytest
 from factories import Driver, pkt
 
 from nfreplay.replay.conntrack import R_TABLE_FULL
+from nfreplay.replay.conntrack.core import S_ASSURED, S_DYING
 from nfreplay.replay.conntrack.table import (
     C_CT_ID,
     C_STATUS,
@@ -26,7 +27,6 @@ from nfreplay.replay.conntrack.table import (
     M_Q_TAIL,
 )
 
-S_ASSURED, S_DYING = 4, 1 << 9
 EVT_NEW, EVT_DESTROY = 1, 3
 
 
