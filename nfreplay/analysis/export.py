@@ -122,32 +122,77 @@ def _stream_parquet_options(schema) -> dict:
 
 
 class _TableAppender:
-    """Appends DataFrames to one Parquet file (a row group each) or one CSV file."""
+    """Appends tables to one Parquet file (a row group each) or one CSV file: pyarrow Tables of
+    frames.packets_table / events_table (`nullable`: their nullable integer columns, frames.PACKET_NULLABLE /
+    EVENT_NULLABLE) or DataFrames. The file's schema is the one pa.Schema.from_pandas gives the first
+    table's frame (with the _OPEN_CATEGORIES widened), so the file reads back as the frames would."""
 
-    def __init__(self, path: Path, fmt: str):
+    def __init__(self, path: Path, fmt: str, nullable: dict | None = None):
         self.path, self.fmt, self._w, self._schema, self.rows = path, fmt, None, None, 0
+        self.nullable = dict(nullable or {})
 
-    def append(self, df: pd.DataFrame) -> None:
+    def _frame(self, t) -> pd.DataFrame:
+        if isinstance(t, pd.DataFrame):
+            return t
+        from .frames import table_to_frame
+
+        return table_to_frame(t, self.nullable)
+
+    def _open(self, t) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if isinstance(t, pd.DataFrame):
+            sch = pa.Schema.from_pandas(t.iloc[:0], preserve_index=False)
+        else:
+            from .frames import _pandas_schema
+
+            sch = _pandas_schema(t, self.nullable)
+        for name in _OPEN_CATEGORIES:
+            i = sch.get_field_index(name)
+            if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
+                ft = sch.field(name).type
+                vt = pa.large_string() if pa.types.is_null(ft.value_type) else ft.value_type
+                sch = sch.set(i, sch.field(name).with_type(pa.dictionary(pa.int32(), vt, ft.ordered)))
+        self._schema = sch
+        self._w = pq.ParquetWriter(self.path, self._schema, **_stream_parquet_options(sch))
+
+    def _conform(self, t):
+        """A pyarrow Table with the file's schema: dictionary indices widened, null-typed (empty)
+        dictionaries given the file's value type."""
+        import pyarrow as pa
+
+        if t.schema.equals(self._schema, check_metadata=False):
+            return t.replace_schema_metadata(self._schema.metadata)
+        cols = []
+        for f, col in zip(self._schema, t.columns):
+            if col.type != f.type:
+                if pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
+                    col = pa.chunked_array(
+                        [pa.DictionaryArray.from_arrays(c.indices.cast(f.type.index_type), pa.array([], f.type.value_type))
+                         for c in col.chunks], f.type)
+                else:
+                    col = col.cast(f.type)
+            cols.append(col)
+        return pa.Table.from_arrays(cols, schema=self._schema)
+
+    def append(self, t) -> None:
+        """Append a DataFrame or a pyarrow Table (one row group / CSV append)."""
         if self.fmt == "csv":
-            df.to_csv(self.path, index=False, mode="w" if self._schema is None else "a", header=self._schema is None)
+            self._frame(t).to_csv(self.path, index=False, mode="w" if self._schema is None else "a",
+                                  header=self._schema is None)
             self._schema = True
         else:
             import pyarrow as pa
-            import pyarrow.parquet as pq
 
             if self._w is None:
-                sch = pa.Schema.from_pandas(df.iloc[:0], preserve_index=False)
-                for name in _OPEN_CATEGORIES:
-                    i = sch.get_field_index(name)
-                    if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
-                        t = sch.field(name).type
-                        vt = pa.large_string() if pa.types.is_null(t.value_type) else t.value_type
-                        sch = sch.set(i, sch.field(name).with_type(pa.dictionary(pa.int32(), vt, t.ordered)))
-                self._schema = sch
-                self._w = pq.ParquetWriter(self.path, self._schema, **_stream_parquet_options(sch))
-            if len(df) or self.rows == 0:
-                self._w.write_table(pa.Table.from_pandas(df, schema=self._schema, preserve_index=False))
-        self.rows += len(df)
+                self._open(t)
+            if len(t) or self.rows == 0:
+                if isinstance(t, pd.DataFrame):
+                    self._w.write_table(pa.Table.from_pandas(t, schema=self._schema, preserve_index=False))
+                else:
+                    self._w.write_table(self._conform(t))
+        self.rows += len(t)
 
     def close(self) -> None:
         if self._w is not None:
@@ -159,6 +204,15 @@ def _add_counts(acc: dict, key: str, series) -> None:
     for k, v in series.value_counts(dropna=True).items():
         if v:
             d[str(k)] = d.get(str(k), 0) + int(v)
+
+
+_COUNTED = ("outcome", "ct_state", "reason", "invalid_reason", "ip_csum", "l4_csum", "path")
+
+
+def _table_counts(acc: dict, table) -> None:
+    """_chunk_counts of a frames.packets_table: on its categorical columns only (dictionary arrays ->
+    Categoricals: no copy of the rows' values)."""
+    _chunk_counts(acc, table.select(list(_COUNTED)).to_pandas())
 
 
 def _chunk_counts(acc: dict, pk: pd.DataFrame) -> None:
@@ -348,7 +402,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     from ..replay.result import PacketResults
     from .api import Result, _capture_digests
-    from .frames import events_frame, packets_frame
+    from .frames import EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
 
     if fmt not in ("parquet", "csv"):
         from ..errors import NfreplayError
@@ -358,19 +412,32 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
-    pw, ew = _TableAppender(paths["packets"], fmt), _TableAppender(paths["events"], fmt)
+    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE)
+    ew = _TableAppender(paths["events"], fmt, EVENT_NULLABLE)
     acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
     kept = 0
     files = []
 
-    tm = dict.fromkeys(("replay", "frames", "write", "wait", "finish", "tail"), 0.0)  # seconds, logged at the end
+    # seconds, logged at the end; "tables" and "write" are the writer thread's (its CPU time: "writer_cpu")
+    tm = dict.fromkeys(("replay", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
 
-    def write_step(pdf, edf) -> None:  # in the writer thread: pyarrow conversion + encoding, mostly GIL-free
+    def write_step(co, offset) -> None:
+        # in the writer thread: the step's tables are built from the result arrays with numpy / pyarrow bulk
+        # operations and encoded by pyarrow, which release the GIL, so this runs beside the next step's
+        # replay without holding it up (no pandas per row here: a GIL-holding thread beside the replay makes
+        # every return of the replay from nogil code wait, up to the 5 ms switch interval each time)
+        tb, tc = time.perf_counter(), time.thread_time()
+        pt = packets_table(co, offset)
+        et = events_table(co)
+        del co
+        _table_counts(acc, pt)
         tw = time.perf_counter()
-        pw.append(pdf)
-        ew.append(edf)
+        pw.append(pt)
+        ew.append(et)
+        tm["tables"] += tw - tb
         tm["write"] += time.perf_counter() - tw
+        tm["writer_cpu"] += time.thread_time() - tc
 
     writer = _WriteBehind(write_step, write_depth)
     digests = None  # sha256 of the capture files, hashed in the background while the replay runs
@@ -383,21 +450,9 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 tr = time.perf_counter()
                 part = replayer.feed(sub)
                 tf = time.perf_counter()
-                # the frames are built here, not in the writer thread: pandas holds the GIL much of the
-                # time, and a GIL-holding thread beside the replay makes every return of the replay from
-                # nogil code wait (up to the 5 ms switch interval each time)
-                co = replayer.chunk_output(part)
-                pdf = packets_frame(co)
-                pdf["index"] += part.offset
-                _chunk_counts(acc, pdf)
-                edf = events_frame(co)
-                del co
-                tw = time.perf_counter()
-                writer.submit(pdf, edf)
-                del pdf, edf
+                writer.submit(replayer.chunk_output(part), part.offset)
                 tm["replay"] += tf - tr
-                tm["frames"] += tw - tf
-                tm["wait"] += time.perf_counter() - tw
+                tm["wait"] += time.perf_counter() - tf
                 if kept < sample:
                     k = min(sample - kept, len(part.packets.ts_ns))
                     keep_pk.append(type(part.packets)(*[c[:k].copy() for c in part.packets]))
@@ -416,7 +471,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         ro = replayer.finish(
             packets=type(keep_pk[0])(*[np.concatenate(c) for c in zip(*keep_pk)]) if keep_pk else None,
             results=PacketResults(*[np.concatenate(c) for c in zip(*keep_res)]) if keep_res else None)
-        ew.append(events_frame(ro))  # the finish's events (entries expired at the end of the capture)
+        ew.append(events_table(ro))  # the finish's events (entries expired at the end of the capture)
         fin_ev = ro.events
         ro = ro._replace(events={k: np.concatenate([*(e[k] for e in keep_ev), fin_ev[k]]) for k in fin_ev})
         tm["finish"] = time.perf_counter() - tf
@@ -448,7 +503,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     paths["summary"] = sp
     tm["tail"] = time.perf_counter() - t0 - wall
     log.info("streamed %d packets to %s", n, out)
-    log.debug("stream timings (s): replay %(replay).2f, frames %(frames).2f, Parquet/CSV in the writer thread "
-              "%(write).2f, waiting for the writer %(wait).2f, finish %(finish).2f, digests + rules/flows/summary "
-              "%(tail).2f", tm)
+    log.debug("stream timings (s): replay %(replay).2f, waiting for the writer %(wait).2f; writer thread: tables "
+              "%(tables).2f, Parquet/CSV %(write).2f, CPU %(writer_cpu).2f; finish %(finish).2f, digests + rules/"
+              "flows/summary %(tail).2f", tm)
     return res, paths

@@ -71,9 +71,8 @@ def _map_small_ints(values, fn, dtype) -> np.ndarray:
     return np.asarray(fn(c.astype(np.int64))).astype(dtype)
 
 
-def _categorical(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> pd.Categorical:
-    """int codes (minus shift) -> Categorical over names; code == none_value (or out of range) -> NA."""
-    names = list(names)
+def _category_codes(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> np.ndarray:
+    """int codes (minus shift) -> positions in names (-1: code == none_value or out of range)."""
     k = len(names)
 
     def code(v):
@@ -82,39 +81,54 @@ def _categorical(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 
             c = np.where(v == none_value, -1, c)
         return np.where((c < 0) | (c >= k), -1, c)
 
-    return pd.Categorical.from_codes(_map_small_ints(codes_arr, code, _code_dtype(k)),
+    return _map_small_ints(codes_arr, code, _code_dtype(k))
+
+
+def _categorical(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> pd.Categorical:
+    """int codes (minus shift) -> Categorical over names; code == none_value (or out of range) -> NA."""
+    names = list(names)
+    return pd.Categorical.from_codes(_category_codes(codes_arr, names, none_value=none_value, shift=shift),
                                      dtype=pd.CategoricalDtype(names), validate=False)
 
 
-def _invalid_text(r, proto, names) -> pd.Categorical:
+def _invalid_codes(r, proto, names) -> tuple[np.ndarray, list[str]]:
     """INVALID reasons as the kernel logs them (conntrack.invalid_log_text: "nf_ct_proto_6: SEQ is over
-    upper bound 4276993444 (over the window of the receiver)"); NA where none."""
+    upper bound 4276993444 (over the window of the receiver)"): (code per row, -1 where none; the distinct
+    texts in order of first appearance). Each distinct (reason, proto, arg) is formatted once."""
     from ..replay.conntrack import invalid_log_text
 
-    reason = np.asarray(r.invalid_reason).astype(np.int64)
-    arg = np.asarray(getattr(r, "invalid_arg", np.zeros(len(reason), np.uint32))).astype(np.int64)
+    reason = np.asarray(r.invalid_reason)
     rows = np.flatnonzero(reason > 0)
+    if len(rows) == 0:
+        return np.full(len(reason), -1, np.int8), []
+    reason = reason[rows].astype(np.int64)
+    arg = np.asarray(getattr(r, "invalid_arg", np.zeros(len(r.invalid_reason), np.uint32)))[rows].astype(np.int64)
     # distinct (reason, proto, arg) in order of first appearance; arg is a u32, proto a u8
-    key = ((reason[rows] << 40) | ((np.asarray(proto)[rows].astype(np.int64) & 0xFF) << 32)
-           | (arg[rows] & 0xFFFFFFFF))
+    key = ((reason << 40) | ((np.asarray(proto)[rows].astype(np.int64) & 0xFF) << 32) | (arg & 0xFFFFFFFF))
     kc, uk = pd.factorize(key)
-    codes = np.full(len(reason), -1, np.int64)
-    codes[rows] = kc
     text = [(int(k) >> 40, (int(k) >> 32) & 0xFF, int(k) & 0xFFFFFFFF) for k in np.asarray(uk).tolist()]
     cats = [invalid_log_text(*k) if k[0] < len(names) else "" for k in text]
     first = {c: i for i, c in enumerate(dict.fromkeys(cats))}
-    uniq = list(first)
-    pos = np.array([first[c] for c in cats] + [-1], dtype=np.int64)
-    return pd.Categorical.from_codes(pos[codes], categories=uniq)
+    pos = np.array([first[c] for c in cats], dtype=np.int64)
+    codes_ = np.full(len(r.invalid_reason), -1, np.int64)
+    codes_[rows] = pos[kc]
+    return codes_, list(first)
+
+
+_TCP_FLAG_TEXTS = tuple("".join(ch for bit, ch in _TCP_LETTERS if v & bit) or "." for v in range(256))
+
+
+def _tcp_flag_codes(flags: np.ndarray, is_tcp: np.ndarray | None = None) -> np.ndarray:
+    c = (np.asarray(flags) & 0xFF).astype(np.int16)
+    if is_tcp is not None:
+        c = np.where(is_tcp, c, np.int16(-1))
+    return c
 
 
 def tcp_flags_text(flags: np.ndarray, is_tcp: np.ndarray | None = None) -> pd.Categorical:
     """TCP flag bytes -> 'S', 'SA', 'FPA' (the kernel oracle's letter order F S R P A U E C; '.' none)."""
-    table = ["".join(ch for bit, ch in _TCP_LETTERS if v & bit) or "." for v in range(256)]
-    c = (np.asarray(flags) & 0xFF).astype(np.int16)
-    if is_tcp is not None:
-        c = np.where(is_tcp, c, np.int16(-1))
-    return pd.Categorical.from_codes(c, dtype=pd.CategoricalDtype(table), validate=False)
+    return pd.Categorical.from_codes(_tcp_flag_codes(flags, is_tcp), dtype=pd.CategoricalDtype(list(_TCP_FLAG_TEXTS)),
+                                     validate=False)
 
 
 def _path_name(mask: int) -> str:
@@ -128,12 +142,17 @@ def _path_name(mask: int) -> str:
     return ",".join(codes.HOOK_NAMES[h] for h in order if h in hooks)
 
 
+_PATH_TEXTS = tuple(_path_name(m) for m in range(32))  # unique: '' only once (mask 0)
+
+
+def _path_codes(path_mask: np.ndarray) -> np.ndarray:
+    return (np.asarray(path_mask) & 31).astype(np.int8)
+
+
 def path_text(path_mask: np.ndarray) -> pd.Categorical:
     """Bitmask of hooks (1 << Hook) -> 'PREROUTING,FORWARD,POSTROUTING' in traversal order ('' none)."""
-    names = [_path_name(m) for m in range(32)]
-    # categories must be unique: '' only once (mask 0)
-    return pd.Categorical.from_codes((np.asarray(path_mask) & 31).astype(np.int8),
-                                     dtype=pd.CategoricalDtype(names), validate=False)
+    return pd.Categorical.from_codes(_path_codes(path_mask), dtype=pd.CategoricalDtype(list(_PATH_TEXTS)),
+                                     validate=False)
 
 
 def _status_codes(status: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -322,28 +341,151 @@ def _rule_lookup(out, rule_ids: np.ndarray):
     return tables, chains, nums[idx], idx, valid
 
 
-def _rule_categorical(idx: np.ndarray, valid: np.ndarray, names: np.ndarray) -> pd.Categorical:
-    """names[idx] as a Categorical, NA where not valid: the same as pd.Categorical(np.where(valid,
-    names[idx], None)) (categories: the sorted names present), computed on the rules used, not per row."""
+def _rule_codes(idx: np.ndarray, valid: np.ndarray, names: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """names[idx] as (code per row, -1 where not valid; categories): the same as pd.Categorical(np.where(
+    valid, names[idx], None)) (categories: the sorted names present), computed on the rules used, not per row."""
     used = np.flatnonzero(np.bincount(idx[valid], minlength=len(names)))
-    small = pd.Categorical(np.array([*names[used].tolist(), None], dtype=object))
-    per_rule = np.full(len(names), -1, dtype=np.int64)
-    per_rule[used] = small.codes[:len(used)]
-    return pd.Categorical.from_codes(np.where(valid, per_rule[idx], -1), dtype=small.dtype)
+    cats = sorted(set(names[used].tolist()))
+    pos = {c: i for i, c in enumerate(cats)}
+    per_rule = np.full(len(names), -1, dtype=_code_dtype(len(cats)))
+    per_rule[used] = [pos[c] for c in names[used].tolist()]
+    return np.where(valid, per_rule[idx], per_rule.dtype.type(-1)), cats
+
+
+def _rule_categorical(idx: np.ndarray, valid: np.ndarray, names: np.ndarray) -> pd.Categorical:
+    c, cats = _rule_codes(idx, valid, names)
+    return pd.Categorical.from_codes(c, categories=pd.Index(cats, dtype=object if not cats else None))
+
+
+# ------------------------------------------------------------------ Arrow columns
+# The packets and events tables are built as pyarrow Tables straight from the result arrays (numpy and
+# pyarrow bulk operations, which release the GIL: the streaming run builds them in its writer thread beside
+# the replay), and packets_frame / events_frame are their to_pandas(). Each column is defined once, here.
+# Types are those pandas gives the frame (pa.Schema.from_pandas): categoricals are dictionary arrays with
+# pandas' index width and large_string values (null-typed when there are no categories), nullable integers
+# are integer arrays with a validity bitmap (their pandas dtype, e.g. "UInt16", is in the table's
+# _NULLABLE map and goes into the pandas metadata), text is large_string.
+_DICT_VALUES: dict = {}
+
+
+def _dictionary(categories):
+    import pyarrow as pa
+
+    key = tuple(categories)
+    d = _DICT_VALUES.get(key)
+    if d is None:
+        d = pa.array(list(key), pa.large_string()) if key else pa.array([], pa.null())
+        if len(_DICT_VALUES) > 256:
+            _DICT_VALUES.clear()
+        _DICT_VALUES[key] = d
+    return d
+
+
+def _validity(valid: np.ndarray):
+    """bool array -> an Arrow validity buffer, or None when every row is valid."""
+    import pyarrow as pa
+
+    if valid.all():
+        return None
+    return pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _a_dict(codes_arr: np.ndarray, categories):
+    """codes (-1: NA) -> DictionaryArray over categories, indexed as pandas indexes them (int8 below 127
+    categories, then int16, int32)."""
+    import pyarrow as pa
+
+    k = len(categories)
+    it = np.int8 if k < 127 else np.int16 if k < 32767 else np.int32
+    c = np.ascontiguousarray(codes_arr, dtype=it)
+    ind = pa.Array.from_buffers(pa.from_numpy_dtype(it), len(c), [_validity(c >= 0), pa.py_buffer(c)])
+    return pa.DictionaryArray.from_arrays(ind, _dictionary(categories), safe=False)
+
+
+def _a_nullable(values: np.ndarray, valid: np.ndarray, dtype: str):
+    """A nullable integer column (pandas dtype 'UInt16', 'Int32', ...): NA where not valid."""
+    import pyarrow as pa
+
+    nt = np.dtype(dtype.lower())
+    v = np.ascontiguousarray(values, dtype=nt)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(nt), len(v), [_validity(np.asarray(valid, dtype=bool)),
+                                                                     pa.py_buffer(v)])
+
+
+def _a_plain(values: np.ndarray, dtype):
+    import pyarrow as pa
+
+    return pa.array(np.ascontiguousarray(values, dtype=dtype))
+
+
+def _a_ts(ns: np.ndarray):
+    import pyarrow as pa
+
+    v = np.ascontiguousarray(ns, dtype=np.int64)
+    return pa.Array.from_buffers(pa.timestamp("ns", tz=_UTC), len(v), [None, pa.py_buffer(v)])
+
+
+def _a_addresses(hi, lo, family, valid=None):
+    import pyarrow as pa
+
+    codes_, texts = _address_codes(hi, lo, family, valid)
+    return texts.take(pa.array(codes_))
+
+
+def _a_status(status: np.ndarray):
+    import pyarrow as pa
+
+    codes_, texts = _status_codes(status)
+    return pa.array(texts, pa.large_string()).take(pa.array(codes_))
+
+
+def _pandas_schema(table, nullable: dict):
+    """The schema pa.Schema.from_pandas gives the frame of `table` (with its pandas metadata), built from
+    a zero-row frame: each column's pandas dtype is that of its Arrow type, or nullable[name]."""
+    import pyarrow as pa
+
+    cols = {}
+    for name in table.column_names:
+        if name in nullable:
+            cols[name] = pd.Series(pd.array([], dtype=nullable[name]))
+        else:
+            cols[name] = table.column(name).slice(0, 0).to_pandas()
+    return pa.Schema.from_pandas(pd.DataFrame(cols, columns=table.column_names), preserve_index=False)
+
+
+def table_to_frame(table, nullable: dict) -> pd.DataFrame:
+    """A table of packets_table / events_table as its pandas frame (nullable integer columns as "UInt16",
+    "Int32"...: their dtypes come from the pandas metadata)."""
+    sch = _pandas_schema(table, nullable)
+    return table.replace_schema_metadata(sch.metadata).to_pandas()
 
 
 # ------------------------------------------------------------------ packets
-def packets_frame(out) -> pd.DataFrame:
-    """One row per captured packet, contracts §3 `packets` plus extensions (see PACKET_FRAME_COLUMNS)."""
+PACKET_NULLABLE = {
+    "sport": "UInt16", "dport": "UInt16", "icmp_type": "UInt8", "icmp_code": "UInt8", "icmp_id": "UInt16",
+    "verdict_rule": "Int32", "rule_id": "Int32", "ct_id": "Int32", "out_sport": "UInt16", "out_dport": "UInt16",
+    "tcp_seq": "UInt32", "tcp_ack": "UInt32", "tcp_win": "UInt16", "reject_sport": "UInt16",
+    "reject_dport": "UInt16",
+}
+EVENT_NULLABLE = {"packet_index": "Int64"}
+
+
+def packets_table(out, offset: int = 0):
+    """packets_frame as a pyarrow Table (no pandas metadata; see table_to_frame). offset: added to `index`
+    (the streaming run's global packet number of the chunk's first packet)."""
+    import pyarrow as pa
+
     p, r = out.packets, out.results
     n = len(p.ts_ns)
     proto = np.asarray(p.proto)
     family = np.asarray(p.family)
-    is_tcp = (proto == codes.IPPROTO_TCP) & (family > 0)
-    is_icmp = ((proto == codes.IPPROTO_ICMP) | (proto == codes.IPPROTO_ICMPV6)) & (family > 0)
+    fam_ok = family > 0
+    is_tcp = (proto == codes.IPPROTO_TCP) & fam_ok
+    is_icmp = ((proto == codes.IPPROTO_ICMP) | (proto == codes.IPPROTO_ICMPV6)) & fam_ok
     outcome = np.asarray(r.outcome)
-    left = np.isin(outcome, (codes.Outcome.FORWARDED, codes.Outcome.EMITTED)) & (family > 0)
-    has_ports = np.isin(proto, (codes.IPPROTO_TCP, codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE, codes.IPPROTO_SCTP))
+    left = ((outcome == codes.Outcome.FORWARDED) | (outcome == codes.Outcome.EMITTED)) & fam_ok
+    has_ports = ((proto == codes.IPPROTO_TCP) | (proto == codes.IPPROTO_UDP) | (proto == codes.IPPROTO_UDPLITE)
+                 | (proto == codes.IPPROTO_SCTP))
     ifnames = list(out.iface_names)
     tables_by_id, chains_by_id, nums, rid, rvalid = _rule_lookup(out, r.verdict_rule)
     reason_names = ["" for _ in range(128)]
@@ -363,59 +505,70 @@ def packets_frame(out) -> pd.DataFrame:
     sent = np.asarray(r.reject_iface) >= 0
     rk = list(out.reject_kinds)
     rst = np.asarray(r.reject_kind) == (rk.index("tcp-reset") if "tcp-reset" in rk else -1)
-    data = {
-        "index": np.arange(n, dtype=np.int64),
-        "ts": _ts(np.array(p.ts_ns, dtype=np.int64)),
-        "family": np.array(family, dtype=np.uint8),
-        "proto": np.array(proto, dtype=np.uint8),
-        "src": _address_str_array(p.src_hi, p.src_lo, family),
-        "dst": _address_str_array(p.dst_hi, p.dst_lo, family),
-        "sport": _nullable(p.sport, has_ports & (family > 0), "UInt16"),
-        "dport": _nullable(p.dport, has_ports & (family > 0), "UInt16"),
-        "icmp_type": _nullable(p.icmp_type, is_icmp, "UInt8"),
-        "icmp_code": _nullable(p.icmp_code, is_icmp, "UInt8"),
-        "icmp_id": _nullable(p.icmp_id, is_icmp, "UInt16"),
-        "len": np.array(p.ip_len, dtype=np.int32),
-        "tcp_flags": tcp_flags_text(p.tcp_flags, is_tcp),
-        "in_iface": _categorical(r.in_iface, ifnames),
-        "out_iface": _categorical(r.out_iface, ifnames),
-        "path": path_text(r.path),
-        "outcome": _categorical(outcome, OUTCOME_CATEGORIES, shift=1),
-        "reason": pd.Categorical.from_codes(reason_col, dtype=pd.CategoricalDtype(reason_cats), validate=False),
-        "verdict_table": _rule_categorical(rid, rvalid, tables_by_id),
-        "verdict_chain": _rule_categorical(rid, rvalid, chains_by_id),
-        "verdict_rule": _nullable(nums, rvalid, "Int32"),
-        "rule_id": _nullable(np.asarray(r.verdict_rule), rvalid, "Int32"),
-        "ct_id": _nullable(ct_id, ct_id >= 0, "Int32"),
-        "ct_state": _categorical(r.ct_state, CT_STATE_CATEGORIES, shift=1),
-        "ct_dir": _categorical(r.ct_dir, CT_DIR_CATEGORIES),
-        "tcp_state": _categorical(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
-        "invalid_reason": _invalid_text(r, proto, inv_names),
-        "out_src": _address_str_array(r.out_src_hi, r.out_src_lo, family, left),
-        "out_dst": _address_str_array(r.out_dst_hi, r.out_dst_lo, family, left),
-        "out_sport": _nullable(r.out_sport, left & (has_ports | is_icmp), "UInt16"),
-        "out_dport": _nullable(r.out_dport, left & has_ports, "UInt16"),
-        "mark": np.array(r.mark, dtype=np.uint32),
-        "ct_mark": np.array(r.ct_mark, dtype=np.uint32),
-        "verdict_hook": _categorical(r.verdict_hook, HOOK_CATEGORIES),
-        "reject_with": _categorical(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
-        "nat": _categorical(nat_flags, NAT_CATEGORIES, shift=1),
-        "payload_len": np.array(p.payload_len, dtype=np.int32),
-        "tcp_seq": _nullable(p.tcp_seq, is_tcp, "UInt32"),
-        "tcp_ack": _nullable(p.tcp_ack, is_tcp, "UInt32"),
-        "tcp_win": _nullable(p.tcp_win, is_tcp, "UInt16"),
-        "ip_csum": _categorical(p.ip_csum, CSUM_CATEGORIES),
-        "l4_csum": _categorical(p.l4_csum, CSUM_CATEGORIES),
+    ports_ok = has_ports & fam_ok
+
+    def nul(name, v, valid):
+        return _a_nullable(v, valid, PACKET_NULLABLE[name])
+
+    def cat(v, names, **kw):
+        return _a_dict(_category_codes(v, names, **kw), names)
+
+    cols = {
+        "index": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
+        "ts": _a_ts(p.ts_ns),
+        "family": _a_plain(family, np.uint8),
+        "proto": _a_plain(proto, np.uint8),
+        "src": _a_addresses(p.src_hi, p.src_lo, family),
+        "dst": _a_addresses(p.dst_hi, p.dst_lo, family),
+        "sport": nul("sport", p.sport, ports_ok),
+        "dport": nul("dport", p.dport, ports_ok),
+        "icmp_type": nul("icmp_type", p.icmp_type, is_icmp),
+        "icmp_code": nul("icmp_code", p.icmp_code, is_icmp),
+        "icmp_id": nul("icmp_id", p.icmp_id, is_icmp),
+        "len": _a_plain(p.ip_len, np.int32),
+        "tcp_flags": _a_dict(_tcp_flag_codes(p.tcp_flags, is_tcp), _TCP_FLAG_TEXTS),
+        "in_iface": cat(r.in_iface, ifnames),
+        "out_iface": cat(r.out_iface, ifnames),
+        "path": _a_dict(_path_codes(r.path), _PATH_TEXTS),
+        "outcome": cat(outcome, OUTCOME_CATEGORIES, shift=1),
+        "reason": _a_dict(reason_col, reason_cats),
+        "verdict_table": _a_dict(*_rule_codes(rid, rvalid, tables_by_id)),
+        "verdict_chain": _a_dict(*_rule_codes(rid, rvalid, chains_by_id)),
+        "verdict_rule": nul("verdict_rule", nums, rvalid),
+        "rule_id": nul("rule_id", r.verdict_rule, rvalid),
+        "ct_id": nul("ct_id", ct_id, ct_id >= 0),
+        "ct_state": cat(r.ct_state, CT_STATE_CATEGORIES, shift=1),
+        "ct_dir": cat(r.ct_dir, CT_DIR_CATEGORIES),
+        "tcp_state": cat(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
+        "invalid_reason": _a_dict(*_invalid_codes(r, proto, inv_names)),
+        "out_src": _a_addresses(r.out_src_hi, r.out_src_lo, family, left),
+        "out_dst": _a_addresses(r.out_dst_hi, r.out_dst_lo, family, left),
+        "out_sport": nul("out_sport", r.out_sport, left & (has_ports | is_icmp)),
+        "out_dport": nul("out_dport", r.out_dport, left & has_ports),
+        "mark": _a_plain(r.mark, np.uint32),
+        "ct_mark": _a_plain(r.ct_mark, np.uint32),
+        "verdict_hook": cat(r.verdict_hook, HOOK_CATEGORIES),
+        "reject_with": cat(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
+        "nat": cat(nat_flags, NAT_CATEGORIES, shift=1),
+        "payload_len": _a_plain(p.payload_len, np.int32),
+        "tcp_seq": nul("tcp_seq", p.tcp_seq, is_tcp),
+        "tcp_ack": nul("tcp_ack", p.tcp_ack, is_tcp),
+        "tcp_win": nul("tcp_win", p.tcp_win, is_tcp),
+        "ip_csum": cat(p.ip_csum, CSUM_CATEGORIES),
+        "l4_csum": cat(p.l4_csum, CSUM_CATEGORIES),
         # the REJECT response as it left (after the NAT core); empty when none left
-        "reject_src": _address_str_array(r.reject_src_hi, r.reject_src_lo, family, sent),
-        "reject_dst": _address_str_array(r.reject_dst_hi, r.reject_dst_lo, family, sent),
-        "reject_sport": _nullable(r.reject_sport, sent & rst, "UInt16"),
-        "reject_dport": _nullable(r.reject_dport, sent & rst, "UInt16"),
-        "reject_iface": _categorical(r.reject_iface, ifnames),
+        "reject_src": _a_addresses(r.reject_src_hi, r.reject_src_lo, family, sent),
+        "reject_dst": _a_addresses(r.reject_dst_hi, r.reject_dst_lo, family, sent),
+        "reject_sport": nul("reject_sport", r.reject_sport, sent & rst),
+        "reject_dport": nul("reject_dport", r.reject_dport, sent & rst),
+        "reject_iface": cat(r.reject_iface, ifnames),
     }
-    # every column above is a new array owned by this frame (np.array copies): no second copy needed
-    df = pd.DataFrame(data, columns=list(PACKET_FRAME_COLUMNS), copy=False)
-    return df
+    return pa.table([cols[c] for c in PACKET_FRAME_COLUMNS], names=list(PACKET_FRAME_COLUMNS))
+
+
+def packets_frame(out) -> pd.DataFrame:
+    """One row per captured packet, contracts §3 `packets` plus extensions (see PACKET_FRAME_COLUMNS)."""
+    return table_to_frame(packets_table(out), PACKET_NULLABLE)
 
 
 # ------------------------------------------------------------------ rules
@@ -592,25 +745,28 @@ def _empty_flows_frame() -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ events
-def events_frame(out) -> pd.DataFrame:
-    """The conntrack event stream, as `conntrack -E` shows it."""
+def events_table(out):
+    """events_frame as a pyarrow Table (no pandas metadata; see table_to_frame)."""
+    import pyarrow as pa
+
     e = out.events
     n = len(e["ct_id"]) if e else 0
     if n == 0:
-        return pd.DataFrame({
-            "ct_id": pd.Series([], dtype="int32"), "packet_index": pd.array([], dtype="Int64"),
-            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
-            "event": pd.Categorical([], categories=list(codes.CT_EVENT_NAMES[1:])),
-            "tcp_state": pd.Categorical([], categories=TCP_STATE_CATEGORIES),
-            "status": pd.Series([], dtype="str"), "timeout_s": pd.Series([], dtype="int32")},
-            columns=list(EVENT_FRAME_COLUMNS))
+        z = np.zeros(0, np.int64)
+        e = {"ct_id": z, "packet_index": z, "ts_ns": z, "event": z, "tcp_state": z, "status": z, "timeout_s": z}
     pi = np.asarray(e["packet_index"], dtype=np.int64)
-    return pd.DataFrame({
-        "ct_id": np.asarray(e["ct_id"], dtype=np.int32),
-        "packet_index": _nullable(pi, pi >= 0, "Int64"),
-        "ts": _ts(e["ts_ns"]),
-        "event": _categorical(e["event"], codes.CT_EVENT_NAMES[1:], shift=1),
-        "tcp_state": _categorical(e["tcp_state"], TCP_STATE_CATEGORIES, shift=1),
-        "status": _status_str_array(e["status"]),
-        "timeout_s": np.asarray(e["timeout_s"], dtype=np.int32),
-    }, columns=list(EVENT_FRAME_COLUMNS))
+    cols = {
+        "ct_id": _a_plain(e["ct_id"], np.int32),
+        "packet_index": _a_nullable(pi, pi >= 0, EVENT_NULLABLE["packet_index"]),
+        "ts": _a_ts(e["ts_ns"]),
+        "event": _a_dict(_category_codes(e["event"], codes.CT_EVENT_NAMES[1:], shift=1), codes.CT_EVENT_NAMES[1:]),
+        "tcp_state": _a_dict(_category_codes(e["tcp_state"], TCP_STATE_CATEGORIES, shift=1), TCP_STATE_CATEGORIES),
+        "status": _a_status(e["status"]) if n else pa.array([], pa.large_string()),
+        "timeout_s": _a_plain(e["timeout_s"], np.int32),
+    }
+    return pa.table([cols[c] for c in EVENT_FRAME_COLUMNS], names=list(EVENT_FRAME_COLUMNS))
+
+
+def events_frame(out) -> pd.DataFrame:
+    """The conntrack event stream, as `conntrack -E` shows it."""
+    return table_to_frame(events_table(out), EVENT_NULLABLE)
