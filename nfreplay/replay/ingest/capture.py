@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import mmap
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -163,7 +164,7 @@ class _Source:
         d = self.data
         while True:
             bound = min(chunk_packets, self._bound(pos))
-            t = schema.empty(bound)
+            t = _zeroed_table(bound)
             ro = np.empty(bound, dtype=np.int64)
             mode = MODE_PCAPNG if self.kind == "pcapng" else MODE_PCAP
             n, npos, err = frame_decode(d, pos, bound, mode, self.be, self.nano, self.linktype, self.st,
@@ -177,7 +178,8 @@ class _Source:
                 if n < bound:
                     t = schema.take(t, slice(0, n)) if n < bound // 2 else PacketTable(*(c[:n] for c in t))
                     ro = ro[:n].copy() if n < bound // 2 else ro[:n]
-                t.file_id[:] = self.file_id
+                if self.file_id:
+                    t.file_id[:] = self.file_id
                 self.info.add_stats(t)
                 yield schema.validate(t), ro
             rec += n
@@ -206,6 +208,39 @@ class _Source:
         if self.strict:
             raise CaptureError(self.path, reason, offset, record)
         log.warning("%s: %s; kept the %d packets before it", self.path, self.info.damage, record)
+
+
+_HUGE = 2 << 20  # a transparent huge page (x86-64, arm64 with 4 KiB pages)
+
+
+def _zeroed(n: int, dtype) -> np.ndarray:
+    """np.zeros(n, dtype), but a column of at least 2 MiB is its own anonymous mapping advised
+    MADV_HUGEPAGE (THP is usually in "madvise" mode; calloc does not advise): the decoder's first touch
+    then faults in 2 MiB at a time instead of 4 KiB, which took ~50 ns per packet of the reader's time
+    (a 1M-packet chunk is ~180 MB of table). Fresh anonymous pages read as zero, and pages never written
+    (columns a capture does not use, e.g. the ICMP-error ones) are never allocated. The size is rounded
+    up to whole huge pages (the kernel then aligns the mapping) when that adds at most 1/8."""
+    dtype = np.dtype(dtype)
+    nbytes = n * dtype.itemsize
+    advise = getattr(mmap, "MADV_HUGEPAGE", None)
+    if nbytes < _HUGE or advise is None:
+        return np.zeros(n, dtype)
+    size = -(-nbytes // _HUGE) * _HUGE
+    if size - nbytes > nbytes // 8:
+        size = nbytes
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m.madvise(advise)
+    except OSError:  # THP unavailable: plain pages
+        pass
+    return np.frombuffer(m, dtype, n)
+
+
+def _zeroed_table(n: int) -> PacketTable:
+    """A packet table of n rows for decode.frame_decode: every column zero. The columns whose 'none'
+    value is -1 (schema.empty) are written for every row by the framer (ifindex) or the decoder
+    (vlan_id, l3_off, tcp_wscale)."""
+    return PacketTable(*(_zeroed(n, dt) for dt in schema._DTYPES.values()))
 
 
 def _load_bytes(path: str) -> tuple[np.ndarray, bool]:

@@ -19,6 +19,7 @@ import numba
 import numpy as np
 
 from .._jit import kernel
+from .loads import rd16, rd32
 
 PREFETCH_AHEAD = 2048  # bytes ahead of the current record: about 7 records of a typical mix
 PREFETCH_SPAN = 320  # bytes prefetched per record (5 cache lines, more than a typical record)
@@ -100,22 +101,13 @@ IF_NCOLS = 6
 
 
 @kernel
-def _rd16(d, p, be):
-    if be:
-        return (np.int64(d[p]) << 8) | np.int64(d[p + 1])
-    return (np.int64(d[p + 1]) << 8) | np.int64(d[p])
-
-
-@kernel
-def _rd32(d, p, be):
-    if be:
-        return (np.int64(d[p]) << 24) | (np.int64(d[p + 1]) << 16) | (np.int64(d[p + 2]) << 8) | np.int64(d[p + 3])
-    return (np.int64(d[p + 3]) << 24) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 1]) << 8) | np.int64(d[p])
-
-
-@kernel
 def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, out):
-    """Classic pcap records from byte `pos` (after the 24-byte file header) into rows row0, row0 + 1, ..."""
+    """Classic pcap records from byte `pos` (after the 24-byte file header) into rows row0, row0 + 1, ...
+
+    The columns are taken out of `out` before the loop (an `out.<column>` access per record costs a
+    reference-count round trip) and the header fields are read with one 4-byte load each."""
+    ts_ns, rec_num, linktype_c, cap_len = out.ts_ns, out.rec_num, out.linktype, out.cap_len
+    wire_len, pkt_dir, ifindex = out.wire_len, out.pkt_dir, out.ifindex
     n_data = np.int64(len(d))
     n = 0
     mul = np.int64(1) if nano else np.int64(1000)
@@ -126,22 +118,22 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
             return n, pos, FR_TRUNCATED
         for k in range(0, PREFETCH_SPAN, 64):
             prefetch(d, pos + PREFETCH_AHEAD + k)
-        sec = _rd32(d, pos, be)
-        frac = _rd32(d, pos + 4, be)
-        caplen = _rd32(d, pos + 8, be)
-        wirelen = _rd32(d, pos + 12, be)
+        sec = rd32(d, pos, be)
+        frac = rd32(d, pos + 4, be)
+        caplen = rd32(d, pos + 8, be)
+        wirelen = rd32(d, pos + 12, be)
         if caplen > MAX_CAPLEN:
             return n, pos, FR_BAD_RECORD
         if pos + 16 + caplen > n_data:
             return n, pos, FR_TRUNCATED
         r = row0 + n
-        out.ts_ns[r] = sec * np.int64(1000000000) + frac * mul
-        out.rec_num[r] = rec_base + n
-        out.linktype[r] = linktype
-        out.cap_len[r] = caplen
-        out.wire_len[r] = wirelen if wirelen <= 0x7FFFFFFF else 0x7FFFFFFF
-        out.pkt_dir[r] = 0
-        out.ifindex[r] = -1
+        ts_ns[r] = sec * np.int64(1000000000) + frac * mul
+        rec_num[r] = rec_base + n
+        linktype_c[r] = linktype
+        cap_len[r] = caplen
+        wire_len[r] = wirelen if wirelen <= 0x7FFFFFFF else 0x7FFFFFFF
+        pkt_dir[r] = 0
+        ifindex[r] = -1
         rec_off[r] = pos + 16
         pos += 16 + caplen
         n += 1
@@ -179,8 +171,8 @@ def _walk_options(d, p, end, be, ifs, k, is_idb):
     or 0 (for packet blocks)."""
     flags = np.int64(0)
     while p + 4 <= end:
-        code = _rd16(d, p, be)
-        olen = _rd16(d, p + 2, be)
+        code = rd16(d, p, be)
+        olen = rd16(d, p + 2, be)
         p += 4
         if code == 0:
             return flags
@@ -193,12 +185,12 @@ def _walk_options(d, p, end, be, ifs, k, is_idb):
                 ifs[k, IF_RES_EXP] = r & 0x7F
             elif code == 14 and olen == 8:
                 if be:
-                    ifs[k, IF_TSOFFSET] = (_rd32(d, p, be) << 32) | _rd32(d, p + 4, be)
+                    ifs[k, IF_TSOFFSET] = (rd32(d, p, be) << 32) | rd32(d, p + 4, be)
                 else:
-                    ifs[k, IF_TSOFFSET] = (_rd32(d, p + 4, be) << 32) | _rd32(d, p, be)
+                    ifs[k, IF_TSOFFSET] = (rd32(d, p + 4, be) << 32) | rd32(d, p, be)
         else:
             if code == 2 and olen == 4:
-                flags = _rd32(d, p, be)
+                flags = rd32(d, p, be)
         p += (olen + 3) & ~3
     return flags
 
@@ -206,6 +198,8 @@ def _walk_options(d, p, end, be, ifs, k, is_idb):
 @kernel
 def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
     """pcapng blocks from byte `pos` (0 at file start) into rows row0, row0 + 1, ... See the module doc."""
+    ts_col, rec_num, linktype_c, cap_len = out.ts_ns, out.rec_num, out.linktype, out.cap_len
+    wire_len, pkt_dir, ifindex = out.wire_len, out.pkt_dir, out.ifindex
     n_data = np.int64(len(d))
     n = 0
     while n < max_recs:
@@ -217,18 +211,18 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
             prefetch(d, pos + PREFETCH_AHEAD + k)
         # block type: the SHB type is a palindrome, so read it in either order
         be = st[ST_BE] != 0
-        btype = _rd32(d, pos, be)
+        btype = rd32(d, pos, be)
         if btype == BT_SHB:
             if pos + 28 > n_data:
                 return n, pos, FR_TRUNCATED
-            bom_le = _rd32(d, pos + 8, False)
+            bom_le = rd32(d, pos + 8, False)
             if bom_le == BYTE_ORDER_MAGIC:
                 be = False
-            elif _rd32(d, pos + 8, True) == BYTE_ORDER_MAGIC:
+            elif rd32(d, pos + 8, True) == BYTE_ORDER_MAGIC:
                 be = True
             else:
                 return n, pos, FR_BAD_SHB
-            if _rd16(d, pos + 12, be) != 1:
+            if rd16(d, pos + 12, be) != 1:
                 return n, pos, FR_BAD_SHB
             st[ST_BE] = 1 if be else 0
             st[ST_SECTION_BASE] = st[ST_N_IF]
@@ -236,12 +230,12 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
             st[ST_N_SECTIONS] += 1
         elif st[ST_HAVE_SHB] == 0:
             return n, pos, FR_BAD_SHB
-        blen = _rd32(d, pos + 4, be)
+        blen = rd32(d, pos + 4, be)
         if blen < 12 or (blen & 3) != 0:
             return n, pos, FR_BAD_RECORD
         if pos + blen > n_data:
             return n, pos, FR_TRUNCATED
-        if _rd32(d, pos + blen - 4, be) != blen:
+        if rd32(d, pos + blen - 4, be) != blen:
             return n, pos, FR_BAD_BLOCK
         bend = pos + blen - 4  # end of body/options
         if btype == BT_SHB:
@@ -253,8 +247,8 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
             k = st[ST_N_IF]
             if k >= len(ifs):
                 return n, pos, FR_TOO_MANY_IF
-            ifs[k, IF_LINKTYPE] = _rd16(d, pos + 8, be)
-            ifs[k, IF_SNAPLEN] = _rd32(d, pos + 12, be)
+            ifs[k, IF_LINKTYPE] = rd16(d, pos + 8, be)
+            ifs[k, IF_SNAPLEN] = rd32(d, pos + 12, be)
             ifs[k, IF_RES_EXP] = 6
             ifs[k, IF_RES_POW2] = 0
             ifs[k, IF_TSOFFSET] = 0
@@ -267,7 +261,7 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
                 if blen < 16:
                     return n, pos, FR_BAD_BLOCK
                 iface = np.int64(0)
-                wirelen = _rd32(d, pos + 8, be)
+                wirelen = rd32(d, pos + 8, be)
                 dstart = pos + 12
                 caplen = min(wirelen, bend - dstart)
                 k = st[ST_SECTION_BASE]
@@ -282,12 +276,12 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
                 if blen < 32:
                     return n, pos, FR_BAD_BLOCK
                 if btype == BT_EPB:
-                    iface = _rd32(d, pos + 8, be)
+                    iface = rd32(d, pos + 8, be)
                 else:
-                    iface = _rd16(d, pos + 8, be)
-                tsv = (np.uint64(_rd32(d, pos + 12, be)) << np.uint64(32)) | np.uint64(_rd32(d, pos + 16, be))
-                caplen = _rd32(d, pos + 20, be)
-                wirelen = _rd32(d, pos + 24, be)
+                    iface = rd16(d, pos + 8, be)
+                tsv = (np.uint64(rd32(d, pos + 12, be)) << np.uint64(32)) | np.uint64(rd32(d, pos + 16, be))
+                caplen = rd32(d, pos + 20, be)
+                wirelen = rd32(d, pos + 24, be)
                 dstart = pos + 28
                 if caplen > bend - dstart:
                     return n, pos, FR_BAD_BLOCK
@@ -299,15 +293,15 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
                     flags = 0  # a damaged packet option does not lose the packet
                 ts_ns = _ts_to_ns(tsv, ifs[k, IF_RES_EXP], ifs[k, IF_RES_POW2], ifs[k, IF_TSOFFSET])
             r = row0 + n
-            out.ts_ns[r] = ts_ns
+            ts_col[r] = ts_ns
             st[ST_LAST_TS] = ts_ns
-            out.rec_num[r] = rec_base + n
-            out.linktype[r] = ifs[k, IF_LINKTYPE]
-            out.cap_len[r] = caplen
-            out.wire_len[r] = wirelen if wirelen <= 0x7FFFFFFF else 0x7FFFFFFF
+            rec_num[r] = rec_base + n
+            linktype_c[r] = ifs[k, IF_LINKTYPE]
+            cap_len[r] = caplen
+            wire_len[r] = wirelen if wirelen <= 0x7FFFFFFF else 0x7FFFFFFF
             dirbits = flags & 3
-            out.pkt_dir[r] = 1 if dirbits == 1 else (2 if dirbits == 2 else 0)
-            out.ifindex[r] = ifs[k, IF_LOCAL]
+            pkt_dir[r] = 1 if dirbits == 1 else (2 if dirbits == 2 else 0)
+            ifindex[r] = ifs[k, IF_LOCAL]
             rec_off[r] = dstart
             n += 1
         # every other block type (NRB, ISB, DSB, custom...) is skipped
