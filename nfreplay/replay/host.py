@@ -30,7 +30,7 @@ import tomllib
 
 from ..errors import HostModelError
 from . import addr as _addr
-from ._jit import kernel
+from ._jit import inline_kernel, kernel
 
 log = logging.getLogger(__name__)
 
@@ -413,14 +413,14 @@ def load_host(src=None, local: list[str] | tuple[str, ...] = ()) -> HostModel:
 # ------------------------------------------------------------------ kernels
 # The *_at variants read a host block embedded at offset b of an int64 array p (b = 0 for HostArrays.prog;
 # the compiled ruleset embeds one for addrtype).
-@kernel
+@inline_kernel
 def route_lookup(ha, family, hi, lo):
     """Interface the host routes (family, hi, lo) through: a pin first, then the longest prefix of the
     main table; -1 when no route."""
     return route_lookup_at(ha.prog, 0, family, hi, lo)
 
 
-@kernel
+@inline_kernel
 def route_lookup_at(p, b, family, hi, lo):
     o = b + p[b + HA_PIN]
     for i in range(p[b + HA_N_PIN]):
@@ -436,7 +436,7 @@ def route_lookup_at(p, b, family, hi, lo):
     return np.int64(-1)
 
 
-@kernel
+@inline_kernel
 def _local_entry(p, b, family, hi, lo, iface):
     """Row offset (in p) of the first local-table entry holding the address; -1 none; -2 when that entry
     belongs to another interface than iface (>= 0)."""
@@ -451,13 +451,13 @@ def _local_entry(p, b, family, hi, lo, iface):
     return np.int64(-1)
 
 
-@kernel
+@inline_kernel
 def is_local(ha, family, hi, lo):
     """The address is local: a LOCAL entry of the local table (own addresses, loopback nets)."""
     return is_local_at(ha.prog, 0, family, hi, lo)
 
 
-@kernel
+@inline_kernel
 def is_local_at(p, b, family, hi, lo):
     r = _local_entry(p, b, family, hi, lo, np.int64(-1))
     return r >= 0 and p[r + LT_TYPE] == 2

@@ -38,7 +38,7 @@ from .chains import (
     nat_col,
     reset_packet,
 )
-from .conntrack import ct_abort_a, ct_confirm_a, ct_help_a, ct_in_pv, ct_remaining_s_a, ct_set_helper_a
+from .conntrack import ct_abort_a, ct_confirm_fast, ct_help_a, ct_in_pv, ct_remaining_s_a, ct_set_helper_a
 from .conntrack.table import (
     C_CT_ID,
     C_FAMILY,
@@ -702,7 +702,7 @@ def _replay_one(pv, data, ha, cra, rst, E, L, H, M, X, F, P, EV, nst, ctx, out, 
             if E[slot, C_HELPER] != 0:
                 if not ct_help_a(E, M, X, P, pv, data, slot, S[S_DIR], S[S_CTINFO], now):
                     hooks_v = np.int64(0)
-            if hooks_v == 1 and not ct_confirm_a(E, L, H, M, X, F, slot, now, i, EV):
+            if hooks_v == 1 and not ct_confirm_fast(E, L, H, M, X, F, slot, now, i, EV):
                 hooks_v = np.int64(0)
                 S[C_CONFIRM_FAIL] += 1
     if hooks_v == 1:

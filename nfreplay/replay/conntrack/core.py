@@ -1145,7 +1145,8 @@ def _peek_tcp(E, L, H, M, pv, zone, now):
 def ct_in_pv(E, L, H, M, X, F, P, pv, zone, hook, now_ns, EV):
     """nf_conntrack_in for the packet in pv (schema.PV_*; its index is pv[PV_INDEX]).
     Returns (slot, dir, ctinfo, reason); see the package docs."""
-    _finish_pending(E, L, M)
+    if M[M_PENDING] >= 0:
+        _finish_pending(E, L, M)
     M[M_INV_ARG] = 0
     M[M_INV_SLOT] = -1
     i = pv[PV_INDEX]
@@ -1407,6 +1408,17 @@ def ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV):
               E[s, C_TCP_STATE] if (ec & EV_PROTOINFO) != 0 else np.int64(0), E[s, C_STATUS],
               _timeout_s(L, s, now_ns))
     return True
+
+
+@inline_kernel
+def ct_confirm_fast(E, L, H, M, X, F, slot, now_ns, pkt_index, EV):
+    """ct_confirm_a without the call for the common case: no entry, or a confirmed entry with no cached
+    events (an established flow's packet). A call passes ~10 arrays (~70 ns per packet)."""
+    if slot < 0:
+        return True
+    if E[slot, C_USED] == 2 and E[slot, C_ECACHE] == 0:
+        return True
+    return ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV)
 
 
 @kernel
