@@ -21,7 +21,7 @@ from .. import schema
 from ..codes import PKT_STATUS_NAMES, PktStatus
 from ..schema import PacketTable
 from . import framing
-from .decode import MODE_PCAP, MODE_PCAPNG, frame_decode
+from .decode import MODE_PCAP, MODE_PCAPNG, frame_decode, table_stats
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,11 @@ class FileInfo:
         if n == 0:
             return
         self.packets += n
-        lo, hi = int(t.ts_ns.min()), int(t.ts_ns.max())
+        counts = np.zeros(256, dtype=np.int64)
+        lo, hi = table_stats(t.ts_ns, t.status, counts)
+        lo, hi = int(lo), int(hi)
         self.first_ts_ns = lo if self.first_ts_ns is None else min(self.first_ts_ns, lo)
         self.last_ts_ns = hi if self.last_ts_ns is None else max(self.last_ts_ns, hi)
-        counts = np.bincount(t.status.astype(np.int64), minlength=len(PKT_STATUS_NAMES))
         for code, c in enumerate(counts.tolist()):
             if c == 0:
                 continue

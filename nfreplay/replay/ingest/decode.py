@@ -224,6 +224,20 @@ def _decode_tcp_options(d, p, n, ack):
     return mss, wscale, sackok, sack
 
 
+@kernel
+def table_stats(ts_ns, status, counts):
+    """One pass over a decoded chunk for FileInfo: returns (min, max) of ts_ns (n >= 1) and adds the count
+    of each status value to counts[status] (counts: int64, 256 entries)."""
+    lo = ts_ns[0]
+    hi = ts_ns[0]
+    for i in range(len(ts_ns)):
+        t = ts_ns[i]
+        lo = min(lo, t)
+        hi = max(hi, t)
+        counts[np.uint8(status[i])] += 1
+    return lo, hi
+
+
 def decode_packets(data, rec_off, out):
     """Decode every frame; see the module doc. `data` uint8, `rec_off` int64, `out` a PacketTable whose
     framer-owned columns are filled. Returns the number of rows."""
@@ -252,7 +266,9 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
     loop: touching `out.<column>` inside the per-packet code costs a reference-count round trip per
     access, which numba cannot prune in branchy code (that was 90% of the decode time). Keep the
     per-packet code in this function, with no per-packet calls taking arrays other than `d`. Columns
-    the decoder does not reach keep their schema.empty() value. Inside the loop, `st = CODE; break`
+    the decoder does not reach keep their schema.empty() value: `out` must come zeroed (schema.empty, or
+    capture._zeroed_table, whose untouched pages are never allocated), and the decoder writes no zero
+    value except the status; the -1 defaults (vlan_id, l3_off, tcp_wscale) it writes for every row. Inside the loop, `st = CODE; break`
     leaves the one-pass `_once` loop: the packet's decode ends there with status CODE."""
     d = borrow(d)  # the caller keeps d, rec_off and out alive: no reference counting in the calls below
     rec_off = borrow(rec_off)
@@ -450,7 +466,8 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 ip_id[i] = be16(d, l3 + 4)
                 fo = be16(d, l3 + 6)
                 foff = fo & 0x1FFF
-                frag_off[i] = foff
+                if foff != 0:
+                    frag_off[i] = foff
                 fl = 0
                 if fo & 0x2000:
                     fl |= _IP_FLAG_MF
@@ -464,9 +481,9 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 ttl[i] = d[l3 + 8]
                 l4p = np.int64(d[l3 + 9])
                 proto[i] = l4p
-                src_hi[i] = 0
+                # src_hi / dst_hi stay 0 (v4-mapped): not written, so an IPv4-only capture never touches
+                # those columns' pages
                 src_lo[i] = np.uint64(V4_MAPPED_LO) | np.uint64(be32(d, l3 + 12))
-                dst_hi[i] = 0
                 dst_lo[i] = np.uint64(V4_MAPPED_LO) | np.uint64(be32(d, l3 + 16))
                 # header checksum: little-endian 32-bit words (see the L4 sum below); hlen is a multiple of 4
                 hs = le32(d, l3) + le32(d, l3 + 4) + le32(d, l3 + 8) + le32(d, l3 + 12) + le32(d, l3 + 16)

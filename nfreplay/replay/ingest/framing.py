@@ -2,7 +2,8 @@
 
 Each call frames at most `max_recs` records starting at byte `pos` and writes, per record, from row `row0`
 on, the offset of its first captured byte (`rec_off`) and the framer-owned columns of the packet table chunk
-`out` (ts_ns, rec_num, linktype, wire_len, cap_len, pkt_dir, ifindex). It returns
+`out` (ts_ns, rec_num, linktype, wire_len, cap_len, pkt_dir, ifindex; `out` comes zeroed and zeros are not
+written: frame_pcap leaves pkt_dir 0). It returns
 (records_written, next_pos, err) with err one of the FR_* codes below; on an error `next_pos` is the
 byte offset of the damaged record or block. State that spans calls (pcapng: section byte order and the
 interface table) lives in the small arrays the caller passes, so a file is framed in chunks.
@@ -22,7 +23,7 @@ from .._jit import kernel
 from .loads import rd16, rd32
 
 PREFETCH_AHEAD = 2048  # bytes ahead of the current record: about 7 records of a typical mix
-PREFETCH_SPAN = 320  # bytes prefetched per record (5 cache lines, more than a typical record)
+PREFETCH_SPAN = 320  # the prefetched range ends this far beyond PREFETCH_AHEAD
 
 if numba.config.DISABLE_JIT:
     def prefetch(d, p):
@@ -107,17 +108,24 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
     The columns are taken out of `out` before the loop (an `out.<column>` access per record costs a
     reference-count round trip) and the header fields are read with one 4-byte load each."""
     ts_ns, rec_num, linktype_c, cap_len = out.ts_ns, out.rec_num, out.linktype, out.cap_len
-    wire_len, pkt_dir, ifindex = out.wire_len, out.pkt_dir, out.ifindex
+    wire_len, ifindex = out.wire_len, out.ifindex
     n_data = np.int64(len(d))
     n = 0
+    pf = pos  # prefetched up to here
     mul = np.int64(1) if nano else np.int64(1000)
     while n < max_recs:
         if pos >= n_data:
             return n, pos, 0
         if pos + 16 > n_data:
             return n, pos, FR_TRUNCATED
-        for k in range(0, PREFETCH_SPAN, 64):
-            prefetch(d, pos + PREFETCH_AHEAD + k)
+        # every cache line up to PREFETCH_AHEAD + PREFETCH_SPAN bytes ahead: the headers this loop reads
+        # next and the whole payloads (the decode's checksum reads every byte)
+        target = pos + PREFETCH_AHEAD + PREFETCH_SPAN
+        if pf < pos:
+            pf = pos
+        while pf < target:
+            prefetch(d, pf)
+            pf += 64
         sec = rd32(d, pos, be)
         frac = rd32(d, pos + 4, be)
         caplen = rd32(d, pos + 8, be)
@@ -132,8 +140,7 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
         linktype_c[r] = linktype
         cap_len[r] = caplen
         wire_len[r] = wirelen if wirelen <= 0x7FFFFFFF else 0x7FFFFFFF
-        pkt_dir[r] = 0
-        ifindex[r] = -1
+        ifindex[r] = -1  # pkt_dir stays 0 (unknown): the table comes zeroed
         rec_off[r] = pos + 16
         pos += 16 + caplen
         n += 1
@@ -202,13 +209,18 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
     wire_len, pkt_dir, ifindex = out.wire_len, out.pkt_dir, out.ifindex
     n_data = np.int64(len(d))
     n = 0
+    pf = pos  # prefetched up to here
     while n < max_recs:
         if pos >= n_data:
             return n, pos, 0
         if pos + 12 > n_data:
             return n, pos, FR_TRUNCATED
-        for k in range(0, PREFETCH_SPAN, 64):
-            prefetch(d, pos + PREFETCH_AHEAD + k)
+        target = pos + PREFETCH_AHEAD + PREFETCH_SPAN  # as in frame_pcap
+        if pf < pos:
+            pf = pos
+        while pf < target:
+            prefetch(d, pf)
+            pf += 64
         # block type: the SHB type is a palindrome, so read it in either order
         be = st[ST_BE] != 0
         btype = rd32(d, pos, be)
