@@ -20,7 +20,7 @@ import numpy as np
 
 from .._jit import borrow, kernel
 from .framing import IF_NCOLS, ST_SIZE, frame_pcap, frame_pcapng
-from .loads import be16, be32, be64, le16, le32
+from .loads import be16, be32, be64, le32, le64
 
 # codes.PktStatus values (plain ints: numba freezes module constants)
 OK = 0
@@ -631,8 +631,8 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
             if complete:
                 # One's-complement sum with the pseudo-header. The packet is good when the exact sum s of its
                 # big-endian 16-bit words, folded, is 0xFFFF, i.e. when s > 0 and s % 0xFFFF == 0 (folding
-                # keeps s mod 0xFFFF and only 0 folds to 0). The bytes are summed as little-endian 32-bit
-                # words w (one load each, vectorized): a 32-bit word is its two 16-bit words mod 0xFFFF
+                # keeps s mod 0xFFFF and only 0 folds to 0). The bytes are summed as little-endian words w
+                # (wide loads, vectorized): a 32-bit word is its two 16-bit words mod 0xFFFF
                 # (65536 = 1), a little-endian 16-bit word is 256 x the big-endian one mod 0xFFFF, so
                 # s = ps + 256 * w (mod 0xFFFF), and s = 0 exactly when ps = 0 and w = 0.
                 if version == 4:
@@ -647,19 +647,22 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                     m = np.uint64(0xFFFF)
                     ps = (np.int64(be64(d, l3 + 8) % m) + np.int64(be64(d, l3 + 16) % m)
                           + np.int64(be64(d, l3 + 24) % m) + np.int64(be64(d, l3 + 32) % m) + l4p + l4len)
-                # the L4 bytes, inline (a call per packet would cost a reference-count round trip on d);
-                # unsigned indices: a signed index makes numba wrap negative values around, which keeps
-                # LLVM from vectorizing the loop
+                # the L4 bytes, inline (a call per packet would cost a reference-count round trip on d),
+                # 8 at a time: a 64-bit word is its two 32-bit halves mod 0xFFFF. Unsigned indices: a signed
+                # index makes numba wrap negative values around, which keeps LLVM from vectorizing the loop.
                 w = np.uint64(0)
                 q = np.uint64(l4)
-                for _ in range(np.uint64(l4len >> 2)):
-                    w += np.uint64(le32(d, q))
-                    q += np.uint64(4)
-                tail = l4 + (l4len & ~3)
-                if l4len & 2:
-                    w += np.uint64(le16(d, tail))
-                if l4len & 1:
-                    w += np.uint64(d[l4 + l4len - 1])  # the low byte of a little-endian word padded with 0
+                for _ in range(np.uint64(l4len >> 3)):
+                    x = le64(d, q)
+                    w += (x & np.uint64(0xFFFFFFFF)) + (x >> np.uint64(32))
+                    q += np.uint64(8)
+                t = l4len & 7
+                if t != 0:
+                    # the last t bytes: the 8 bytes ending the packet (l4 >= l3 + 20: never before the IP
+                    # header), shifted down so that only those t remain, as a little-endian word padded with
+                    # zeros (its offset from l4 is a multiple of 8, so its 16-bit words are the packet's)
+                    x = le64(d, l4 + l4len - 8) >> np.uint64(64 - 8 * t)
+                    w += (x & np.uint64(0xFFFFFFFF)) + (x >> np.uint64(32))
                 good = (ps != 0 or w != 0) and (ps + 256 * np.int64(w % np.uint64(0xFFFF))) % 0xFFFF == 0
                 l4_csum[i] = CSUM_GOOD if good else CSUM_BAD
         status[i] = st

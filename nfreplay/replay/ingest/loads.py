@@ -2,7 +2,7 @@
 fields) instead of 2-8 byte loads, shifts and ors.
 
 `be16(d, p)`, `be32(d, p)`, `le16(d, p)`, `le32(d, p)` return the unsigned field at byte p of the uint8
-array d as an int64; `be64(d, p)` as a uint64; `rd16(d, p, be)` / `rd32(d, p, be)` in the byte order
+array d as an int64; `be64(d, p)`, `le64(d, p)` as a uint64; `rd16(d, p, be)` / `rd32(d, p, be)` in the byte order
 the boolean `be` gives at run time (pcap / pcapng files of either order). They are Numba intrinsics: the load is emitted inline in
 the caller, with no function call and no reference counting of `d` (a call to a jitted helper taking
 `d` costs an NRT incref/decref pair, atomic, per call). The caller keeps every load inside the array,
@@ -41,6 +41,10 @@ if numba.config.DISABLE_JIT:
     def le32(d, p):
         """Little-endian uint32 at d[p:p+4], as int64."""
         return np.int64(_field(d, p, 4, "little"))
+
+    def le64(d, p):
+        """Little-endian uint64 at d[p:p+8], as uint64."""
+        return np.uint64(_field(d, p, 8, "little"))
 
     def rd16(d, p, be):
         """uint16 at d[p:p+2], big-endian if be else little-endian, as int64."""
@@ -102,5 +106,6 @@ else:
     be64 = _make(8, True, _types.uint64)
     le16 = _make(2, False, _types.int64)
     le32 = _make(4, False, _types.int64)
+    le64 = _make(8, False, _types.uint64)
     rd16 = _make(2, None, _types.int64)
     rd32 = _make(4, None, _types.int64)
