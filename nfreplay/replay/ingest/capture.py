@@ -166,7 +166,7 @@ class _Source:
         while True:
             bound = min(chunk_packets, self._bound(pos))
             t = _zeroed_table(bound)
-            ro = np.empty(bound, dtype=np.int64)
+            ro = _zeroed(bound, np.int64)
             mode = MODE_PCAPNG if self.kind == "pcapng" else MODE_PCAP
             n, npos, err = frame_decode(d, pos, bound, mode, self.be, self.nano, self.linktype, self.st,
                                         self.ifs, rec, ro, t)
@@ -215,19 +215,20 @@ _HUGE = 2 << 20  # a transparent huge page (x86-64, arm64 with 4 KiB pages)
 
 
 def _zeroed(n: int, dtype) -> np.ndarray:
-    """np.zeros(n, dtype), but a column of at least 2 MiB is its own anonymous mapping advised
-    MADV_HUGEPAGE (THP is usually in "madvise" mode; calloc does not advise): the decoder's first touch
-    then faults in 2 MiB at a time instead of 4 KiB, which took ~50 ns per packet of the reader's time
-    (a 1M-packet chunk is ~180 MB of table). Fresh anonymous pages read as zero, and pages never written
-    (columns a capture does not use, e.g. the ICMP-error ones) are never allocated. The size is rounded
-    up to whole huge pages (the kernel then aligns the mapping) when that adds at most 1/8."""
+    """np.zeros(n, dtype), but a column of at least 1 MiB is its own anonymous mapping advised
+    MADV_HUGEPAGE (THP is usually in "madvise" mode, and calloc does not advise): the decoder's first
+    touch then faults in 2 MiB at a time instead of 4 KiB. At 4 KiB, the faults of a 1M-packet table
+    (~180 MB) took ~60 ms of the reader's ~200 ms. Fresh anonymous pages read as zero, and pages never
+    written (columns a capture does not use, e.g. the ICMP-error ones) are never allocated. The size
+    is rounded up to whole huge pages (the kernel then aligns the mapping) when that adds at most
+    max(1/8, 1 MiB): at most 1 MiB per 1-byte column of a 1M-packet table, if touched."""
     dtype = np.dtype(dtype)
     nbytes = n * dtype.itemsize
     advise = getattr(mmap, "MADV_HUGEPAGE", None)
-    if nbytes < _HUGE or advise is None:
+    if nbytes < _HUGE // 2 or advise is None:
         return np.zeros(n, dtype)
     size = -(-nbytes // _HUGE) * _HUGE
-    if size - nbytes > nbytes // 8:
+    if size - nbytes > max(nbytes // 8, _HUGE // 2):
         size = nbytes
     m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:
