@@ -9,9 +9,9 @@ byte offset of the damaged record or block. State that spans calls (pcapng: sect
 interface table) lives in the small arrays the caller passes, so a file is framed in chunks.
 
 decode.frame_decode calls these per block of records and decodes each block while its frames are still in
-the cache: one pass over the file's bytes. The framing loops prefetch the bytes ahead of the record they
-are reading (the next record's position depends on this record's length, so without it every record
-waits for a memory load).
+the cache: one pass over the file's bytes. It also prefetches the file ahead of the block being decoded
+(decode.PREFETCH_DIST), so these loops find their records in the cache: each record's position depends
+on the previous record's length, so without that every record would wait for a memory load.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import numpy as np
 
 from .._jit import kernel
 from .loads import rd16, rd32
-
-PREFETCH_AHEAD = 2048  # bytes ahead of the current record: about 7 records of a typical mix
-PREFETCH_SPAN = 320  # the prefetched range ends this far beyond PREFETCH_AHEAD
 
 if numba.config.DISABLE_JIT:
     def prefetch(d, p):
@@ -111,21 +108,12 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
     wire_len, ifindex = out.wire_len, out.ifindex
     n_data = np.int64(len(d))
     n = 0
-    pf = pos  # prefetched up to here
     mul = np.int64(1) if nano else np.int64(1000)
     while n < max_recs:
         if pos >= n_data:
             return n, pos, 0
         if pos + 16 > n_data:
             return n, pos, FR_TRUNCATED
-        # every cache line up to PREFETCH_AHEAD + PREFETCH_SPAN bytes ahead: the headers this loop reads
-        # next and the whole payloads (the decode's checksum reads every byte)
-        target = pos + PREFETCH_AHEAD + PREFETCH_SPAN
-        if pf < pos:
-            pf = pos
-        while pf < target:
-            prefetch(d, pf)
-            pf += 64
         sec = rd32(d, pos, be)
         frac = rd32(d, pos + 4, be)
         caplen = rd32(d, pos + 8, be)
@@ -209,18 +197,11 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
     wire_len, pkt_dir, ifindex = out.wire_len, out.pkt_dir, out.ifindex
     n_data = np.int64(len(d))
     n = 0
-    pf = pos  # prefetched up to here
     while n < max_recs:
         if pos >= n_data:
             return n, pos, 0
         if pos + 12 > n_data:
             return n, pos, FR_TRUNCATED
-        target = pos + PREFETCH_AHEAD + PREFETCH_SPAN  # as in frame_pcap
-        if pf < pos:
-            pf = pos
-        while pf < target:
-            prefetch(d, pf)
-            pf += 64
         # block type: the SHB type is a palindrome, so read it in either order
         be = st[ST_BE] != 0
         btype = rd32(d, pos, be)
