@@ -74,14 +74,26 @@ def _map_small_ints(values, fn, dtype) -> np.ndarray:
 def _category_codes(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> np.ndarray:
     """int codes (minus shift) -> positions in names (-1: code == none_value or out of range)."""
     k = len(names)
+    c = np.asarray(codes_arr)
+    small = c.dtype.kind in "iu" and c.dtype.itemsize <= 2
+    key = (k, none_value, shift, c.dtype.str)
+    table = _CODE_TABLES.get(key) if small else None
+    if table is None:
+        def code(v):
+            x = v - shift
+            if none_value is not None:
+                x = np.where(v == none_value, -1, x)
+            return np.where((x < 0) | (x >= k), -1, x)
 
-    def code(v):
-        c = v - shift
-        if none_value is not None:
-            c = np.where(v == none_value, -1, c)
-        return np.where((c < 0) | (c >= k), -1, c)
+        if not small:
+            return _map_small_ints(c, code, _code_dtype(k))
+        every = np.arange(1 << (8 * c.dtype.itemsize), dtype=np.int64).astype(
+            np.uint8 if c.dtype.itemsize == 1 else np.uint16).view(c.dtype)
+        table = _CODE_TABLES[key] = _map_small_ints(every, code, _code_dtype(k))
+    return table[c.view(np.uint8 if c.dtype.itemsize == 1 else np.uint16)]
 
-    return _map_small_ints(codes_arr, code, _code_dtype(k))
+
+_CODE_TABLES: dict = {}  # (number of names, none_value, shift, dtype) -> lookup table of _category_codes
 
 
 def _categorical(codes_arr: np.ndarray, names, *, none_value=None, shift: int = 0) -> pd.Categorical:
@@ -425,11 +437,44 @@ def _a_ts(ns: np.ndarray):
     return pa.Array.from_buffers(pa.timestamp("ns", tz=_UTC), len(v), [None, pa.py_buffer(v)])
 
 
-def _a_addresses(hi, lo, family, valid=None):
-    import pyarrow as pa
+class _Addresses:
+    """The address columns of one table: each column is coded against one table of the distinct addresses
+    (replay.tables.address_codes, one nogil pass per column), the distinct ones are formatted once
+    (_v4_texts / _v6_texts), and each column is a take of those texts."""
 
-    codes_, texts = _address_codes(hi, lo, family, valid)
-    return texts.take(pa.array(codes_))
+    def __init__(self, n: int):
+        from ..replay.tables import new_address_table
+
+        self._t = new_address_table()
+        self.codes: list = []  # per add(): the code of each row's address (0: none)
+        self._none = np.zeros(0, dtype=bool)
+
+    def add(self, hi, lo, family, valid=None) -> int:
+        from ..replay.tables import address_codes
+
+        c, *self._t = address_codes(hi, lo, family, self._none if valid is None else np.asarray(valid, bool),
+                                    valid is not None, *self._t)
+        self.codes.append(c)
+        return len(self.codes) - 1
+
+    def columns(self) -> list:
+        """The large_string column of every add(), in order."""
+        import pyarrow as pa
+
+        _slots, u_hi, u_lo, u_fam, n_u = self._t
+        fam = u_fam[:n_u]
+        v4 = np.flatnonzero(fam == 4)
+        v6 = np.flatnonzero(fam == 6)
+        pieces = [pa.array([""], pa.large_string())]
+        if len(v4):
+            pieces.append(_v4_texts(u_lo[v4]))
+        if len(v6):
+            pieces.append(_v6_texts(u_hi[v6], u_lo[v6]))
+        order = np.zeros(n_u, np.int32)  # entry -> position in the concatenated texts
+        order[v4] = np.arange(1, 1 + len(v4), dtype=np.int32)
+        order[v6] = np.arange(1 + len(v4), 1 + len(v4) + len(v6), dtype=np.int32)
+        texts = (pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]).take(pa.array(order))
+        return [texts.take(pa.array(c)) for c in self.codes]
 
 
 def _a_status(status: np.ndarray):
@@ -468,6 +513,9 @@ PACKET_NULLABLE = {
     "reject_dport": "UInt16",
 }
 EVENT_NULLABLE = {"packet_index": "Int64"}
+
+
+_ADDRESS_COLUMNS = ("src", "dst", "out_src", "out_dst", "reject_src", "reject_dst")  # in the order of addrs.add
 
 
 def packets_table(out, offset: int = 0):
@@ -518,8 +566,8 @@ def packets_table(out, offset: int = 0):
         "ts": _a_ts(p.ts_ns),
         "family": _a_plain(family, np.uint8),
         "proto": _a_plain(proto, np.uint8),
-        "src": _a_addresses(p.src_hi, p.src_lo, family),
-        "dst": _a_addresses(p.dst_hi, p.dst_lo, family),
+        "src": None,
+        "dst": None,
         "sport": nul("sport", p.sport, ports_ok),
         "dport": nul("dport", p.dport, ports_ok),
         "icmp_type": nul("icmp_type", p.icmp_type, is_icmp),
@@ -541,8 +589,8 @@ def packets_table(out, offset: int = 0):
         "ct_dir": cat(r.ct_dir, CT_DIR_CATEGORIES),
         "tcp_state": cat(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
         "invalid_reason": _a_dict(*_invalid_codes(r, proto, inv_names)),
-        "out_src": _a_addresses(r.out_src_hi, r.out_src_lo, family, left),
-        "out_dst": _a_addresses(r.out_dst_hi, r.out_dst_lo, family, left),
+        "out_src": None,
+        "out_dst": None,
         "out_sport": nul("out_sport", r.out_sport, left & (has_ports | is_icmp)),
         "out_dport": nul("out_dport", r.out_dport, left & has_ports),
         "mark": _a_plain(r.mark, np.uint32),
@@ -557,12 +605,21 @@ def packets_table(out, offset: int = 0):
         "ip_csum": cat(p.ip_csum, CSUM_CATEGORIES),
         "l4_csum": cat(p.l4_csum, CSUM_CATEGORIES),
         # the REJECT response as it left (after the NAT core); empty when none left
-        "reject_src": _a_addresses(r.reject_src_hi, r.reject_src_lo, family, sent),
-        "reject_dst": _a_addresses(r.reject_dst_hi, r.reject_dst_lo, family, sent),
+        "reject_src": None,
+        "reject_dst": None,
         "reject_sport": nul("reject_sport", r.reject_sport, sent & rst),
         "reject_dport": nul("reject_dport", r.reject_dport, sent & rst),
         "reject_iface": cat(r.reject_iface, ifnames),
     }
+    addrs = _Addresses(n)
+    addrs.add(p.src_hi, p.src_lo, family)  # src
+    addrs.add(p.dst_hi, p.dst_lo, family)  # dst
+    addrs.add(r.out_src_hi, r.out_src_lo, family, left)  # out_src
+    addrs.add(r.out_dst_hi, r.out_dst_lo, family, left)  # out_dst
+    addrs.add(r.reject_src_hi, r.reject_src_lo, family, sent)  # reject_src
+    addrs.add(r.reject_dst_hi, r.reject_dst_lo, family, sent)  # reject_dst
+    for name, col in zip(_ADDRESS_COLUMNS, addrs.columns()):
+        cols[name] = col
     return pa.table([cols[c] for c in PACKET_FRAME_COLUMNS], names=list(PACKET_FRAME_COLUMNS))
 
 
@@ -654,17 +711,18 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         return _empty_flows_frame()
     fam = np.asarray(f["family"])
     proto = np.asarray(f["proto"])
-    osrc = addresses_text(f["orig_src_hi"], f["orig_src_lo"], fam)
-    odst = addresses_text(f["orig_dst_hi"], f["orig_dst_lo"], fam)
-    rsrc = addresses_text(f["reply_src_hi"], f["reply_src_lo"], fam)
-    rdst = addresses_text(f["reply_dst_hi"], f["reply_dst_lo"], fam)
+    addrs = _Addresses(n)
+    for k in ("orig_src", "orig_dst", "reply_src", "reply_dst"):
+        addrs.add(f[k + "_hi"], f[k + "_lo"], fam)
+    osrc_c, odst_c, rsrc_c, rdst_c = addrs.codes  # one code per distinct address: equal codes = equal texts
+    osrc, odst, rsrc, rdst = (_str_array_from_arrow(a) for a in addrs.columns())
     status = np.asarray(f["status"]).astype(np.int64)
     osp, odp = np.asarray(f["orig_sport"]), np.asarray(f["orig_dport"])
     rsp, rdp = np.asarray(f["reply_sport"]), np.asarray(f["reply_dport"])
     is_icmp = np.isin(proto, (codes.IPPROTO_ICMP, codes.IPPROTO_ICMPV6))
     # SNAT: the reply goes to a different address/port than the original came from.
-    snat = ((status >> codes.CtStatus.SRC_NAT) & 1).astype(bool) | (rdst != osrc) | (~is_icmp & (rdp != osp))
-    dnat = ((status >> codes.CtStatus.DST_NAT) & 1).astype(bool) | (rsrc != odst) | (~is_icmp & (rsp != odp))
+    snat = ((status >> codes.CtStatus.SRC_NAT) & 1).astype(bool) | (rdst_c != osrc_c) | (~is_icmp & (rdp != osp))
+    dnat = ((status >> codes.CtStatus.DST_NAT) & 1).astype(bool) | (rsrc_c != odst_c) | (~is_icmp & (rsp != odp))
     nat_code = snat.astype(np.int64) + 2 * dnat.astype(np.int64) - 1
     tcp_final = np.asarray(f["final_tcp_state"]).astype(np.int64)
     final_state = np.where(proto == codes.IPPROTO_TCP, tcp_final - 1, -1)
@@ -675,9 +733,9 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         "ct_id": np.arange(n, dtype=np.int32),
         "family": fam.astype(np.uint8),
         "proto": proto.astype(np.uint8),
-        "orig_src": _str_series(osrc).array, "orig_dst": _str_series(odst).array,
+        "orig_src": osrc, "orig_dst": odst,
         "orig_sport": osp.astype(np.uint16), "orig_dport": odp.astype(np.uint16),
-        "reply_src": _str_series(rsrc).array, "reply_dst": _str_series(rdst).array,
+        "reply_src": rsrc, "reply_dst": rdst,
         "reply_sport": rsp.astype(np.uint16), "reply_dport": rdp.astype(np.uint16),
         "nat": _categorical(nat_code, NAT_CATEGORIES),
         "first_ts": _ts(first_ns), "last_ts": _ts(last_ns),
