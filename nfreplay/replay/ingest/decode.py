@@ -20,7 +20,7 @@ import numpy as np
 
 from .._jit import borrow, kernel
 from .framing import IF_NCOLS, ST_SIZE, frame_pcap, frame_pcapng, prefetch
-from .loads import be16, be32, be64, le32, le64
+from .loads import be16, be32, be64, le32, le64, u8
 
 # codes.PktStatus values (plain ints: numba freezes module constants)
 OK = 0
@@ -358,12 +358,12 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 ethertype = be16(d, p)
                 ifx = be32(d, p + 4)
                 ifindex[i] = ifx if ifx < 32768 else -1
-                pkttype = np.int64(d[p + 10])
+                pkttype = np.int64(u8(d, p + 10))
                 if pkttype == PACKET_OUTGOING:
                     pkt_dir[i] = DIR_OUTGOING
                 elif pkttype <= 3:
                     pkt_dir[i] = DIR_INCOMING
-                if d[p + 11] == 6 and be16(d, p + 8) == 1:
+                if u8(d, p + 11) == 6 and be16(d, p + 8) == 1:
                     eth_src[i] = be64(d, p + 12) >> np.uint64(16)
                 p += 20
             elif lt == LINKTYPE_RAW or lt == LINKTYPE_RAW_OLD12 or lt == LINKTYPE_RAW_OLD14:
@@ -376,8 +376,8 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if cap < 4:
                     st = TRUNCATED_L2
                     break
-                fam = (np.int64(d[p + 3]) << 24) | (np.int64(d[p + 2]) << 16) | (np.int64(d[p + 1]) << 8) \
-                    | np.int64(d[p])
+                fam = (np.int64(u8(d, p + 3)) << 24) | (np.int64(u8(d, p + 2)) << 16) | (np.int64(u8(d, p + 1)) << 8) \
+                    | np.int64(u8(d, p))
                 if fam > 0xFFFF:  # stored in the other byte order
                     fam = be32(d, p)
                 p += 4
@@ -392,12 +392,12 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if cap < 4:
                     st = TRUNCATED_L2
                     break
-                fam = np.int64(d[p])
+                fam = np.int64(u8(d, p))
                 q = p + 4
                 found = False
                 while q + 4 <= end:
-                    tlen = np.int64(d[q]) | (np.int64(d[q + 1]) << 8)  # host (little-endian) order
-                    ttype = np.int64(d[q + 2]) | (np.int64(d[q + 3]) << 8)
+                    tlen = np.int64(u8(d, q)) | (np.int64(u8(d, q + 1)) << 8)  # host (little-endian) order
+                    ttype = np.int64(u8(d, q + 2)) | (np.int64(u8(d, q + 3)) << 8)
                     if tlen < 4:
                         break
                     if (ttype & 0x7FFF) == NFULA_PAYLOAD:
@@ -446,7 +446,7 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if version == 0:
                     st = TRUNCATED_L3
                     break
-            nib = np.int64(d[l3] >> 4) if l3 < end else np.int64(0)
+            nib = np.int64(u8(d, l3) >> 4) if l3 < end else np.int64(0)
             if version == 0:
                 if nib == 4 or nib == 6:
                     version = nib
@@ -463,14 +463,14 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if nib != 4:
                     st = BAD_IP_VERSION
                     break
-                hlen = np.int64(d[l3] & 0x0F) * 4
+                hlen = np.int64(u8(d, l3) & 0x0F) * 4
                 if hlen < 20:
                     st = BAD_IHL
                     break
                 if l3 + hlen > end:
                     st = TRUNCATED_L3
                     break
-                tos[i] = d[l3 + 1]
+                tos[i] = u8(d, l3 + 1)
                 iplen = be16(d, l3 + 2)
                 ip_len[i] = iplen
                 ip_hlen[i] = hlen
@@ -489,8 +489,8 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if hlen > 20:
                     fl |= _IP_FLAG_OPTIONS
                 ip_flags[i] = fl
-                ttl[i] = d[l3 + 8]
-                l4p = np.int64(d[l3 + 9])
+                ttl[i] = u8(d, l3 + 8)
+                l4p = np.int64(u8(d, l3 + 9))
                 proto[i] = l4p
                 # src_hi / dst_hi stay 0 (v4-mapped): not written, so an IPv4-only capture never touches
                 # those columns' pages
@@ -518,21 +518,21 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 if nib != 6:
                     st = BAD_IP_VERSION
                     break
-                tos[i] = ((np.int64(d[l3]) & 0x0F) << 4) | (np.int64(d[l3 + 1]) >> 4)
+                tos[i] = ((np.int64(u8(d, l3)) & 0x0F) << 4) | (np.int64(u8(d, l3 + 1)) >> 4)
                 iplen = 40 + be16(d, l3 + 4)
                 ip_len[i] = iplen
-                ttl[i] = d[l3 + 7]
+                ttl[i] = u8(d, l3 + 7)
                 src_hi[i] = be64(d, l3 + 8)
                 src_lo[i] = be64(d, l3 + 16)
                 dst_hi[i] = be64(d, l3 + 24)
                 dst_lo[i] = be64(d, l3 + 32)
                 ip_hlen[i] = 40
-                proto[i] = d[l3 + 6]
+                proto[i] = u8(d, l3 + 6)
                 if iplen > wire_avail:
                     st = BAD_IP_LEN
                     break
                 cap_ip_end = min(end, l3 + iplen)
-                l4p, l4, fo6, mf6, fid6, hf6, xerr = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(d[l3 + 6]))
+                l4p, l4, fo6, mf6, fid6, hf6, xerr = _v6_skip_exthdr(d, l3 + 40, cap_ip_end, np.int64(u8(d, l3 + 6)))
                 proto[i] = l4p
                 ip_hlen[i] = l4 - l3
                 if hf6:
@@ -568,9 +568,9 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 ack = be32(d, l4 + 8)
                 tcp_ack[i] = ack
                 tcp_sack[i] = ack
-                thl = (np.int64(d[l4 + 12]) >> 4) * 4
+                thl = (np.int64(u8(d, l4 + 12)) >> 4) * 4
                 tcp_hlen[i] = thl
-                tcp_flags[i] = np.int64(d[l4 + 13]) | ((np.int64(d[l4 + 12]) & 1) << 8)
+                tcp_flags[i] = np.int64(u8(d, l4 + 13)) | ((np.int64(u8(d, l4 + 12)) & 1) << 8)
                 tcp_win[i] = be16(d, l4 + 14)
                 if thl < 20 or thl > l4len:
                     st = BAD_L4
@@ -610,8 +610,8 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                 complete = False  # CRC32c: not verified
             elif (l4p == 1 and version == 4) or (l4p == 58 and version == 6):
                 if avail >= 4:
-                    icmp_type[i] = d[l4]
-                    icmp_code[i] = d[l4 + 1]
+                    icmp_type[i] = u8(d, l4)
+                    icmp_code[i] = u8(d, l4 + 1)
                 if avail >= 6:
                     icmp_id[i] = be16(d, l4 + 4)
                 if l4len < 8:
@@ -621,7 +621,7 @@ def frame_decode(d, pos, max_recs, mode, be, nano, pcap_linktype, ng_state, ng_i
                     st = TRUNCATED_L4
                     break
                 payload_len[i] = l4len - 8
-                t = np.int64(d[l4])
+                t = np.int64(u8(d, l4))
                 if version == 4:
                     is_err = t == 3 or t == 4 or t == 5 or t == 11 or t == 12
                 else:

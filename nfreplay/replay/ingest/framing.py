@@ -122,7 +122,7 @@ def frame_pcap(d, pos, row0, max_recs, be, nano, linktype, rec_base, rec_off, ou
             return n, pos, FR_BAD_RECORD
         if pos + 16 + caplen > n_data:
             return n, pos, FR_TRUNCATED
-        r = row0 + n
+        r = np.uint64(row0 + n)  # unsigned: no wraparound code for a negative index
         ts_ns[r] = sec * np.int64(1000000000) + frac * mul
         rec_num[r] = rec_base + n
         linktype_c[r] = linktype
@@ -285,7 +285,7 @@ def frame_pcapng(d, pos, row0, max_recs, st, ifs, rec_base, rec_off, out):
                 if flags < 0:
                     flags = 0  # a damaged packet option does not lose the packet
                 ts_ns = _ts_to_ns(tsv, ifs[k, IF_RES_EXP], ifs[k, IF_RES_POW2], ifs[k, IF_TSOFFSET])
-            r = row0 + n
+            r = np.uint64(row0 + n)
             ts_col[r] = ts_ns
             st[ST_LAST_TS] = ts_ns
             rec_num[r] = rec_base + n

@@ -1,8 +1,9 @@
 """Wide loads from the capture bytes: one unaligned 2/4/8-byte load (plus a byte swap for big-endian
 fields) instead of 2-8 byte loads, shifts and ors.
 
-`be16(d, p)`, `be32(d, p)`, `le16(d, p)`, `le32(d, p)` return the unsigned field at byte p of the uint8
-array d as an int64; `be64(d, p)`, `le64(d, p)` as a uint64; `rd16(d, p, be)` / `rd32(d, p, be)` in the byte order
+`u8(d, p)`, `be16(d, p)`, `be32(d, p)`, `le16(d, p)`, `le32(d, p)` return the unsigned field at byte p of
+the uint8 array d as an int64 (u8: like d[p], minus the wraparound of negative indices numba emits for a
+signed index); `be64(d, p)`, `le64(d, p)` as a uint64; `rd16(d, p, be)` / `rd32(d, p, be)` in the byte order
 the boolean `be` gives at run time (pcap / pcapng files of either order). They are Numba intrinsics: the load is emitted inline in
 the caller, with no function call and no reference counting of `d` (a call to a jitted helper taking
 `d` costs an NRT incref/decref pair, atomic, per call). The caller keeps every load inside the array,
@@ -33,6 +34,10 @@ if numba.config.DISABLE_JIT:
     def be64(d, p):
         """Big-endian uint64 at d[p:p+8], as uint64."""
         return np.uint64(_field(d, p, 8, "big"))
+
+    def u8(d, p):
+        """d[p] as int64 (an index that is never wrapped around: see the module doc)."""
+        return np.int64(_field(d, p, 1, "little"))
 
     def le16(d, p):
         """Little-endian uint16 at d[p:p+2], as int64."""
@@ -101,6 +106,7 @@ else:
         impl.__name__ = impl.__qualname__ = f"{'rd' if big is None else 'be' if big else 'le'}{8 * nbytes}"
         return _intrinsic(impl)
 
+    u8 = _make(1, False, _types.int64)
     be16 = _make(2, True, _types.int64)
     be32 = _make(4, True, _types.int64)
     be64 = _make(8, True, _types.uint64)
