@@ -26,7 +26,13 @@ kernel = numba.njit(cache=True, nogil=True)
 # the stack and NRT_incref/decref'd). Costs compile time per call site: keep the call sites few.
 inline_kernel = numba.njit(cache=True, nogil=True, inline="always")
 
-__all__ = ["kernel", "inline_kernel", "borrow"]
+# compiled without NRT: no reference counting of arrays inside the function (each incref / decref is a call
+# into the NRT library, ~12 per packet in conntrack's entry point even on borrowed arrays). Only for kernels
+# that allocate no arrays, nor do the kernels they call: numba compiles the callees with the caller's flags
+# (a separate compiled version) and refuses any allocation there. Arguments are safe: the caller holds them.
+kernel_norc = numba.njit(cache=True, nogil=True, _nrt=False)
+
+__all__ = ["kernel", "inline_kernel", "kernel_norc", "borrow", "prefetch"]
 
 
 def _borrow_value(context, builder, ty, val):
@@ -53,3 +59,33 @@ else:
             return _borrow_value(context, builder, signature.args[0], args[0])
 
         return x(x), codegen
+
+
+# prefetch(a, i): a hint to bring element i of the C-contiguous array a (flat index) into the cache; no
+# effect on results, never faults (LLVM's llvm.prefetch: read, high locality). For hash probes whose
+# keys are known ahead of time (conntrack's lookups of the next block of packets).
+if numba.config.DISABLE_JIT:
+    def prefetch(a, i):
+        return None
+else:
+    from llvmlite import ir as _ir
+
+    @intrinsic
+    def prefetch(typingctx, a, i):
+        if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(i, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            aty = signature.args[0]
+            ary = context.make_array(aty)(context, builder, value=args[0])
+            idx = context.cast(builder, args[1], signature.args[1], types.intp)
+            size = context.get_abi_sizeof(context.get_data_type(aty.dtype))
+            off = builder.mul(idx, _ir.Constant(idx.type, size))
+            ptr = builder.gep(builder.bitcast(ary.data, _ir.IntType(8).as_pointer()), [off])
+            i32 = _ir.IntType(32)
+            fnty = _ir.FunctionType(_ir.VoidType(), [ptr.type, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            builder.call(fn, [ptr, _ir.Constant(i32, 0), _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(a, i), codegen

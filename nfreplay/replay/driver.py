@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._jit import borrow, kernel
+from .conntrack import ct_prefetch_block
 from .pipeline import (
     C_BAD_IP_CSUM,
     C_CONFIRM_FAIL,
@@ -118,6 +119,8 @@ def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, sta
     cur = w.cur
     S = w.S
     T = w.T
+    pf = w.pf
+    ct_on = S[OPT_CT_ENABLED] != 0
     r_outcome = res.outcome
     r_path = res.path
     r_in_iface = res.in_iface
@@ -146,6 +149,8 @@ def replay_chunk(pk, base, data, ha, cra, rst, tab, P, EV, nst, res, w, PVB, sta
     while i0 < end:
         i1 = min(end, i0 + PVB.shape[0])
         load_pv_block(pk, i0, i1, PVB)
+        if ct_on:
+            ct_prefetch_block(E, L, H, PVB, i1 - i0, pf)
         for k in range(i1 - i0):
             i = i0 + k
             PVB[k, PV_INDEX] = base + i
@@ -239,7 +244,7 @@ class Replayer:
         S[OPT_NAT6] = int(self.nat6)
         self.w = Work(ctx=np.zeros(int(Field.N_FIELDS), np.int64), out=new_out(),
                       trace=new_trace(512 if trace_packet >= 0 else 1), cur=np.zeros(6, np.uint64), S=S,
-                      T=new_nat_scratch())
+                      T=new_nat_scratch(), pf=np.zeros(PV_BLOCK, np.int64))
         self.pvb = np.zeros((PV_BLOCK, N_PV), np.int64)
         self.n = 0  # packets fed so far (= global index of the next chunk's first packet)
         self.last_ts = 0

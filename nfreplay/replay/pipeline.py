@@ -175,6 +175,7 @@ class Work(NamedTuple):
     cur: np.ndarray  # uint64[6] current tuple (src_hi, src_lo, dst_hi, dst_lo, sport/id, dport)
     S: np.ndarray  # int64[N_S]: per-packet state S_*, options OPT_*, counters C_*, result row R_*
     T: np.ndarray  # uint64[8, 6] NAT scratch (nat.new_nat_scratch)
+    pf: np.ndarray  # int64[PV_BLOCK] scratch of conntrack.ct_prefetch_block
 
 
 @kernel

@@ -74,6 +74,7 @@ from nfreplay.replay.conntrack.core import (
     ct_help_a,
     ct_in,
     ct_in_pv,
+    ct_prefetch_block,
     ct_remaining_s,
     ct_remaining_s_a,
     ct_replay_range,
@@ -110,10 +111,11 @@ from nfreplay.replay.conntrack.table import (
 )
 
 __all__ = [
-    "CTINFO_INVALID", "CTINFO_UNTRACKED", "INVALID_LOG", "INVALID_REASONS", "invalid_log_text", "R_TABLE_FULL", "SYSCTL_DEFAULTS",
-    "CtParams", "CtTable", "EventLog", "concat_events", "counters", "ct_abort", "ct_confirm",
-    "ct_finish", "ct_help", "ct_in", "ct_remaining_s", "ct_set_helper", "ct_set_mark",
-    "ct_tuple_taken", "ct_abort_a", "ct_confirm_a", "ct_confirm_fast", "ct_finish_a", "ct_help_a", "ct_in_pv", "ct_remaining_s_a",
-    "ct_replay_range", "ct_set_helper_a", "ct_set_mark_a", "ct_tuple_taken_a", "drain_events", "flows_table", "grow_flows", "make_params", "n_flows",
-    "new_event_log", "new_table", "table_capacity_for",
+    "CTINFO_INVALID", "CTINFO_UNTRACKED", "INVALID_LOG", "INVALID_REASONS", "invalid_log_text",
+    "R_TABLE_FULL", "SYSCTL_DEFAULTS", "CtParams", "CtTable", "EventLog", "concat_events", "counters",
+    "ct_abort", "ct_confirm", "ct_finish", "ct_help", "ct_in", "ct_remaining_s", "ct_set_helper",
+    "ct_set_mark", "ct_tuple_taken", "ct_abort_a", "ct_confirm_a", "ct_confirm_fast", "ct_finish_a",
+    "ct_help_a", "ct_in_pv", "ct_prefetch_block", "ct_remaining_s_a", "ct_replay_range", "ct_set_helper_a",
+    "ct_set_mark_a", "ct_tuple_taken_a", "drain_events", "flows_table", "grow_flows", "make_params",
+    "n_flows", "new_event_log", "new_table", "table_capacity_for",
 ]
