@@ -110,13 +110,21 @@ def _stream_parquet_options(schema) -> dict:
       their own dictionary without hashing a value; numbers and text are plain encoded (before, the
       encoder hashed every value of every column, e.g. the port columns' dictionaries reached the page
       limit and fell back to plain: more CPU and larger pages). Same file size within 4 %.
+    - DELTA_BINARY_PACKED for the packet number and the timestamps (`index`, `ts`: increasing), which
+      makes the packets file ~20 % smaller at the same CPU (plain + snappy before).
     - min/max statistics only for numeric and time columns (on strings and categoricals they cost a
       comparison per value and prune nothing: every row group holds most outcomes, states, addresses)."""
     import pyarrow as pa
 
     stats = [f.name for f in schema
              if not (pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-    return {"use_dictionary": [f.name for f in schema if pa.types.is_dictionary(f.type)], "write_statistics": stats}
+    delta = {f.name: "DELTA_BINARY_PACKED" for f in schema
+             if f.name in _DELTA and (pa.types.is_integer(f.type) or pa.types.is_timestamp(f.type))}
+    return {"use_dictionary": [f.name for f in schema if pa.types.is_dictionary(f.type)], "write_statistics": stats,
+            **({"column_encoding": delta} if delta else {})}
+
+
+_DELTA = ("index", "ts")  # increasing columns of the streamed tables (packets; events' ts: nearly)
 
 
 class _TableAppender:
@@ -318,7 +326,7 @@ def _decode_ahead(it, depth: int = 1):
 class _WriteBehind:
     """Runs fn(*item) for each submitted item, in order, in one background thread ("nfreplay-write"), so
     that writing the tables of replay step k overlaps the replay of step k+1 (the replay kernels release the
-    GIL, and so do pyarrow's pandas conversion and Parquet encoders, which are most of the writing).
+    GIL, and so do the numpy / pyarrow bulk operations that build the tables and the Parquet encoders).
 
     Bounded: submit() blocks while `depth` items are waiting or being written, so at most `depth` steps
     are held for writing besides the one being replayed. An exception raised by fn is re-raised in the
@@ -436,9 +444,10 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     whole capture (summary["streamed"] = True).
 
     Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk);
-    each step's packets and events frames are built right after its replay and become one Parquet row
-    group / CSV append, converted and written by a background thread while the next step replays
-    (`write_depth` steps at most wait for it)."""
+    each step's packets and events tables (frames.packets_table / events_table, pyarrow) are built from its
+    result arrays, counted for the summary and written as one Parquet row group / CSV append by a background
+    thread while the next step replays (`write_depth` steps at most wait for it). At the end, rules.parquet
+    and flows.parquet are written by a background thread while the summary is computed."""
     import time
 
     import numpy as np

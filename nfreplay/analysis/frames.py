@@ -90,7 +90,7 @@ def _category_codes(codes_arr: np.ndarray, names, *, none_value=None, shift: int
         every = np.arange(1 << (8 * c.dtype.itemsize), dtype=np.int64).astype(
             np.uint8 if c.dtype.itemsize == 1 else np.uint16).view(c.dtype)
         table = _CODE_TABLES[key] = _map_small_ints(every, code, _code_dtype(k))
-    return table[c.view(np.uint8 if c.dtype.itemsize == 1 else np.uint16)]
+    return np.take(table, c.view(np.uint8 if c.dtype.itemsize == 1 else np.uint16))  # (faster than table[...])
 
 
 _CODE_TABLES: dict = {}  # (number of names, none_value, shift, dtype) -> lookup table of _category_codes
