@@ -729,6 +729,14 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
     end_ts_ns = np.asarray(f["end_ts_ns"], dtype=np.int64)
     first_ns = np.asarray(f["first_ts_ns"], dtype=np.int64)
     last_ns = np.asarray(f["last_ts_ns"], dtype=np.int64)
+    states = _zeek_states()
+    if histories is not None and len(histories):
+        h = histories.reindex(np.arange(n, dtype=np.int32))
+        conn_state = pd.Categorical(h["conn_state"].fillna("OTH").to_numpy(), categories=states)
+        history = h["history"].fillna("").astype(_STR_DTYPE).array
+    else:
+        conn_state = pd.Categorical.from_codes(np.full(n, states.index("OTH"), dtype=np.int8), categories=states)
+        history = _str_series([""] * n).array
     df = pd.DataFrame({
         "ct_id": np.arange(n, dtype=np.int32),
         "family": fam.astype(np.uint8),
@@ -748,8 +756,8 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         "end": _categorical(np.asarray(f["end"]).astype(np.int64), FLOW_END_NAMES),
         "first_packet": np.asarray(f["first_packet"], dtype=np.int64),
         "last_packet": np.asarray(f["last_packet"], dtype=np.int64),
-        "conn_state": pd.Categorical([""] * n),
-        "history": _str_series([""] * n).array,
+        "conn_state": conn_state,
+        "history": history,
         "service": _service_categorical(proto, odp),
         "status": _status_str_array(status),
         "zone": np.asarray(f["zone"], dtype=np.uint16),
@@ -757,13 +765,6 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         "end_ts": pd.Series(_ts(np.where(end_ts_ns >= 0, end_ts_ns, 0))).where(end_ts_ns >= 0).array,
         "duration_s": (last_ns - first_ns) / 1e9,
     }, columns=list(FLOW_FRAME_COLUMNS))
-    if histories is not None and len(histories):
-        h = histories.reindex(df["ct_id"].to_numpy())
-        df["conn_state"] = pd.Categorical(h["conn_state"].fillna("OTH").to_numpy(),
-                                          categories=_zeek_states())
-        df["history"] = _str_series(h["history"].fillna("").to_numpy()).array
-    else:
-        df["conn_state"] = pd.Categorical(["OTH"] * n, categories=_zeek_states())
     return df
 
 
