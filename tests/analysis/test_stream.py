@@ -280,3 +280,26 @@ def test_packets_frame_is_the_table_to_pandas():
     assert str(df["src"].dtype) == "str" and isinstance(df["outcome"].dtype, pd.CategoricalDtype)
     ev = frames.events_frame(o)
     assert str(ev["packet_index"].dtype) == "Int64" and len(ev) == len(o.events["ct_id"])
+
+
+def test_appender_tables_null_dictionary_then_values(tmp_path):
+    """Arrow tables (the streaming run's): a first step without INVALID packets has a null-typed empty
+    dictionary, a later one strings; int8 dictionary indices are widened to the file's int32."""
+    import pyarrow as pa
+
+    from nfreplay.analysis import frames
+
+    def step(codes_, cats):
+        c = np.asarray(codes_, dtype=np.int8)
+        return pa.table({"invalid_reason": frames._a_dict(c, cats),
+                         "x": frames._a_nullable(np.arange(len(c)), c >= 0, "Int32")})
+
+    a = export._TableAppender(tmp_path / "p.parquet", "parquet", {"x": "Int32"})
+    a.append(step([-1, -1], []))
+    a.append(step([1, -1, 0], ["nf_ct_proto_6: invalid new", "nf_ct_proto_17: short packet"]))
+    a.close()
+    back = pd.read_parquet(tmp_path / "p.parquet")
+    assert isinstance(back["invalid_reason"].dtype, pd.CategoricalDtype) and str(back["x"].dtype) == "Int32"
+    assert [None if pd.isna(v) else v for v in back["invalid_reason"].astype(object)] == [
+        None, None, "nf_ct_proto_17: short packet", None, "nf_ct_proto_6: invalid new"]
+    assert [None if pd.isna(v) else int(v) for v in back["x"]] == [None, None, 0, None, 2]
