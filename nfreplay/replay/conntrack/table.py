@@ -293,7 +293,10 @@ def grow_flows(tab: CtTable, n_more: int) -> CtTable:
         return tab
     new = max(need, 2 * cur)
     F = np.zeros((new, N_F), dtype=np.int64)
-    F[:cur] = tab.F
+    # only the records written so far (rows < M_NEXT_ID; no other row is ever read): copying the whole
+    # old capacity touched (faulted in and zeroed) pages of rows never used, ~0.1 s per 1M packets
+    used = min(int(tab.M[M_NEXT_ID]), cur)
+    F[:used] = tab.F[:used]
     return tab._replace(F=F)
 
 
