@@ -48,9 +48,11 @@ cache is warm (`cat` twice), the numba cache too (one small e2e per ruleset firs
 Every row gets ratios against the cat rate, dpkt's framing and the kernel of the same run, and CPU/wall
 (cores used by the timed work). Rows of captures up to 2M packets run --repeat times (default 3),
 interleaved, and report the best (the run least disturbed by other load; all walls are in the JSON);
-bigger captures run once (--repeat-large). "All cores" is the overlap / no-overlap ratio: with the default
-1M-packet chunks a 1M capture is a single chunk (nothing to overlap), so the 10M figure is the one that
-counts. The machine is shared: only ratios within one run mean anything; the
+bigger captures run once (--repeat-large). "All cores" gives two ratios: overlap / no overlap (the
+decode-ahead thread alone; with the default 1M-packet chunks a 1M capture is a single chunk, nothing to
+overlap, so the 10M figure is the one that counts), and the e2e row against the same run pinned to one CPU
+(`e2e ..., one CPU`: sched_setaffinity in the child), i.e. what the second core buys end to end (the
+table-writing, digest and decode-ahead threads beside the replay). The machine is shared: only ratios within one run mean anything; the
 load average before and after is reported. A full run (1M + 10M, 2 rulesets, kernel, empty-cache startup,
 --rss-20m) took 12 min here (4 of them the empty-cache startup), once the captures existed:
 
@@ -123,8 +125,12 @@ def ruleset(rsn: str) -> str:
 # ------------------------------------------------------------------ child side (one row per process)
 def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) -> dict:
     """Runs in the child process: imports and one untimed pass over a 200-packet capture first (loads the
-    numba cache: that one-time cost is the startup row's), then the timed work."""
+    numba cache: that one-time cost is the startup row's), then the timed work. A WHAT ending in "_1cpu" runs
+    on one CPU (sched_setaffinity before any thread starts: every thread of the row shares that core)."""
     out: dict = {}
+    if what.endswith("_1cpu"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        what = what[:-len("_1cpu")]
     if warm and what != "dpkt":
         from bench_engine import write_capture
 
@@ -398,7 +404,8 @@ def report(res: dict, md: bool) -> str:
         L += table_lines(s["rows"], kp, md)
         if s.get("speedup"):
             L.append("")
-            L.append("All cores (decode-ahead thread, overlap / no overlap): " + ", ".join(
+            L.append("All cores (decode-ahead thread: overlap / no overlap; the whole run: all CPUs / one CPU): "
+                     + ", ".join(
                 f"{k2} {v:.2f}x" for k2, v in s["speedup"].items()) + ".")
     st = res.get("startup", {})
     if st:
@@ -485,7 +492,8 @@ def main() -> int:
             specs += [(f"replay only, {rsn} rules, overlap", "replay", rsn, cm),
                       (f"replay only, {rsn} rules, no overlap", "replay_noovl", rsn, cm),
                       (f"e2e {rsn} rules, overlap", "e2e", rsn, cm),
-                      (f"e2e {rsn} rules, no overlap", "e2e_noovl", rsn, cm)]
+                      (f"e2e {rsn} rules, no overlap", "e2e_noovl", rsn, cm),
+                      (f"e2e {rsn} rules, one CPU", "e2e_1cpu", rsn, cm)]
         reps = a.repeat if n <= 2_000_000 else a.repeat_large
         runs: dict = {name: [] for name, *_ in specs}
         rows: dict = {"cat (page cache)": cat_rate(path, n)}
@@ -511,6 +519,9 @@ def main() -> int:
                 a_ = rows[f"{kind}, {rsn} rules, overlap" if kind != "e2e" else f"e2e {rsn} rules, overlap"]
                 b_ = rows[f"{kind}, {rsn} rules, no overlap" if kind != "e2e" else f"e2e {rsn} rules, no overlap"]
                 sp[f"{kind} {rsn} rules"] = a_["pps"] / b_["pps"]
+            one = rows.get(f"e2e {rsn} rules, one CPU")
+            if one and one["pps"]:
+                sp[f"e2e {rsn} rules, all CPUs / one CPU"] = rows[f"e2e {rsn} rules, overlap"]["pps"] / one["pps"]
         res["sizes"][str(n)] = {"file_mib": path.stat().st_size / 2 ** 20, "chunk": CHUNK, "rows": rows, "speedup": sp,
                                 "repeats": reps,
                                 "ct_max": cm or None}
