@@ -33,7 +33,11 @@ EV = the event log, pv = the packet vector of schema.PV_* filled by schema.load_
   no ct). A slot returned for a TCP RST that killed its entry stays readable until the next call
   (status has DYING).
 - ``ct_confirm_a(E, L, H, M, X, F, slot, now_ns, pkt_index, EV) -> bool`` at the end of POSTROUTING /
-  INPUT. False = insertion clash, drop the packet.
+  INPUT. False = insertion clash, drop the packet. ``ct_confirm_fast`` (same arguments, inlined): no call
+  when there is nothing to confirm or deliver (no entry, or a confirmed one without cached events).
+- ``ct_prefetch_block(E, L, H, PVB, n, PF)`` cache hints for the lookups of the next n packets of a pv
+  block (buckets, then entry rows); changes nothing. ``ct_in_pv`` / ``ct_confirm_a`` are compiled
+  without NRT (``_jit.kernel_norc``): the kernels they call must not allocate.
 - ``ct_abort_a(E, L, M, slot)`` the packet that created an unconfirmed entry was dropped.
 - ``ct_help_a(E, M, X, P, pv, data, slot, dir, ctinfo, now_ns) -> bool`` the FTP helper (data = the
   capture bytes, uint8); after the rules accepted the packet, before confirm; False = drop.
