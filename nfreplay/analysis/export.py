@@ -228,7 +228,8 @@ def _dict_value_counts(col) -> pd.Series:
 
 
 def _table_counts(acc: dict, table) -> None:
-    """_chunk_counts of a frames.packets_table, from the codes of its dictionary columns (no frame)."""
+    """The summary's packet counts of one step (a frames.packets_table), added to acc (additive over
+    steps), from the codes of its dictionary columns (no frame)."""
     import numpy as np
 
     from ..replay import codes as rcodes
@@ -264,24 +265,6 @@ def _add_value_counts(acc: dict, key: str, vc) -> None:
 
 def _add_counts(acc: dict, key: str, series) -> None:
     _add_value_counts(acc, key, series.value_counts(dropna=True))
-
-
-def _chunk_counts(acc: dict, pk: pd.DataFrame) -> None:
-    """The summary's packet counts, additive over chunks."""
-    from .summary import _hook_traversals
-
-    acc["packets"] = acc.get("packets", 0) + len(pk)
-    _add_counts(acc, "outcomes", pk["outcome"])
-    _add_counts(acc, "ct_states", pk["ct_state"])
-    _add_counts(acc, "not_replayed_reasons", pk.loc[pk["outcome"] == "not_replayed", "reason"].astype(str))
-    inv = pk["ct_state"] == "INVALID"
-    acc["invalid_packets"] = acc.get("invalid_packets", 0) + int(inv.sum())
-    _add_counts(acc, "invalid_reasons", pk["invalid_reason"])
-    _add_counts(acc, "ip_csum", pk["ip_csum"])
-    _add_counts(acc, "l4_csum", pk["l4_csum"])
-    h = acc.setdefault("hooks", {})
-    for k, v in _hook_traversals(pk).items():
-        h[k] = h.get(k, 0) + int(v)
 
 
 def _decode_ahead(it, depth: int = 1):
@@ -445,9 +428,10 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk);
     each step's packets and events tables (frames.packets_table / events_table, pyarrow) are built from its
-    result arrays right after its replay, then counted for the summary and written as one Parquet row group /
-    CSV append by a background thread while the next step replays (`write_depth` steps at most wait for it). At the end, rules.parquet
-    and flows.parquet are written by a background thread while the summary is computed."""
+    result arrays right after its replay, then counted for the summary and written as one Parquet row
+    group / CSV append by a background thread while the next step replays (`write_depth` steps at most
+    wait for it). At the end, rules.parquet and flows.parquet are written by a background thread while
+    the summary is computed."""
     import time
 
     import numpy as np
@@ -541,6 +525,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     wall = time.perf_counter() - t0
     res = Result(ro, replayer.ruleset, wall_time_s=wall, inputs=extra or {},
                  digests=digests.result() if digests is not None else {})
+
     def write_rules_flows(tabs, stop) -> None:  # Arrow conversion + encoding, mostly GIL-free: beside the summary
         for name, df in tabs.items():
             (_write_parquet if fmt == "parquet" else _write_csv)(df, paths[name], ROW_GROUP)

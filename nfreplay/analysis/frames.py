@@ -442,7 +442,7 @@ class _Addresses:
     (replay.tables.address_codes, one nogil pass per column), the distinct ones are formatted once
     (_v4_texts / _v6_texts), and each column is a take of those texts."""
 
-    def __init__(self, n: int):
+    def __init__(self):
         from ..replay.tables import new_address_table
 
         self._t = new_address_table()
@@ -611,7 +611,7 @@ def packets_table(out, offset: int = 0):
         "reject_dport": nul("reject_dport", r.reject_dport, sent & rst),
         "reject_iface": cat(r.reject_iface, ifnames),
     }
-    addrs = _Addresses(n)
+    addrs = _Addresses()
     addrs.add(p.src_hi, p.src_lo, family)  # src
     addrs.add(p.dst_hi, p.dst_lo, family)  # dst
     addrs.add(r.out_src_hi, r.out_src_lo, family, left)  # out_src
@@ -711,7 +711,7 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         return _empty_flows_frame()
     fam = np.asarray(f["family"])
     proto = np.asarray(f["proto"])
-    addrs = _Addresses(n)
+    addrs = _Addresses()
     for k in ("orig_src", "orig_dst", "reply_src", "reply_dst"):
         addrs.add(f[k + "_hi"], f[k + "_lo"], fam)
     osrc_c, odst_c, rsrc_c, rdst_c = addrs.codes  # one code per distinct address: equal codes = equal texts

@@ -3,7 +3,7 @@
 Only what numpy cannot do in one pass: the distinct addresses of the address columns. Each address column
 of a step is coded against one hash table shared by all of them (src, dst, out_src, ... hold mostly the
 same hosts), so each distinct address is formatted once per step and every column is a take of those
-texts. nogil: the streaming run builds the tables in its writer thread beside the replay.
+texts. nogil: the streaming run builds a step's tables while its writer thread encodes the previous one.
 """
 
 from __future__ import annotations
