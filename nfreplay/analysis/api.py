@@ -34,6 +34,9 @@ class Result:
         self.wall_time_s = wall_time_s
         self.inputs = inputs or {}
         self.digests = digests or {}
+        # packets that escaped NAT when found over more packets than `output` holds (a streamed run keeps a
+        # sample of the packets in memory): used by summary and nat() instead of finding them in .packets
+        self.escaped: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         n = len(self.output.results.outcome)
@@ -69,7 +72,7 @@ class Result:
         if self.digests:
             extra["digests"] = self.digests
         return summary.summarize(self.output, self.packets, self.rules, self.flows, ruleset=self.ruleset,
-                                 wall_time_s=self.wall_time_s, extra=extra)
+                                 wall_time_s=self.wall_time_s, extra=extra, escaped=self.escaped)
 
     # ---- analyses
     def drops_by_rule(self) -> pd.DataFrame:
@@ -97,7 +100,7 @@ class Result:
         return summary.shadowed_rules(self.rules, self.ruleset)
 
     def nat(self) -> dict:
-        return summary.nat_report(self.packets, self.flows, self.rules)
+        return summary.nat_report(self.packets, self.flows, self.rules, escaped=self.escaped)
 
     def verdicts_by_hook(self) -> pd.DataFrame:
         return summary.verdicts_by_hook(self.packets)

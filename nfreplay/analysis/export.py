@@ -255,6 +255,47 @@ def _table_counts(acc: dict, table) -> None:
         h[k] = h.get(k, 0) + int(v)
 
 
+def _table_escapes(acc: dict, table) -> None:
+    """The NAT-escape facts of one step (a frames.packets_table), added to acc: the interfaces SNATed
+    packets left through (acc["snat_ifaces"]) and summary.escape_candidates (acc["escape_candidates"]:
+    INVALID packets that left with an internal source, usually none). At the end, summary.escaped_packets
+    keeps the candidates that left through an SNAT interface of the whole capture."""
+    import numpy as np
+    import pyarrow as pa
+
+    from .frames import PACKET_NULLABLE, table_to_frame
+    from .summary import ESCAPED_COLUMNS, escape_candidates
+
+    oc, ocats = _dict_codes(table.column("outcome"))
+    left = np.isin(oc, [ocats.index(x) for x in ("forwarded", "emitted") if x in ocats])
+    if not left.any():
+        return
+    nc, ncats = _dict_codes(table.column("nat"))
+    snat = left & np.isin(nc, [ncats.index(x) for x in ("SNAT", "both") if x in ncats])
+    ifs = acc.setdefault("snat_ifaces", set())
+    if snat.any():
+        ic, icats = _dict_codes(table.column("out_iface"))
+        ifs.update(str(icats[c]) for c in np.unique(ic[snat]) if c >= 0)
+    sc, scats = _dict_codes(table.column("ct_state"))
+    inv = left & (sc == scats.index("INVALID")) if "INVALID" in scats else None
+    if inv is not None and inv.any():
+        sub = table.filter(pa.array(inv)).select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"])
+        cand = escape_candidates(table_to_frame(sub, PACKET_NULLABLE))
+        if len(cand):
+            acc.setdefault("escape_candidates", []).append(cand)
+
+
+def _escaped(acc: dict) -> pd.DataFrame:
+    """The packets that escaped NAT over the whole streamed capture (summary.nat_report's "escaped")."""
+    from .summary import ESCAPED_COLUMNS, escaped_packets
+
+    cands = acc.get("escape_candidates", [])
+    if not cands:
+        return pd.DataFrame({c: [] for c in ESCAPED_COLUMNS})
+    cat = pd.concat(cands, ignore_index=True) if len(cands) > 1 else cands[0]
+    return escaped_packets(cat, acc.get("snat_ifaces", set()))
+
+
 def _add_value_counts(acc: dict, key: str, vc) -> None:
     """Adds a value_counts() Series to acc[key] (a dict in order of first count, zeros left out)."""
     d = acc.setdefault(key, {})
@@ -439,6 +480,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     from ..replay.result import PacketResults
     from .api import Result, _capture_digests
     from .frames import EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
+    from .zeek import HistoryBuilder
 
     if fmt not in ("parquet", "csv"):
         from ..errors import NfreplayError
@@ -453,6 +495,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
     kept = 0
+    hist = HistoryBuilder()  # the flows' Zeek histories, from every packet (not only the kept sample)
     files = []
 
     # seconds, logged at the end; "write" is the writer thread's (its CPU time: "writer_cpu")
@@ -467,6 +510,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         # thread: 1.45-1.57 s against 1.63-1.87 s on a busier machine)
         tw, tc = time.perf_counter(), time.thread_time()
         _table_counts(acc, pt)  # only this thread touches acc until writer.close()
+        _table_escapes(acc, pt)
         pw.append(pt)
         ew.append(et)
         tm["write"] += time.perf_counter() - tw
@@ -485,6 +529,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 tf = time.perf_counter()
                 co = replayer.chunk_output(part)
                 pt, et = packets_table(co, part.offset), events_table(co)
+                hist.update(part.packets, part.results)
                 del co
                 tt = time.perf_counter()
                 writer.submit(pt, et)
@@ -525,6 +570,8 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     wall = time.perf_counter() - t0
     res = Result(ro, replayer.ruleset, wall_time_s=wall, inputs=extra or {},
                  digests=digests.result() if digests is not None else {})
+    res.__dict__["histories"] = hist.frame()  # cached_property: the whole capture's (flows.parquet's)
+    res.escaped = _escaped(acc)
 
     def write_rules_flows(tabs, stop) -> None:  # Arrow conversion + encoding, mostly GIL-free: beside the summary
         for name, df in tabs.items():

@@ -294,11 +294,40 @@ _NAT_STATEMENT = (r"-j\s+(?:snat|dnat|masquerade|redirect|netmap)\b|\b(?:snat|dn
                   r"|(?:^|\s)masquerade(?:\s|$)|(?:^|\s)redirect(?:\s+to\b|$)")
 
 
-def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame) -> dict:
+ESCAPED_COLUMNS = ["index", "ts", "src", "dst", "sport", "dport", "tcp_flags", "out_iface", "invalid_reason"]
+
+
+def snat_ifaces(packets: pd.DataFrame) -> set:
+    """The interfaces SNATed packets left through."""
+    left = packets["outcome"].isin(("forwarded", "emitted"))
+    return set(packets.loc[packets["nat"].isin(["SNAT", "both"]) & left, "out_iface"].dropna().astype(str))
+
+
+def escape_candidates(packets: pd.DataFrame) -> pd.DataFrame:
+    """INVALID packets that left with an internal source address (ESCAPED_COLUMNS + out_src): the escaped
+    ones are those among them that left through one of snat_ifaces (of the whole capture)."""
+    left = packets["outcome"].isin(("forwarded", "emitted"))
+    cand = packets.loc[left & (packets["ct_state"] == "INVALID"), ESCAPED_COLUMNS + ["out_src"]]
+    if not len(cand):
+        return cand
+    src = cand["out_src"].astype(str)
+    internal = {a: _is_internal(a) for a in src.unique()}  # per distinct address
+    return cand.loc[src.map(internal).to_numpy(dtype=bool)]
+
+
+def escaped_packets(candidates: pd.DataFrame, ifaces: set) -> pd.DataFrame:
+    """escape_candidates that left through one of `ifaces` (snat_ifaces), ESCAPED_COLUMNS."""
+    esc = candidates.loc[candidates["out_iface"].astype(str).isin(ifaces), ESCAPED_COLUMNS]
+    return esc.reset_index(drop=True)
+
+
+def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame, *,
+               escaped: pd.DataFrame | None = None) -> dict:
     """NAT section: translations per NAT rule, per public address/port, clashes, and packets that
     escaped NAT (INVALID packets that left through an interface where SNAT happened, with an internal
     -- RFC 1918 / CGN / link-local / ULA -- source address: conntrack attached no entry, so NAT never
-    rewrote them; the classic "leaking private addresses" problem)."""
+    rewrote them; the classic "leaking private addresses" problem). `escaped`: those packets when already
+    known (the streaming run finds them step by step over the whole capture), else from `packets`."""
     text = rules["text"].astype(str).str.lower()
     is_nat = text.str.contains(_NAT_STATEMENT, regex=True)
     per_rule = rules.loc[is_nat & (rules["kind"] == "rule"),
@@ -315,29 +344,26 @@ def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame) 
         .groupby(["public", "internal"]).agg(flows=("ct_id", "size"), clients=("orig_src", "nunique")).reset_index() \
         .sort_values("flows", ascending=False)
     clashes = int(f["status"].astype(str).str.contains("NAT_CLASH", regex=False).sum())
-    left = packets["outcome"].isin(("forwarded", "emitted"))
-    snat_if = set(packets.loc[packets["nat"].isin(["SNAT", "both"]) & left, "out_iface"].dropna().astype(str))
-    cand = packets.loc[left & (packets["ct_state"] == "INVALID") & packets["out_iface"].astype(str).isin(snat_if)]
-    internal = cand["out_src"].astype(str).map(_is_internal) if len(cand) else pd.Series([], dtype=bool)
-    leaks = cand.loc[internal.to_numpy(dtype=bool)] if len(cand) else cand
+    if escaped is None:
+        escaped = escaped_packets(escape_candidates(packets), snat_ifaces(packets))
     return {
         "translations_per_rule": per_rule,
         "snat_public": snat_pub.reset_index(drop=True),
         "dnat_public": dnat_pub.reset_index(drop=True),
         "snat_flows": int(len(sn)), "dnat_flows": int(len(dn)), "clashes": clashes,
-        "escaped": leaks[["index", "ts", "src", "dst", "sport", "dport", "tcp_flags", "out_iface",
-                          "invalid_reason"]].reset_index(drop=True),
+        "escaped": escaped,
     }
 
 
 # ------------------------------------------------------------------ summary dict
 def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFrame, *, ruleset=None,
-              wall_time_s: float | None = None, extra: dict | None = None) -> dict:
+              wall_time_s: float | None = None, extra: dict | None = None,
+              escaped: pd.DataFrame | None = None) -> dict:
     """The summary dict (summary.json): counts, reproducibility data, NAT, unsupported rules, checksums."""
     meta = dict(out.meta or {})
     n = len(packets)
     hooks = _hook_traversals(packets)
-    nat = nat_report(packets, flows, rules)
+    nat = nat_report(packets, flows, rules, escaped=escaped)
     unsupported = rules.loc[rules["unsupported"].astype(str) != "", ["rule_id", "table", "chain", "rule_num", "text",
                                                                        "source", "unsupported"]]
     timings = dict(meta.get("timings", {}) or {})

@@ -32,9 +32,20 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..replay import codes
+from ..replay import zeekstate as zs
+from ..replay.zeekstate import (
+    CLOSED,
+    ESTABLISHED,
+    INACTIVE,
+    LETTERS,
+    PARTIAL,
+    REPEAT_LETTERS,
+    RESET,
+    SYN_ACK_SENT,
+    SYN_SENT,
+)
 
-__all__ = ["CONN_STATES", "CONN_STATE_MEANINGS", "zeek_histories"]
+__all__ = ["CONN_STATES", "CONN_STATE_MEANINGS", "HistoryBuilder", "zeek_histories"]
 
 CONN_STATE_MEANINGS = {
     "S0": "Connection attempt seen, no reply.",
@@ -53,185 +64,122 @@ CONN_STATE_MEANINGS = {
 }
 CONN_STATES = tuple(CONN_STATE_MEANINGS)
 
-# endpoint states
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _RSTOS0 = re.compile(r"^\^?S[^HAFGIQ]*R.*")
 
 
-def _letters(flags, payload):
-    """Per packet: the flag-combination letter (or ''), data, checksum and zero-window booleans."""
-    syn = (flags & codes.TCP_SYN) != 0
-    fin = (flags & codes.TCP_FIN) != 0
-    rst = (flags & codes.TCP_RST) != 0
-    ack = (flags & codes.TCP_ACK) != 0
-    nbits = syn.astype(np.int8) + fin + rst
-    letter = np.full(len(flags), "", dtype=object)
-    letter[(nbits > 1) & fin & rst] = "I"
-    letter[(nbits > 1) & ~(fin & rst)] = "Q"
-    one = nbits == 1
-    letter[one & syn & ack] = "H"
-    letter[one & syn & ~ack] = "S"
-    letter[one & fin] = "F"
-    letter[one & rst] = "R"
-    letter[(nbits == 0) & ack & (payload == 0)] = "A"
-    return letter, syn, fin, rst, ack
+class HistoryBuilder:
+    """Zeek histories built packet by packet: `update(packets, results)` with each replayed chunk or step in
+    capture order (replay.zeekstate carries the per-flow state across calls), then `frame()`. A capture
+    replayed in steps gets the same histories as one replayed whole."""
+
+    def __init__(self, n_flows: int = 1024):
+        self._st = zs.new_history_state(n_flows)
+        self._log_ct: list[np.ndarray] = []
+        self._log_ch: list[np.ndarray] = []
+        self._n = 0  # 1 + the highest flow id seen
+
+    def update(self, packets, results) -> None:
+        ct = np.asarray(results.ct_id)
+        if len(ct) == 0:
+            return
+        top = int(ct.max()) + 1
+        if top > self._n:
+            self._n = top
+            self._st = zs.grow_history_state(self._st, top)
+        n = len(ct)
+        log_ct = np.empty(4 * n, np.int32)
+        log_ch = np.empty(4 * n, np.uint8)
+        k = zs.history_update(*self._st, ct, np.asarray(results.ct_dir), np.asarray(packets.proto),
+                              np.asarray(packets.tcp_flags), np.asarray(packets.payload_len),
+                              np.asarray(packets.tcp_win), np.asarray(packets.tcp_seq), np.asarray(packets.l4_csum),
+                              log_ct, log_ch)
+        if k:
+            self._log_ct.append(log_ct[:k].copy())
+            self._log_ch.append(log_ch[:k].copy())
+
+    def frame(self) -> pd.DataFrame:
+        """DataFrame indexed by ct_id with columns conn_state, history (only flows that have packets)."""
+        n = self._n
+        fl = self._st.fl[:n]
+        ids = np.flatnonzero(fl & zs.FL_SEEN).astype(np.int64)
+        if len(ids) == 0:
+            return pd.DataFrame({"conn_state": pd.Series([], dtype="str"), "history": pd.Series([], dtype="str")},
+                                index=pd.Index([], dtype="int64", name="ct_id"))
+        history = _join_letters(self._log_ct, self._log_ch, n)
+        states = _conn_state_codes(fl, zs.endpoint_states(self._st.fl, self._st.ep, n),
+                                   self._st.ep[:n], history)
+        res = pd.DataFrame({"conn_state": pd.array(np.asarray(CONN_STATES, dtype=object)[states[ids]], dtype="str"),
+                            "history": pd.array(history[ids], dtype="str")},
+                           index=pd.Index(ids, name="ct_id"))
+        return res
+
+
+_CHARS = np.array([ord(c) for c in LETTERS + REPEAT_LETTERS] + [0] * 5
+                  + [ord(c.lower()) for c in LETTERS + REPEAT_LETTERS] + [0] * 5, dtype=np.uint8)
+
+
+def _join_letters(log_ct: list, log_ch: list, n: int) -> np.ndarray:
+    """The history text of each flow id < n (object array; '' without letters): the logged letters of
+    each flow in the order they were logged."""
+    history = np.full(n, "", dtype=object)
+    if not log_ct:
+        return history
+    ct = np.concatenate(log_ct)
+    ch = _CHARS[np.concatenate(log_ch)]
+    order = np.argsort(ct, kind="stable")
+    ct, ch = ct[order], ch[order]
+    starts = np.flatnonzero(np.r_[True, ct[1:] != ct[:-1]])
+    ends = np.r_[starts[1:], len(ct)]
+    text = ch.tobytes().decode("ascii")
+    history[ct[starts]] = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+    return history
+
+
+def _conn_state_codes(fl: np.ndarray, eps: np.ndarray, ep: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """Index into CONN_STATES per flow id (Zeek's conn_state() on the endpoint states)."""
+    n = len(fl)
+    code = {s: i for i, s in enumerate(CONN_STATES)}
+    out = np.full(n, code["OTH"], dtype=np.int64)
+    o, r = eps[:, 0], eps[:, 1]
+    tcp = (fl & zs.FL_TCP) != 0
+    udp = (fl & zs.FL_UDP) != 0
+    o_act, r_act = o != INACTIVE, r != INACTIVE
+    out[udp & o_act & r_act] = code["SF"]
+    out[udp & o_act & ~r_act] = code["S0"]
+    out[udp & ~o_act & r_act] = code["SHR"]
+    o_inactive = np.isin(o, (INACTIVE, PARTIAL))
+    r_inactive = np.isin(r, (INACTIVE, PARTIAL))
+    no_payload = ((ep[:, 0] | ep[:, 1]) & zs.EP_PAYLOAD) == 0
+    # Zeek's conn_state(): the first matching branch wins, so assign in reverse order of precedence
+    rules = [
+        (o == ESTABLISHED) & (r == ESTABLISHED), "S1",
+        (o == SYN_SENT) & (r == INACTIVE), "S0",
+        (r == CLOSED) & ~o_inactive, "S3",
+        (r == CLOSED) & o_inactive, "SHR",
+        (o == CLOSED) & ~r_inactive, "S2",
+        (o == CLOSED) & r_inactive, "SH",
+        (r == CLOSED) & (o == CLOSED), "SF",
+        (o == RESET) & ~r_inactive, "RSTO",
+        (o == RESET) & r_inactive, "RSTOS0",  # only if the history matches, below
+        (r == RESET) & ~np.isin(o, (SYN_SENT, SYN_ACK_SENT)) & ~((o == RESET) & no_payload) & ~o_inactive, "RSTR",
+        (r == RESET) & ~np.isin(o, (SYN_SENT, SYN_ACK_SENT)) & ~((o == RESET) & no_payload) & o_inactive, "RSTRH",
+        (r == RESET) & (np.isin(o, (SYN_SENT, SYN_ACK_SENT)) | ((o == RESET) & no_payload)), "REJ",
+    ]
+    for mask, name in zip(rules[::2], rules[1::2]):
+        m = mask & tcp
+        if name == "RSTOS0":
+            cand = np.flatnonzero(m & (r != RESET))
+            hit = np.array([bool(_RSTOS0.match(history[i])) for i in cand], dtype=bool)
+            out[cand[hit]] = code["RSTOS0"]
+            out[cand[~hit]] = code["OTH"]
+            continue
+        out[m] = code[name]
+    return out
 
 
 def zeek_histories(out) -> pd.DataFrame:
     """DataFrame indexed by ct_id with columns conn_state, history (only flows that have packets)."""
-    p, r = out.packets, out.results
-    ct = np.asarray(r.ct_id, dtype=np.int64)
-    d = np.asarray(r.ct_dir, dtype=np.int64)
-    sel = np.flatnonzero((ct >= 0) & (d <= 1))
-    if len(sel) == 0:
-        return pd.DataFrame({"conn_state": pd.Series([], dtype="str"), "history": pd.Series([], dtype="str")},
-                            index=pd.Index([], dtype="int64", name="ct_id"))
-    proto = np.asarray(p.proto)[sel].astype(np.int64)
-    is_tcp = proto == codes.IPPROTO_TCP
-    flags = np.where(is_tcp, np.asarray(p.tcp_flags)[sel].astype(np.int64) & 0xFF, 0)
-    payload = np.asarray(p.payload_len)[sel].astype(np.int64)
-    win = np.asarray(p.tcp_win)[sel].astype(np.int64)
-    seq = np.asarray(p.tcp_seq)[sel].astype(np.int64)
-    csum_bad = (np.asarray(p.l4_csum)[sel] == codes.CsumStatus.BAD) & is_tcp
-    # Zeek records 'C' for a bad checksum and then ignores the packet: no other letter, no state change
-    flags = np.where(csum_bad, 0, flags)
-    payload = np.where(csum_bad, 0, payload)
-    df = pd.DataFrame({"ct": ct[sel], "dir": d[sel], "pos": np.arange(len(sel)), "tcp": is_tcp,
-                       "proto": proto, "payload": payload})
-    letter, syn, fin, rst, ack = _letters(flags, payload)
-    letter = np.where(is_tcp, letter, "")
-    df["letter"] = letter
-    df["syn_only"] = is_tcp & syn & ~ack & ~fin & ~rst
-    df["synack"] = is_tcp & syn & ack & ~fin & ~rst
-    df["fin"] = is_tcp & fin & ~rst
-    df["rst"] = is_tcp & rst
-
-    # ---- retransmissions: payload ending at or below the highest end already seen in that direction
-    g = df.groupby(["ct", "dir"], sort=False).ngroup().to_numpy()
-    first_seq = pd.Series(seq).groupby(g).transform("first").to_numpy()
-    rel_start = (seq - first_seq) & 0xFFFFFFFF
-    rel_start = np.where(rel_start >= 1 << 31, rel_start - (1 << 32), rel_start)  # before the first seq
-    rel_end = rel_start + payload + (syn & is_tcp) + (fin & is_tcp)
-    floor = np.iinfo(np.int64).min
-    ends = pd.Series(np.where(payload > 0, rel_end, floor))
-    prev_max = ends.groupby(g).cummax().groupby(g).shift(1).fillna(floor).to_numpy(dtype=np.int64)
-    retrans = is_tcp & (payload > 0) & (rel_end <= prev_max)
-    zero_win = is_tcp & (win == 0) & ~rst & ~syn
-
-    events = [df.loc[df["letter"] != "", ["ct", "dir", "pos", "letter"]]]
-    is_udp = np.isin(proto, (codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE))
-    data = df.loc[(is_tcp | is_udp) & (payload > 0), ["ct", "dir", "pos"]].assign(letter="D")
-    events.append(data)
-    for mask, lt in ((csum_bad & is_tcp, "C"), (retrans, "T"), (zero_win, "W")):
-        e = df.loc[mask, ["ct", "dir", "pos"]].assign(letter=lt)
-        if len(e):
-            k = e.groupby(["ct", "dir"]).cumcount().to_numpy() + 1
-            keep = np.isin(k, (1, 10, 100, 1000, 10_000, 100_000, 1_000_000))
-            e = e.loc[keep].assign(repeat=True)
-        events.append(e)
-    ev = pd.concat(events, ignore_index=True)
-    if "repeat" not in ev:
-        ev["repeat"] = False
-    ev["repeat"] = ev["repeat"].fillna(False).astype(bool)
-    once = ev.loc[~ev["repeat"]].sort_values("pos").drop_duplicates(["ct", "dir", "letter"])
-    ev = pd.concat([once, ev.loc[ev["repeat"]]]).sort_values(["ct", "pos"], kind="stable")
-    lower = {c: c.lower() for c in "SHADFRIQCTW"}  # letters are upper case; the responder's lower
-    chars = [c if d == 0 else lower[c] for c, d in zip(ev["letter"].tolist(), ev["dir"].tolist())]
-    ev_ct = ev["ct"].to_numpy()
-    ids = np.unique(df["ct"].to_numpy()).astype(np.int64)
-    history = np.full(len(ids), "", dtype=object)
-    if len(ev_ct):
-        starts = np.flatnonzero(np.r_[True, ev_ct[1:] != ev_ct[:-1]])
-        ends = np.r_[starts[1:], len(ev_ct)]
-        where = np.searchsorted(ids, ev_ct[starts])
-        history[where] = ["".join(chars[a:b]) for a, b in zip(starts.tolist(), ends.tolist())]
-
-    # ---- endpoint states
-    res = pd.DataFrame(index=pd.Index(ids, name="ct_id"))
-    res["history"] = history
-    res["conn_state"] = _conn_states(df, ids, res["history"].to_numpy())
-    res = res[["conn_state", "history"]]
-    res["history"] = res["history"].astype("str")
-    res["conn_state"] = res["conn_state"].astype("str")
-    return res
-
-
-def _first_pos(df, mask, ids, direction=None):
-    m = mask if direction is None else mask & (df["dir"].to_numpy() == direction)
-    s = df.loc[m].groupby("ct")["pos"].min()
-    return s.reindex(ids).to_numpy(dtype=float)  # NaN: never
-
-
-def _last_pos(df, mask, ids, direction):
-    m = mask & (df["dir"].to_numpy() == direction)
-    s = df.loc[m].groupby("ct")["pos"].max()
-    return s.reindex(ids).to_numpy(dtype=float)
-
-
-def _conn_states(df: pd.DataFrame, ids: np.ndarray, history: np.ndarray) -> np.ndarray:
-    tcp = df.groupby("ct")["tcp"].first().reindex(ids).to_numpy()
-    proto = df.groupby("ct")["proto"].first().reindex(ids).to_numpy()
-    syn_o = _first_pos(df, df["syn_only"].to_numpy(), ids, 0)
-    synack_r_all = df.loc[df["synack"].to_numpy() & (df["dir"].to_numpy() == 1), ["ct", "pos"]]
-    # handshake: a responder SYN-ACK after the originator's first SYN
-    first_syn = pd.Series(syn_o, index=ids)
-    if len(synack_r_all):
-        fs = first_syn.reindex(synack_r_all["ct"].to_numpy()).to_numpy()
-        ok = synack_r_all.loc[synack_r_all["pos"].to_numpy() > np.nan_to_num(fs, nan=np.inf)]
-        handshake = np.isin(ids, ok["ct"].unique())
-    else:
-        handshake = np.zeros(len(ids), dtype=bool)
-    payload_o = df.loc[df["dir"] == 0].groupby("ct")["payload"].sum().reindex(ids).fillna(0).to_numpy()
-    payload_r = df.loc[df["dir"] == 1].groupby("ct")["payload"].sum().reindex(ids).fillna(0).to_numpy()
-
-    def endpoint(direction):
-        last_rst = _last_pos(df, df["rst"].to_numpy(), ids, direction)
-        last_fin = _last_pos(df, df["fin"].to_numpy(), ids, direction)
-        sent = _first_pos(df, np.ones(len(df), dtype=bool), ids, direction)
-        sent_syn = _first_pos(df, df["syn_only"].to_numpy(), ids, direction)
-        sent_sa = _first_pos(df, df["synack"].to_numpy(), ids, direction)
-        st = np.full(len(ids), INACTIVE)
-        st[~np.isnan(sent)] = PARTIAL
-        st[~np.isnan(sent_sa)] = SYN_ACK_SENT
-        st[~np.isnan(sent_syn)] = SYN_SENT
-        st[handshake & ~np.isnan(sent)] = ESTABLISHED
-        has_rst, has_fin = ~np.isnan(last_rst), ~np.isnan(last_fin)
-        closed = has_fin & (~has_rst | (np.nan_to_num(last_fin) > np.nan_to_num(last_rst)))
-        st[has_rst] = RESET
-        st[closed] = CLOSED
-        return st
-
-    os_, rs = endpoint(0), endpoint(1)
-    o_inactive = np.isin(os_, (INACTIVE, PARTIAL))
-    r_inactive = np.isin(rs, (INACTIVE, PARTIAL))
-    out = np.full(len(ids), "OTH", dtype=object)
-    for i in range(len(ids)):
-        if not tcp[i]:
-            if proto[i] in (codes.IPPROTO_UDP, codes.IPPROTO_UDPLITE):
-                o_act, r_act = os_[i] != INACTIVE, rs[i] != INACTIVE
-                out[i] = ("SF" if r_act else "S0") if o_act else ("SHR" if r_act else "OTH")
-            continue
-        o, rr = os_[i], rs[i]
-        if rr == RESET:
-            if o in (SYN_SENT, SYN_ACK_SENT) or (o == RESET and payload_o[i] == 0 and payload_r[i] == 0):
-                out[i] = "REJ"
-            elif o_inactive[i]:
-                out[i] = "RSTRH"
-            else:
-                out[i] = "RSTR"
-        elif o == RESET:
-            if r_inactive[i]:
-                out[i] = "RSTOS0" if _RSTOS0.match(history[i]) else "OTH"
-            else:
-                out[i] = "RSTO"
-        elif rr == CLOSED and o == CLOSED:
-            out[i] = "SF"
-        elif o == CLOSED:
-            out[i] = "SH" if r_inactive[i] else "S2"
-        elif rr == CLOSED:
-            out[i] = "SHR" if o_inactive[i] else "S3"
-        elif o == SYN_SENT and rr == INACTIVE:
-            out[i] = "S0"
-        elif o == ESTABLISHED and rr == ESTABLISHED:
-            out[i] = "S1"
-    return out
+    b = HistoryBuilder(len(out.flows.get("family", ())) if out.flows else 1024)
+    if out.packets is not None and out.results is not None:
+        b.update(out.packets, out.results)
+    return b.frame()

@@ -140,7 +140,7 @@ def report_context(result, diff=None, verify=None, *, max_rows: int = MAX_ROWS, 
     dsvc = sm.drops_by_service(packets)
     dsrc = sm.drops_by_source(packets)
     drule = sm.drops_by_rule(packets, rules)
-    nat = sm.nat_report(packets, flows, rules)
+    nat = sm.nat_report(packets, flows, rules, escaped=getattr(result, "escaped", None))
     inv_r = sm.invalid_by_reason(packets)
     inv_f = sm.invalid_by_flow(packets)
     never = sm.never_hit_rules(rules)

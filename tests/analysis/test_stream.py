@@ -91,6 +91,24 @@ def test_sample_is_the_first_packets(tmp_path):
     _assert_same_table(res.packets, whole.packets.iloc[:10])
 
 
+@pytest.mark.parametrize("sample", [0, 3, 16])
+def test_summary_and_histories_cover_packets_beyond_the_sample(tmp_path, sample):
+    """port_forward_nat: packet 17 escapes NAT (INVALID, left through the SNAT interface with its private
+    source) and the flows end late in the capture. A streamed run keeping fewer packets in memory still
+    reports the escape, the conn_states and histories of the whole capture, in summary.json, Result.nat()
+    and the flows table."""
+    whole = _whole("port_forward_nat")
+    res, _ = _stream("port_forward_nat", tmp_path, chunk=5, step=3, sample=sample)
+    back = read_tables(tmp_path)
+    s, w = back["summary"], whole.summary
+    assert w["nat"]["escaped_packets"] == 1
+    for k in ("nat", "conn_states", "flow_end", "flows"):
+        assert s[k] == w[k], k
+    assert res.nat()["escaped"]["index"].tolist() == whole.nat()["escaped"]["index"].tolist() == [17]
+    pd.testing.assert_series_equal(back["flows"]["history"], whole.flows["history"])
+    assert (whole.flows["history"].str.len() > 0).all()
+
+
 def _writer_threads():
     return [t for t in threading.enumerate() if t.name in ("nfreplay-write", "nfreplay-digest")]
 
@@ -247,7 +265,10 @@ def test_streamed_synthetic_capture_equals_in_memory_tables(tmp_path, chunk, ste
     assert pk["invalid_reason"].notna().any() and pk["reject_with"].notna().any()
     rp = Replayer(_load_rules(rules), _load_host(host, ()), assume_good_checksums=True)
     out = tmp_path / "out"
-    export.stream_tables(iter_capture([str(cap)], chunk_packets=chunk), rp, out, step=step)
+    # a sample (packets kept in memory) smaller than the capture: the flows' histories and every summary
+    # count must still cover the whole capture
+    res, _ = export.stream_tables(iter_capture([str(cap)], chunk_packets=chunk), rp, out, step=step, sample=500)
+    assert len(res.packets) == 500
     back = read_tables(out)
     for t in ("packets", "events", "rules", "flows"):
         _assert_same_table(back[t], getattr(whole, t))
@@ -257,8 +278,10 @@ def test_streamed_synthetic_capture_equals_in_memory_tables(tmp_path, chunk, ste
     assert pq.ParquetFile(out / "packets.parquet").num_row_groups == sum(
         -(-min(chunk, 3000 - a) // step) for a in range(0, 3000, chunk))
     s, w = back["summary"], whole.summary
-    for k in ("outcomes", "ct_states", "hooks", "not_replayed_reasons", "invalid", "checksums", "flows", "nat"):
+    for k in ("outcomes", "ct_states", "hooks", "not_replayed_reasons", "invalid", "checksums", "flows", "nat",
+              "conn_states", "flow_end"):
         assert s[k] == w[k], k
+    assert w["conn_states"]["SF"] > 20 and (whole.flows["history"].str.len() > 0).mean() > 0.9
     # simulate_to (decode-ahead, default step) writes the same files
     simulate_to(cap, rules, host, tmp_path / "to", assume_good_checksums=True, chunk_packets=chunk)
     again = read_tables(tmp_path / "to")
