@@ -66,13 +66,18 @@ class Result:
 
     @cached_property
     def summary(self) -> dict:
+        return self._summarize()
+
+    def _summarize(self, counts: dict | None = None) -> dict:
+        """The summary; `counts`: summary.packet_counts of more packets than .packets holds (a streamed run)."""
         extra = {}
         if self.inputs:
             extra["inputs"] = self.inputs
         if self.digests:
             extra["digests"] = self.digests
-        return summary.summarize(self.output, self.packets, self.rules, self.flows, ruleset=self.ruleset,
-                                 wall_time_s=self.wall_time_s, extra=extra, escaped=self.escaped)
+        return summary.summarize(self.output, self.packets if counts is None else None, self.rules, self.flows,
+                                 ruleset=self.ruleset, wall_time_s=self.wall_time_s, extra=extra,
+                                 escaped=self.escaped, counts=counts)
 
     # ---- analyses
     def drops_by_rule(self) -> pd.DataFrame:

@@ -579,17 +579,16 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     tail_writer = _Background(write_rules_flows, {name: getattr(res, name) for name in ("rules", "flows")},
                               name="nfreplay-write")
-    try:
-        s = dict(res.summary)
-    finally:
-        tail_writer.result()
     n = acc.get("packets", 0)
-    s.update({"packets": n, "outcomes": acc.get("outcomes", {}), "ct_states": acc.get("ct_states", {}),
+    counts = {"packets": n, "outcomes": acc.get("outcomes", {}), "ct_states": acc.get("ct_states", {}),
               "hooks": acc.get("hooks", {}), "not_replayed_reasons": acc.get("not_replayed_reasons", {}),
               "invalid": {"packets": acc.get("invalid_packets", 0), "reasons": acc.get("invalid_reasons", {})},
-              "checksums": {"ip": acc.get("ip_csum", {}), "l4": acc.get("l4_csum", {})},
-              "packets_per_s": (n / wall) if wall else None, "wall_time_s": wall,
-              "streamed": True, "packets_in_memory_sample": kept})
+              "checksums": {"ip": acc.get("ip_csum", {}), "l4": acc.get("l4_csum", {})}}
+    try:
+        s = res._summarize(counts)  # the whole capture's counts; the sample's packets frame is not needed
+    finally:
+        tail_writer.result()
+    s.update({"streamed": True, "packets_in_memory_sample": kept})
     res.__dict__["summary"] = s  # cached_property: the whole-capture counts
     sp = out / "summary.json"
     sp.write_text(json.dumps(s, indent=2, sort_keys=False, default=str) + "\n")

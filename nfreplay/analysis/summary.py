@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ACCEPTED", "BLOCKED", "summarize", "drops_by_rule", "drops_by_service", "drops_by_source",
            "timeline", "invalid_by_reason", "invalid_by_flow", "never_hit_rules", "shadowed_rules",
-           "nat_report", "verdicts_by_hook", "rule_counters"]
+           "nat_report", "verdicts_by_hook", "rule_counters", "packet_counts"]
 
 ACCEPTED = ("forwarded", "emitted", "delivered_local")
 BLOCKED = ("dropped", "rejected")
@@ -321,7 +321,7 @@ def escaped_packets(candidates: pd.DataFrame, ifaces: set) -> pd.DataFrame:
     return esc.reset_index(drop=True)
 
 
-def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame, *,
+def nat_report(packets: pd.DataFrame | None, flows: pd.DataFrame, rules: pd.DataFrame, *,
                escaped: pd.DataFrame | None = None) -> dict:
     """NAT section: translations per NAT rule, per public address/port, clashes, and packets that
     escaped NAT (INVALID packets that left through an interface where SNAT happened, with an internal
@@ -356,13 +356,29 @@ def nat_report(packets: pd.DataFrame, flows: pd.DataFrame, rules: pd.DataFrame, 
 
 
 # ------------------------------------------------------------------ summary dict
-def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFrame, *, ruleset=None,
+def packet_counts(packets: pd.DataFrame) -> dict:
+    """The summary's per-packet counts (summarize's `counts`)."""
+    return {
+        "packets": len(packets),
+        "outcomes": _counts(packets["outcome"]),
+        "ct_states": _counts(packets["ct_state"]),
+        "hooks": _hook_traversals(packets),
+        "not_replayed_reasons": _counts(packets.loc[packets["outcome"] == "not_replayed", "reason"].astype(str)),
+        "invalid": {"packets": int((packets["ct_state"] == "INVALID").sum()),
+                    "reasons": _counts(packets["invalid_reason"])},
+        "checksums": {"ip": _counts(packets["ip_csum"]), "l4": _counts(packets["l4_csum"])},
+    }
+
+
+def summarize(out, packets: pd.DataFrame | None, rules: pd.DataFrame, flows: pd.DataFrame, *, ruleset=None,
               wall_time_s: float | None = None, extra: dict | None = None,
-              escaped: pd.DataFrame | None = None) -> dict:
-    """The summary dict (summary.json): counts, reproducibility data, NAT, unsupported rules, checksums."""
+              escaped: pd.DataFrame | None = None, counts: dict | None = None) -> dict:
+    """The summary dict (summary.json): counts, reproducibility data, NAT, unsupported rules, checksums.
+    `counts` (packet_counts' keys) and `escaped` (nat_report's) when known without `packets` (the
+    streaming run adds them up per step; then `packets` may be None)."""
     meta = dict(out.meta or {})
-    n = len(packets)
-    hooks = _hook_traversals(packets)
+    pc = counts if counts is not None else packet_counts(packets)
+    n = pc["packets"]
     nat = nat_report(packets, flows, rules, escaped=escaped)
     unsupported = rules.loc[rules["unsupported"].astype(str) != "", ["rule_id", "table", "chain", "rule_num", "text",
                                                                        "source", "unsupported"]]
@@ -376,15 +392,14 @@ def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFra
     s = {
         "nfreplay_version": __version__,
         "packets": n,
-        "outcomes": _counts(packets["outcome"]),
-        "ct_states": _counts(packets["ct_state"]),
-        "hooks": hooks,
-        "not_replayed_reasons": _counts(packets.loc[packets["outcome"] == "not_replayed", "reason"].astype(str)),
+        "outcomes": pc["outcomes"],
+        "ct_states": pc["ct_states"],
+        "hooks": pc["hooks"],
+        "not_replayed_reasons": pc["not_replayed_reasons"],
         "flows": int(len(flows)),
         "conn_states": _counts(flows["conn_state"]) if len(flows) else {},
         "flow_end": _counts(flows["end"]) if len(flows) else {},
-        "invalid": {"packets": int((packets["ct_state"] == "INVALID").sum()),
-                    "reasons": _counts(packets["invalid_reason"])},
+        "invalid": pc["invalid"],
         "rules": {"total": int((rules["kind"] == "rule").sum()),
                   "never_hit": int(((rules["kind"] == "rule") & (rules["packets"] == 0)).sum())},
         "unsupported_rules": unsupported.to_dict("records"),
@@ -394,7 +409,7 @@ def summarize(out, packets: pd.DataFrame, rules: pd.DataFrame, flows: pd.DataFra
                                           for r in nat["translations_per_rule"].itertuples()},
                 "snat_public": {r.public: int(r.flows) for r in nat["snat_public"].itertuples()},
                 "dnat_public": {f"{r.public}->{r.internal}": int(r.flows) for r in nat["dnat_public"].itertuples()}},
-        "checksums": {"ip": _counts(packets["ip_csum"]), "l4": _counts(packets["l4_csum"])},
+        "checksums": pc["checksums"],
         "host": meta.get("host"),
         "sysctls": meta.get("sysctls", {}),
         "seed": meta.get("seed"),
