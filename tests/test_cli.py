@@ -61,6 +61,37 @@ def test_run_writes_tables_report_and_summary(tmp_path, capsys):
     assert rep.read_text().startswith("<!DOCTYPE html>")
 
 
+def test_streamed_report_covers_the_whole_capture(tmp_path, monkeypatch, capsys):
+    """run --stream keeping 3 packets in memory: the report's drop, INVALID, NAT and timeline sections still
+    show the whole capture, as the in-memory run's report does (port_forward_nat: packet 17 escapes NAT)."""
+    import re
+
+    from nfreplay.analysis import export
+
+    d = SAMPLE.parent / "port_forward_nat"
+    args = [str(d / "capture.pcap"), "--rules", str(d / "rules.ipt"), "--host", str(d / "host.toml")]
+    monkeypatch.setattr(export, "STREAM_SAMPLE", 3)
+    reports = {}
+    for mode in ("--stream", "--no-stream"):
+        rep = tmp_path / f"{mode}.html"
+        assert main(["run", *args, "--out", str(tmp_path / mode), "--report", str(rep), mode]) == 0
+        reports[mode] = rep.read_text()
+    capsys.readouterr()
+    streamed, whole = reports["--stream"], reports["--no-stream"]
+    assert "NAT leak: 1 INVALID packet left" in streamed and "first 3 packets" not in streamed
+
+    def section(html, ident):  # a table of the report, by its id (None: rendered as "none")
+        m = re.search(rf'id="{ident}".*?</table>', html, re.S)
+        return m.group(0) if m else None
+
+    present = 0
+    for ident in ("nat-escaped", "invalid-reason", "invalid-flow", "drops-rule", "drops-service", "drops-source",
+                  "hooks"):
+        assert section(streamed, ident) == section(whole, ident), ident
+        present += section(whole, ident) is not None
+    assert present >= 4
+
+
 def test_run_json_summary(capsys):
     assert main(["run", *ARGS, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)

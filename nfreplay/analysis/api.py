@@ -37,6 +37,9 @@ class Result:
         # packets that escaped NAT when found over more packets than `output` holds (a streamed run keeps a
         # sample of the packets in memory): used by summary and nat() instead of finding them in .packets
         self.escaped: pd.DataFrame | None = None
+        # a streamed run's packets.parquet (every packet; .packets is a sample): see notable_packets, timeline
+        self.packets_path: Path | None = None
+        self.notable_is_sample = False
 
     def __repr__(self) -> str:
         n = len(self.output.results.outcome)
@@ -80,23 +83,45 @@ class Result:
                                  escaped=self.escaped, counts=counts)
 
     # ---- analyses
+    @cached_property
+    def notable_packets(self) -> pd.DataFrame:
+        """The packets the drop, INVALID and per-hook analyses look at (dropped, rejected, queued or
+        INVALID; the other rows are ignored by them). In memory: .packets. For a streamed run (.packets
+        holds a sample), read back from its packets.parquet, so those analyses and the report cover the
+        whole capture; past export.NOTABLE_ROWS_LIMIT rows, the sample (and .notable_is_sample is True)."""
+        if self.packets_path is not None:
+            from .export import read_notable_packets
+
+            got = read_notable_packets(self.packets_path)
+            if got is not None:
+                self.notable_is_sample = False
+                return got
+            log.warning("more than %d dropped/INVALID packets: the drop and INVALID tables show the first %d "
+                        "packets only", _notable_limit(), len(self.packets))
+        self.notable_is_sample = self.packets_path is not None
+        return self.packets
+
     def drops_by_rule(self) -> pd.DataFrame:
-        return summary.drops_by_rule(self.packets, self.rules)
+        return summary.drops_by_rule(self.notable_packets, self.rules)
 
     def drops_by_service(self) -> pd.DataFrame:
-        return summary.drops_by_service(self.packets)
+        return summary.drops_by_service(self.notable_packets)
 
     def drops_by_source(self) -> pd.DataFrame:
-        return summary.drops_by_source(self.packets)
+        return summary.drops_by_source(self.notable_packets)
 
     def timeline(self, bins: int = 60) -> pd.DataFrame:
+        if self.packets_path is not None:
+            from .export import timeline_from_file
+
+            return timeline_from_file(self.packets_path, bins)
         return summary.timeline(self.packets, bins)
 
     def invalid_by_reason(self) -> pd.DataFrame:
-        return summary.invalid_by_reason(self.packets)
+        return summary.invalid_by_reason(self.notable_packets)
 
     def invalid_by_flow(self) -> pd.DataFrame:
-        return summary.invalid_by_flow(self.packets)
+        return summary.invalid_by_flow(self.notable_packets)
 
     def never_hit_rules(self) -> pd.DataFrame:
         return summary.never_hit_rules(self.rules)
@@ -108,7 +133,7 @@ class Result:
         return summary.nat_report(self.packets, self.flows, self.rules, escaped=self.escaped)
 
     def verdicts_by_hook(self) -> pd.DataFrame:
-        return summary.verdicts_by_hook(self.packets)
+        return summary.verdicts_by_hook(self.notable_packets, traversed=self.summary["hooks"])
 
     def flow_packets(self, ct_id: int) -> pd.DataFrame:
         """The packets conntrack attached to flow ct_id, in capture order."""
@@ -117,6 +142,12 @@ class Result:
     def flow_events(self, ct_id: int) -> pd.DataFrame:
         """The conntrack event stream of flow ct_id."""
         return self.events.loc[self.events["ct_id"] == ct_id]
+
+
+def _notable_limit() -> int:
+    from .export import NOTABLE_ROWS_LIMIT
+
+    return NOTABLE_ROWS_LIMIT
 
 
 def _load_capture(capture):

@@ -296,6 +296,81 @@ def _escaped(acc: dict) -> pd.DataFrame:
     return escaped_packets(cat, acc.get("snat_ifaces", set()))
 
 
+# the most rows read_notable_packets returns (~100 bytes each in memory), so that a report of a capture
+# that is mostly drops (a flood) stays bounded; past it the report's drop tables show the in-memory sample
+NOTABLE_ROWS_LIMIT = 2_000_000
+_NOTABLE_COLUMNS = ("index", "ts", "proto", "src", "dst", "sport", "dport", "icmp_type", "len", "tcp_flags",
+                    "outcome", "verdict_hook", "rule_id", "ct_id", "ct_state", "invalid_reason", "tcp_seq",
+                    "tcp_ack", "tcp_win")
+_NOTABLE_OUTCOMES = ("dropped", "rejected", "queued")
+
+
+def read_notable_packets(path, limit: int | None = None) -> pd.DataFrame | None:
+    """The dropped, rejected, queued and INVALID packets of a packets.parquet (the columns the drop,
+    INVALID and per-hook analyses of summary.py use), read row group by row group; None when there are more
+    than `limit` (NOTABLE_ROWS_LIMIT)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    limit = NOTABLE_ROWS_LIMIT if limit is None else int(limit)
+    pf = pq.ParquetFile(path)
+    cols = [c for c in _NOTABLE_COLUMNS if c in pf.schema_arrow.names]
+    parts, n = [], 0
+    for i in range(pf.num_row_groups):
+        t = pf.read_row_group(i, columns=cols)
+        oc, ocats = _dict_codes(t.column("outcome"))
+        sc, scats = _dict_codes(t.column("ct_state"))
+        m = np.isin(oc, [ocats.index(x) for x in _NOTABLE_OUTCOMES if x in ocats])
+        if "INVALID" in scats:
+            m |= sc == scats.index("INVALID")
+        if m.any():
+            n += int(np.count_nonzero(m))
+            if n > limit:
+                return None
+            parts.append(t.filter(pa.array(m)))
+    if parts:
+        t = pa.concat_tables(parts)
+    else:
+        t = pf.schema_arrow.empty_table().select(cols)
+    return t.replace_schema_metadata(pf.schema_arrow.metadata).to_pandas()
+
+
+def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
+    """summary.timeline of every packet of a packets.parquet, read row group by row group (three columns)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .summary import ACCEPTED, BLOCKED
+
+    pf = pq.ParquetFile(path)
+    t0 = t1 = None
+    for i in range(pf.num_row_groups):
+        ts = pf.read_row_group(i, columns=["ts"]).column("ts").to_numpy().view(np.int64)
+        if len(ts):
+            a, b = int(ts.min()), int(ts.max())
+            t0, t1 = (a, b) if t0 is None else (min(t0, a), max(t1, b))
+    if t0 is None:
+        return pd.DataFrame({"accepted": [], "dropped": [], "invalid": []}, index=pd.DatetimeIndex([], tz="UTC"))
+    step = max(max(t1 - t0, 1) // bins + 1, 1)
+    nb = (t1 - t0) // step + 1
+    present = np.zeros(nb, np.int64)
+    acc = {k: np.zeros(nb, np.int64) for k in ("accepted", "dropped", "invalid")}
+    for i in range(pf.num_row_groups):
+        t = pf.read_row_group(i, columns=["ts", "outcome", "ct_state"])
+        k = (t.column("ts").to_numpy().view(np.int64) - t0) // step
+        oc, ocats = _dict_codes(t.column("outcome"))
+        sc, scats = _dict_codes(t.column("ct_state"))
+        present += np.bincount(k, minlength=nb)
+        for name, m in (("accepted", np.isin(oc, [ocats.index(x) for x in ACCEPTED if x in ocats])),
+                        ("dropped", np.isin(oc, [ocats.index(x) for x in BLOCKED if x in ocats])),
+                        ("invalid", sc == scats.index("INVALID") if "INVALID" in scats else np.zeros(len(k), bool))):
+            acc[name] += np.bincount(k[m], minlength=nb)
+    keep = np.flatnonzero(present)
+    idx = pd.DatetimeIndex(pd.to_datetime(t0 + keep * step, unit="ns", utc=True), name="t")
+    return pd.DataFrame({k: v[keep] for k, v in acc.items()}, index=idx).astype("int64")
+
+
 def _add_value_counts(acc: dict, key: str, vc) -> None:
     """Adds a value_counts() Series to acc[key] (a dict in order of first count, zeros left out)."""
     d = acc.setdefault(key, {})
@@ -572,6 +647,8 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                  digests=digests.result() if digests is not None else {})
     res.__dict__["histories"] = hist.frame()  # cached_property: the whole capture's (flows.parquet's)
     res.escaped = _escaped(acc)
+    if fmt == "parquet":
+        res.packets_path = paths["packets"]  # the report's drop / INVALID / timeline analyses read it back
 
     def write_rules_flows(tabs, stop) -> None:  # Arrow conversion + encoding, mostly GIL-free: beside the summary
         for name, df in tabs.items():

@@ -72,14 +72,15 @@ def _hook_traversals(packets: pd.DataFrame) -> dict:
     return {h: int(sum(int(n) for p, n in counts.items() if h in str(p).split(","))) for h in codes.HOOK_NAMES}
 
 
-def verdicts_by_hook(packets: pd.DataFrame) -> pd.DataFrame:
-    """Per hook: packets that traversed it, and packets dropped/rejected/queued there."""
+def verdicts_by_hook(packets: pd.DataFrame, traversed: dict | None = None) -> pd.DataFrame:
+    """Per hook: packets that traversed it, and packets dropped/rejected/queued there. `traversed`: the
+    traversals per hook when known (summary["hooks"]; then `packets` need only hold the dropped,
+    rejected and queued ones)."""
     rows = []
-    traversed_by_hook = _hook_traversals(packets)
+    traversed_by_hook = traversed if traversed is not None else _hook_traversals(packets)
     for h in codes.HOOK_NAMES:
-        traversed = traversed_by_hook[h]
         at = packets["verdict_hook"] == h
-        rows.append({"hook": h, "traversed": traversed,
+        rows.append({"hook": h, "traversed": int(traversed_by_hook.get(h, 0)),
                      "dropped": int((at & (packets["outcome"] == "dropped")).sum()),
                      "rejected": int((at & (packets["outcome"] == "rejected")).sum()),
                      "queued": int((at & (packets["outcome"] == "queued")).sum())})

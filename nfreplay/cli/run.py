@@ -125,8 +125,10 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
     if report is not None:
         from ..reports import write_html
 
-        write_html(res, report, title="nfreplay report (streamed: tables and summary cover the whole capture, "
-                                      f"packet lists the first {len(res.output.results.outcome):,} packets)")
+        res.notable_packets  # noqa: B018  (read back from packets.parquet; decides the title)
+        title = ("nfreplay report (streamed: tables and summary cover the whole capture, drop and INVALID lists "
+                 f"the first {len(res.output.results.outcome):,} packets)") if res.notable_is_sample else None
+        write_html(res, report, title=title)
     s = res.summary
     if json_out:
         typer.echo(json.dumps(s, indent=2, default=str))

@@ -127,7 +127,7 @@ def report_context(result, diff=None, verify=None, *, max_rows: int = MAX_ROWS, 
     from ..analysis.zeek import CONN_STATE_MEANINGS
 
     s = result.summary
-    packets, rules, flows = result.packets, result.rules, result.flows
+    rules, flows = result.rules, result.flows
     n = s["packets"]
     oc = s["outcomes"]
     headline = [
@@ -135,14 +135,15 @@ def report_context(result, diff=None, verify=None, *, max_rows: int = MAX_ROWS, 
         ("emitted", oc.get("emitted", 0)), ("dropped", oc.get("dropped", 0)), ("rejected", oc.get("rejected", 0)),
         ("INVALID", s["invalid"]["packets"]), ("not replayed", oc.get("not_replayed", 0)), ("flows", s["flows"]),
     ]
-    tl = sm.timeline(packets)
-    vh = sm.verdicts_by_hook(packets)
-    dsvc = sm.drops_by_service(packets)
-    dsrc = sm.drops_by_source(packets)
-    drule = sm.drops_by_rule(packets, rules)
-    nat = sm.nat_report(packets, flows, rules, escaped=getattr(result, "escaped", None))
-    inv_r = sm.invalid_by_reason(packets)
-    inv_f = sm.invalid_by_flow(packets)
+    # the Result's analyses: for a streamed run they read its packets.parquet (the whole capture)
+    tl = result.timeline()
+    vh = result.verdicts_by_hook()
+    dsvc = result.drops_by_service()
+    dsrc = result.drops_by_source()
+    drule = result.drops_by_rule()
+    nat = result.nat()
+    inv_r = result.invalid_by_reason()
+    inv_f = result.invalid_by_flow()
     never = sm.never_hit_rules(rules)
     shadow = sm.shadowed_rules(rules, getattr(result, "ruleset", None))
     unsup = rules.loc[rules["unsupported"].astype(str) != ""]

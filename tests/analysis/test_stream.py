@@ -91,6 +91,27 @@ def test_sample_is_the_first_packets(tmp_path):
     _assert_same_table(res.packets, whole.packets.iloc[:10])
 
 
+def _assert_same_analyses(res, whole):
+    for name in ("timeline", "verdicts_by_hook", "drops_by_rule", "drops_by_service", "drops_by_source",
+                 "invalid_by_reason", "invalid_by_flow"):
+        got, want = getattr(res, name)(), getattr(whole, name)()
+        pd.testing.assert_frame_equal(got.reset_index(drop=name != "timeline"),
+                                      want.reset_index(drop=name != "timeline"), check_dtype=False,
+                                      check_categorical=False, obj=name)
+    assert res.nat()["escaped"]["index"].tolist() == whole.nat()["escaped"]["index"].tolist()
+
+
+def test_notable_rows_past_the_limit_fall_back_to_the_sample(tmp_path):
+    res, paths = _stream("forward_blocked_service", tmp_path, chunk=5, step=3, sample=10)
+    assert len(export.read_notable_packets(paths["packets"])) == 7  # the 7 dropped packets
+    assert export.read_notable_packets(paths["packets"], limit=6) is None
+    export.NOTABLE_ROWS_LIMIT, old = 6, export.NOTABLE_ROWS_LIMIT
+    try:
+        assert len(res.notable_packets) == 10 and res.notable_is_sample
+    finally:
+        export.NOTABLE_ROWS_LIMIT = old
+
+
 @pytest.mark.parametrize("sample", [0, 3, 16])
 def test_summary_and_histories_cover_packets_beyond_the_sample(tmp_path, sample):
     """port_forward_nat: packet 17 escapes NAT (INVALID, left through the SNAT interface with its private
@@ -107,6 +128,7 @@ def test_summary_and_histories_cover_packets_beyond_the_sample(tmp_path, sample)
     assert res.nat()["escaped"]["index"].tolist() == whole.nat()["escaped"]["index"].tolist() == [17]
     pd.testing.assert_series_equal(back["flows"]["history"], whole.flows["history"])
     assert (whole.flows["history"].str.len() > 0).all()
+    _assert_same_analyses(res, whole)
 
 
 def _writer_threads():
@@ -282,6 +304,12 @@ def test_streamed_synthetic_capture_equals_in_memory_tables(tmp_path, chunk, ste
               "conn_states", "flow_end"):
         assert s[k] == w[k], k
     assert w["conn_states"]["SF"] > 20 and (whole.flows["history"].str.len() > 0).mean() > 0.9
+    # the report's analyses of the streamed Result read packets.parquet back: the whole capture's
+    _assert_same_analyses(res, whole)
+    from nfreplay.analysis import summary as sm
+
+    assert not res.notable_is_sample
+    assert sm.drops_by_service(res.packets)["packets"].sum() < res.drops_by_service()["packets"].sum()
     # simulate_to (decode-ahead, default step) writes the same files
     simulate_to(cap, rules, host, tmp_path / "to", assume_good_checksums=True, chunk_packets=chunk)
     again = read_tables(tmp_path / "to")
