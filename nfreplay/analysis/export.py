@@ -133,9 +133,12 @@ class _TableAppender:
     EVENT_NULLABLE) or DataFrames. The file's schema is the one pa.Schema.from_pandas gives the first
     table's frame (with the _OPEN_CATEGORIES widened), so the file reads back as the frames would."""
 
-    def __init__(self, path: Path, fmt: str, nullable: dict | None = None):
+    def __init__(self, path: Path, fmt: str, nullable: dict | None = None, as_text: tuple = ()):
         self.path, self.fmt, self._w, self._schema, self.rows = path, fmt, None, None, 0
         self.nullable = dict(nullable or {})
+        # dictionary columns of the tables that are text columns of the file (frames.packets_table's
+        # address_dictionaries): the file reads back as the text tables would
+        self.as_text = tuple(as_text)
 
     def _frame(self, t) -> pd.DataFrame:
         if isinstance(t, pd.DataFrame):
@@ -153,7 +156,12 @@ class _TableAppender:
         else:
             from .frames import _pandas_schema
 
-            sch = _pandas_schema(t, self.nullable)
+            ts = t.slice(0, 0)
+            for name in self.as_text:
+                i = ts.schema.get_field_index(name)
+                if i >= 0:
+                    ts = ts.set_column(i, name, pa.array([], pa.large_string()))
+            sch = _pandas_schema(ts, self.nullable)
         for name in _OPEN_CATEGORIES:
             i = sch.get_field_index(name)
             if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
@@ -554,7 +562,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     from ..replay.result import PacketResults
     from .api import Result, _capture_digests
-    from .frames import EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
+    from .frames import ADDRESS_COLUMNS, EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
     from .zeek import HistoryBuilder
 
     if fmt not in ("parquet", "csv"):
@@ -565,7 +573,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
-    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE)
+    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE, as_text=ADDRESS_COLUMNS)
     ew = _TableAppender(paths["events"], fmt, EVENT_NULLABLE)
     acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
@@ -576,15 +584,15 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     # seconds, logged at the end; "write" is the writer thread's (its CPU time: "writer_cpu")
     tm = dict.fromkeys(("replay", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
 
-    def write_step(pt, et) -> None:
-        # in the writer thread: the summary counts (bincounts of the dictionary codes) and the Parquet / CSV
-        # encoding (pyarrow, GIL released) of the step's tables, beside the next step's replay. The tables
-        # themselves are built on the replay thread (numpy / pyarrow bulk operations and a nogil kernel, no
-        # pandas), which balances the two threads (measured, 1M packets: building the tables here too made
-        # the writer the bound, 1.27-1.56 s against 1.09-1.21 s; the counts here rather than on the replay
-        # thread: 1.45-1.57 s against 1.63-1.87 s on a busier machine)
+    def write_step(co, offset, packets, results) -> None:
+        # in the writer thread, beside the next step's replay: the step's packets/events tables
+        # (frames.packets_table / events_table: numpy / pyarrow bulk operations and a nogil kernel, no
+        # pandas), the flows' Zeek histories (a nogil kernel; steps arrive in order), the summary counts
+        # (bincounts of the dictionary codes) and the Parquet / CSV encoding (GIL released).
         tw, tc = time.perf_counter(), time.thread_time()
-        _table_counts(acc, pt)  # only this thread touches acc until writer.close()
+        pt, et = packets_table(co, offset, address_dictionaries=True), events_table(co)
+        hist.update(packets, results)
+        _table_counts(acc, pt)  # only this thread touches acc and hist until writer.close()
         _table_escapes(acc, pt)
         pw.append(pt)
         ew.append(et)
@@ -603,12 +611,9 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 part = replayer.feed(sub)
                 tf = time.perf_counter()
                 co = replayer.chunk_output(part)
-                pt, et = packets_table(co, part.offset), events_table(co)
-                hist.update(part.packets, part.results)
-                del co
                 tt = time.perf_counter()
-                writer.submit(pt, et)
-                del pt, et
+                writer.submit(co, part.offset, part.packets, part.results)
+                del co
                 tm["tables"] += tt - tf
                 tm["replay"] += tf - tr
                 tm["wait"] += time.perf_counter() - tt

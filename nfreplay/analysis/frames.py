@@ -461,6 +461,21 @@ class _Addresses:
         """The large_string column of every add(), in order."""
         import pyarrow as pa
 
+        texts = self._texts()
+        return [texts.take(pa.array(c)) for c in self.codes]
+
+    def dictionaries(self) -> list:
+        """The column of every add() as a dictionary<int32, large_string> array (the codes over the texts of
+        every distinct address of the table, one dictionary shared by the columns)."""
+        import pyarrow as pa
+
+        texts = self._texts()
+        return [pa.DictionaryArray.from_arrays(pa.array(c), texts) for c in self.codes]
+
+    def _texts(self):
+        """The text of each distinct address, by code (code 0: '')."""
+        import pyarrow as pa
+
         _slots, u_hi, u_lo, u_fam, n_u = self._t
         fam = u_fam[:n_u]
         v4 = np.flatnonzero(fam == 4)
@@ -473,8 +488,7 @@ class _Addresses:
         order = np.zeros(n_u, np.int32)  # entry -> position in the concatenated texts
         order[v4] = np.arange(1, 1 + len(v4), dtype=np.int32)
         order[v6] = np.arange(1 + len(v4), 1 + len(v4) + len(v6), dtype=np.int32)
-        texts = (pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]).take(pa.array(order))
-        return [texts.take(pa.array(c)) for c in self.codes]
+        return (pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]).take(pa.array(order))
 
 
 def _a_status(status: np.ndarray):
@@ -515,12 +529,15 @@ PACKET_NULLABLE = {
 EVENT_NULLABLE = {"packet_index": "Int64"}
 
 
-_ADDRESS_COLUMNS = ("src", "dst", "out_src", "out_dst", "reject_src", "reject_dst")  # in the order of addrs.add
+ADDRESS_COLUMNS = ("src", "dst", "out_src", "out_dst", "reject_src", "reject_dst")  # in the order of addrs.add
 
 
-def packets_table(out, offset: int = 0):
+def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False):
     """packets_frame as a pyarrow Table (no pandas metadata; see table_to_frame). offset: added to `index`
-    (the streaming run's global packet number of the chunk's first packet)."""
+    (the streaming run's global packet number of the chunk's first packet). address_dictionaries: the
+    address columns (ADDRESS_COLUMNS) as dictionary<int32, large_string> arrays over the step's distinct
+    addresses (no per-row take of the texts; the streaming writer writes them as dictionary-encoded text
+    columns, which read back as text)."""
     import pyarrow as pa
 
     p, r = out.packets, out.results
@@ -618,7 +635,7 @@ def packets_table(out, offset: int = 0):
     addrs.add(r.out_dst_hi, r.out_dst_lo, family, left)  # out_dst
     addrs.add(r.reject_src_hi, r.reject_src_lo, family, sent)  # reject_src
     addrs.add(r.reject_dst_hi, r.reject_dst_lo, family, sent)  # reject_dst
-    for name, col in zip(_ADDRESS_COLUMNS, addrs.columns()):
+    for name, col in zip(ADDRESS_COLUMNS, addrs.dictionaries() if address_dictionaries else addrs.columns()):
         cols[name] = col
     return pa.table([cols[c] for c in PACKET_FRAME_COLUMNS], names=list(PACKET_FRAME_COLUMNS))
 
