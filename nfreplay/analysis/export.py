@@ -169,7 +169,13 @@ class _TableAppender:
                 vt = pa.large_string() if pa.types.is_null(ft.value_type) else ft.value_type
                 sch = sch.set(i, sch.field(name).with_type(pa.dictionary(pa.int32(), vt, ft.ordered)))
         self._schema = sch
-        self._w = pq.ParquetWriter(self.path, self._schema, **_stream_parquet_options(sch))
+        from . import parquet
+
+        # the Numba-encoded writer (files that read back the same) for tables of a size worth loading its
+        # kernels for (parquet.FAST_MIN_ROWS, from the first table), else pyarrow's
+        opts = _stream_parquet_options(sch)
+        fast = parquet.supports(sch, **opts) and len(t) >= parquet.FAST_MIN_ROWS
+        self._w = (parquet.FastParquetWriter if fast else pq.ParquetWriter)(self.path, self._schema, **opts)
 
     def _conform(self, t):
         """A pyarrow Table with the file's schema: dictionary indices widened, null-typed (empty)
@@ -178,16 +184,24 @@ class _TableAppender:
 
         if t.schema.equals(self._schema, check_metadata=False):
             return t.replace_schema_metadata(self._schema.metadata)
+        from .parquet import FastParquetWriter
+
+        # FastParquetWriter writes the as_text dictionary columns as they are (dictionary-encoded text)
+        as_dict = self.as_text if isinstance(self._w, FastParquetWriter) else ()
         cols = []
         for f, col in zip(self._schema, t.columns):
             if col.type != f.type:
-                if pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
+                if f.name in as_dict and pa.types.is_dictionary(col.type) and pa.types.is_large_string(f.type):
+                    pass
+                elif pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
                     col = pa.chunked_array(
                         [pa.DictionaryArray.from_arrays(c.indices.cast(f.type.index_type), pa.array([], f.type.value_type))
                          for c in col.chunks], f.type)
                 else:
                     col = col.cast(f.type)
             cols.append(col)
+        if as_dict:
+            return pa.Table.from_arrays(cols, names=self._schema.names).replace_schema_metadata(self._schema.metadata)
         return pa.Table.from_arrays(cols, schema=self._schema)
 
     def append(self, t) -> None:

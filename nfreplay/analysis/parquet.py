@@ -1,38 +1,41 @@
 """FastParquetWriter: Parquet files of the streamed tables (packets, events), row group by row group.
 
 For pyarrow Tables of flat integer, timestamp[ns], string and dictionary<int, string> columns (see
-`supports`). The files read back with pyarrow as pq.ParquetWriter's do: the Arrow schema is stored as
-pyarrow stores it (ARROW:schema, the schema's metadata), so the types (unsigned widths, tz, dictionaries,
-large_string) and the pandas metadata come back; the values and the Arrow dictionaries are the same.
-The values are encoded by the nogil kernels of replay.pqenc and compressed with pyarrow's snappy codec:
-about a quarter of pq.ParquetWriter's CPU on the packets table (pyarrow's cost is per value, in generic
-machinery), files of about its size. Format choices (measured on the benchmark's packets table):
-- data pages v1 of ~1 MiB (pages start on multiples of 8 rows); definition levels RLE / bit-packed;
-  fields are OPTIONAL unless the Arrow field is not nullable.
+`supports`); a text column may also be given as a dictionary array. The files read back with pyarrow as
+pq.ParquetWriter's do: the Arrow schema is stored as pyarrow stores it (ARROW:schema and the schema's
+metadata), so the types (unsigned widths, tz, dictionaries, large_string) and the pandas metadata come
+back; the values and the Arrow dictionaries are the same. The values are encoded by the nogil kernels of
+replay.pqenc, compressed with pyarrow's snappy codec. On the benchmark's packets table (262,144-row
+steps): a quarter of pq.ParquetWriter's CPU with the address columns as dictionary arrays, a third with
+them as text (hashed here); files ~5 % larger. Format choices, by measurement on that table:
+- data pages v1 of ~1 MiB (starting on multiples of 8 rows); definition levels RLE / bit-packed (a
+  literal run of them is a copy of the Arrow validity bitmap); OPTIONAL fields unless not nullable.
 - Arrow dictionary columns: their dictionary as the dictionary page, the indices RLE_DICTIONARY (as
-  pyarrow writes a DictionaryArray). Strings and integers of a small range (< 2**16) are dictionary
-  encoded too (dictionaries built by hashing / a direct table): a third of PLAIN + snappy's size.
-  Non-decreasing integers (packet number, timestamps) are DELTA_BINARY_PACKED, others PLAIN.
-- dictionary indices are one bit-packed run (an RLE run when all equal): finding shorter runs costs
-  more than snappy's matching of the packed bytes. Above 8 bits they are padded to whole bytes when the
-  chunk is compressed (snappy matches bytes).
-- snappy, except where it saves little for its CPU: chunks whose first page's sample compresses by less
-  than a quarter (random numbers, timestamps' deltas) and string dictionaries over 256 values (addresses:
-  snappy would save 40 % of them at the cost of a hash pass): written uncompressed.
-- logical / converted types, statistics (min, max, null count of the columns asked; as pyarrow: the
-  deprecated min / max only for signed types), page encoding stats, size statistics (without the
-  unencoded byte count of Arrow dictionary columns, which would cost a pass) as pyarrow 26 writes them.
+  pyarrow writes a DictionaryArray). Strings, and integers spanning less than 2**16, are dictionary
+  encoded too (dictionaries built by hashing / a direct table): cheaper than PLAIN + snappy and half
+  its size. Non-decreasing integers (packet number, timestamps, conntrack ids) are DELTA_BINARY_PACKED;
+  others PLAIN.
+- dictionary indices are one bit-packed run (an RLE run when all equal): looking for shorter runs costs
+  more than snappy's matching of the packed bytes. Above 12 bits (mostly distinct values) they are padded
+  to whole bytes when compressed: snappy matches bytes.
+- snappy, but where it saves little for its CPU: chunks whose first page's sample shrinks by less than
+  40 % (random numbers, timestamp deltas, wide bit-packed indices) and string dictionaries of more than
+  256 values (addresses: snappy would halve them for about as much CPU as the rest of the column).
+- logical / converted types, statistics (min, max, null count of the integer / timestamp columns asked;
+  as pyarrow, the deprecated min / max only for signed types; page statistics on PLAIN and DELTA pages),
+  page encoding stats, size statistics (without the values' byte count where the input is a dictionary
+  array: that would cost a pass) as pyarrow 26 writes them; created_by names this writer.
 """
-
 from __future__ import annotations
 
 import base64
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FastParquetWriter", "supports", "PAGE_SIZE", "MAX_ROW_GROUP"]
+__all__ = ["FastParquetWriter", "supports", "FAST_MIN_ROWS", "PAGE_SIZE", "MAX_ROW_GROUP"]
 
 # parquet.thrift enums
 _INT32, _INT64, _BYTE_ARRAY = 1, 2, 6
@@ -45,8 +48,11 @@ _UTF8, _UINT_8, _UINT_16, _UINT_32, _UINT_64, _INT_8, _INT_16 = 0, 11, 12, 13, 1
 # Thrift compact protocol types (a field's type nibble; booleans carry their value in it)
 _T_TRUE, _T_FALSE, _T_BYTE, _T_I32, _T_I64, _T_BINARY, _T_LIST, _T_STRUCT = 1, 2, 3, 5, 6, 8, 9, 12
 _BOOL, _BYTE, _I32, _I64, _BIN, _LIST, _STRUCT = "bool", _T_BYTE, _T_I32, _T_I64, _T_BINARY, _T_LIST, _T_STRUCT
-_RAW = "raw"  # a struct's encoded fields and stop byte
 
+# the first table's rows from which export._TableAppender takes this writer: loading its kernels from the
+# Numba cache costs ~0.1 s of CPU once per process, which a 262,144-row packets step repays (~0.1 s less
+# than pyarrow's); smaller streams (the samples) keep pq.ParquetWriter
+FAST_MIN_ROWS = 1 << 16
 PAGE_SIZE = 1 << 20  # bytes of encoded values per data page (about)
 MAX_ROW_GROUP = 1 << 20  # rows per row group, as pq.ParquetWriter.write_table's default
 _DICT_SPAN = 1 << 16  # integer columns whose values span less than this are dictionary encoded
@@ -77,8 +83,6 @@ def _value(t, v, out: bytearray) -> None:
     elif t == _STRUCT:
         _fields(v, out)
         out.append(0)
-    elif t == _RAW:
-        out += v
     elif t == _LIST:
         et, items = v
         n = len(items)
@@ -113,7 +117,7 @@ def _fields(fields, out: bytearray, last: int = 0) -> int:
         if t == _BOOL:
             _header(fid, _T_TRUE if v else _T_FALSE, last, out)
         else:
-            _header(fid, _T_STRUCT if t == _RAW else t, last, out)
+            _header(fid, t, last, out)
             _value(t, v, out)
         last = fid
     return last
@@ -227,6 +231,8 @@ def _options(schema, write_statistics, column_encoding, use_dictionary, compress
     import pyarrow as pa
 
     names = schema.names
+    if sys.byteorder != "little":
+        raise TypeError("the encoders write the host's byte order: little-endian hosts only")
     if len(set(names)) != len(names):
         raise TypeError("duplicate column names")
     stats = (set(names) if write_statistics else set()) if isinstance(write_statistics, bool) \
@@ -318,6 +324,7 @@ class FastParquetWriter:
         self._strtab = np.empty(1 << 12, np.int64)
         self._keys = np.empty(2 << 12, np.uint64)
         self._inttab = np.full(_DICT_SPAN, -1, np.int32)
+        self._flags = np.empty(1 << 10, np.uint8)
         self._f = open(Path(path), "wb")  # noqa: SIM115 (closed by close())
         self._f.write(b"PAR1")
         self._pos = 4
@@ -329,14 +336,16 @@ class FastParquetWriter:
         self.close()
 
     # -------------------------------------------------------------- row groups
-    def write_table(self, table) -> None:
-        """Write `table` (the file's schema; its metadata may differ) as one row group."""
+    def write_table(self, table, row_group_size: int | None = None) -> None:
+        """Write `table` (the file's schema; its metadata may differ) as one row group, or several of
+        row_group_size rows (default and at most MAX_ROW_GROUP)."""
         if not table.schema.equals(self.schema, check_metadata=False) and not self._matches(table.schema):
             raise ValueError(f"table schema does not match the file's:\n{table.schema}\nvs\n{self.schema}")
         n = table.num_rows
-        if n > MAX_ROW_GROUP:
-            for a in range(0, n, MAX_ROW_GROUP):
-                self.write_table(table.slice(a, MAX_ROW_GROUP))
+        size = max(1, min(int(row_group_size or MAX_ROW_GROUP), MAX_ROW_GROUP))
+        if n > size:
+            for a in range(0, n, size):
+                self.write_table(table.slice(a, size), size)
             return
         start = self._pos
         out = bytearray(b"\x19")  # RowGroup: 1 columns (list of ColumnChunk)
@@ -555,9 +564,11 @@ class FastParquetWriter:
             v0 = v1
 
     # -------------------------------------------------------------- column kinds
-    def _categorical(self, c: _Column, arr, n: int, bits, s: int, has_bits: bool, ch: _Chunk) -> None:
+    def _categorical(self, c: _Column, arr, n: int, bits, s: int, has_bits: bool, ch: _Chunk,
+                     text: bool = False) -> None:
         """An Arrow dictionary column: its dictionary as the dictionary page, its indices RLE_DICTIONARY
-        (an empty chunk: an empty dictionary page and no data page, as pyarrow)."""
+        (an empty chunk: an empty dictionary page and no data page, as pyarrow). text: a text column of
+        the file (the bit width as _index_width's; else as pyarrow's)."""
         pq_ = _pq()
         dictionary = arr.dictionary
         if dictionary.null_count:
@@ -572,7 +583,7 @@ class FastParquetWriter:
             return
         ch.enc = _RLE_DICTIONARY
         ch.ub = None  # the values' byte count would cost a pass over the indices: left out
-        w = int(nd - 1).bit_length() if nd > 0 else 0  # as pyarrow
+        w = _index_width(nd, ch.codec is not None) if text else int(nd - 1).bit_length() if nd > 0 else 0
         ind = arr.indices
         vals = _values(ind, np.dtype(ind.type.to_pandas_dtype()), n)
         if has_bits and len(self._idx) < n:
@@ -587,24 +598,29 @@ class FastParquetWriter:
             self._data_page(ch, buf[start:end], rows, _EMPTY, buf[a + 1:end])
 
     def _text_dictionary(self, c: _Column, arr, n: int, bits, s: int, has_bits: bool, ch: _Chunk) -> None:
-        """A text column given as a dictionary array: dictionary encoded with the entries it uses (in order
-        of first use; the Arrow dictionary may be shared by several columns)."""
+        """A text column given as a dictionary array (which may be shared by several columns): with its
+        whole dictionary if it uses most of it, else with the entries it uses (in order of first use)."""
         pq_ = _pq()
         dictionary = arr.dictionary
         if dictionary.null_count:
             raise ValueError(f"column {c.name!r}: nulls in the dictionary are not supported")
-        doffs, ddata = _string_buffers(dictionary)
         ind = arr.indices
         vals = _values(ind, np.dtype(ind.type.to_pandas_dtype()), n)
         nd = len(dictionary)
+        if len(self._flags) < nd:
+            self._flags = np.empty(nd, np.uint8)
+        nu = pq_.dict_usage(vals, bits, s, has_bits, n, self._flags[:nd])
+        if nu > _STR_UNCOMPRESSED:
+            ch.codec = None
+        if 2 * nu >= nd:
+            return self._categorical(c, arr, n, bits, s, has_bits, ch, text=True)
+        doffs, ddata = _string_buffers(dictionary)
         if len(self._idx) < n:
             self._idx = np.empty(n, np.int32)
         table = self._inttab if nd <= len(self._inttab) else np.full(nd, -1, np.int32)
-        used = np.empty(max(1, min(n, nd)), np.int32)
+        used = np.empty(max(1, nu), np.int32)
         m, nu, _, _ = pq_.int_dict(vals, bits, s, has_bits, n, 0, table, used, self._idx)
         ch.ub = None  # the values' byte count would cost a pass: left out
-        if nu > _STR_UNCOMPRESSED:
-            ch.codec = None
         dbuf = self._dict_page(ch, nu, 4 * nu + int(doffs[nd] - doffs[0]))
         ch.dict_len, _, _ = pq_.plain_bytes(doffs, ddata, _NOBITS, 0, False, nu, used[:nu], dbuf, 0)
         ch.enc = _RLE_DICTIONARY
@@ -655,17 +671,23 @@ class FastParquetWriter:
         pq_ = _pq()
         vals = _values(arr, c.src, n)
         m = n - arr.null_count
-        amn, amx, chg, dec = pq_.int_profile(vals, n)  # bounds of the valid values: null slots included
+        amn, amx, dec = pq_.int_profile(vals, n)  # bounds of the valid values: null slots included
         span = int(amx) - int(amn)
+        chg = span
         forced = c.encoding
-        if c.width == 4 and span >= (1 << 31):  # the INT32 deltas would need 33 bits
-            forced = "PLAIN"
+        if c.width == 4 and (span >= (1 << 31) or int(amx) >= (1 << 31)):
+            # INT32 deltas: their values are the physical (signed) ones, within a span below 2**31 (the
+            # deltas of larger spans would need 33 bits; uint32 above 2**31 are negative physical values)
+            forced = None if forced is None else "PLAIN"
+            delta_ok = False
+        else:
+            delta_ok = True
         if forced is None and has_bits and dec and m > 1:  # null slots may break the order: a sample
             _, _, chg, dec = pq_.valid_profile(vals, bits, s, min(n, _ORDER_SAMPLE))
-        if forced == "DELTA_BINARY_PACKED" or (forced is None and m > 1 and chg > 0 and dec == 0):
+        if forced == "DELTA_BINARY_PACKED" or (forced is None and delta_ok and m > 1 and chg > 0 and dec == 0):
             if self._delta(c, vals, n, bits, s, has_bits, m, ch, forced is not None):
                 return
-        if forced is None and m and span < _DICT_SPAN:
+        if forced is None and m and span < _DICT_SPAN and int(amn) >= -(1 << 63) and int(amx) < (1 << 63):
             ch.enc = _RLE_DICTIONARY
             if span == 0:  # one value: a one-entry dictionary and one RLE run
                 nd, dvals, idx = 1, vals[:1], None
@@ -709,8 +731,8 @@ class FastParquetWriter:
             src = self._tmp.view(c.dst)
             pq_.plain_fixed(vals, bits, s, True, n, src)
             if not forced:
-                _, _, chg, dec = pq_.int_profile(src, m)
-                if dec or not chg:
+                mn, mx, dec = pq_.int_profile(src, m)
+                if dec or mn == mx:
                     return False
         else:
             src = vals

@@ -1,21 +1,23 @@
-"""Parquet encoding kernels for analysis.parquet (the streaming run's Parquet writer).
+"""Parquet encoding kernels of analysis.parquet (the streaming run's Parquet writer).
 
 The kernels read views on Arrow buffers (values, validity bitmap bytes from byte `s`, string offsets
 and data, dictionary indices) and write into preallocated uint8 buffers, returning where they stopped;
 allocation-free and nogil, so the writer thread encodes beside the replay thread. Pages start on
-multiples of 8 rows, so a page's validity starts on a bitmap byte. Output buffers need 8 bytes of
-slack past the end (word stores).
+multiples of 8 rows: a page's validity starts on a bitmap byte. Output buffers need 8 bytes of slack
+past the end (word stores, _st64). Hot loops index views with their range variable: numba then leaves
+out the negative-index check, which would keep LLVM from vectorizing them.
 
-Encodings (Parquet format spec):
-- definition levels: RLE / bit-packed hybrid, bit width 1 (a bit-packed group of 8 levels is one
-  Arrow bitmap byte: literal runs are copies of the bitmap), behind a 4-byte length (data page v1).
+Encodings (Parquet format spec), little-endian:
+- definition levels: RLE / bit-packed hybrid, bit width 1 (a bit-packed group of 8 levels is one Arrow
+  bitmap byte: literal runs are copies of the bitmap), behind a 4-byte length (data page v1).
 - PLAIN fixed width (INT32 / INT64) and BYTE_ARRAY (4-byte length + bytes).
-- RLE_DICTIONARY indices: RLE / bit-packed hybrid; dictionaries built here for strings (hash table)
-  and small-range integers (direct table), in order of first appearance.
+- RLE_DICTIONARY indices: one RLE run if all equal, else one bit-packed run; dictionaries built here
+  for strings (open addressing on two words of each string) and for integers of a small span (a direct
+  table), in order of first appearance.
 - DELTA_BINARY_PACKED: blocks of 128 values in 4 miniblocks of 32; deltas modulo 2**64.
-Arithmetic that may wrap is done on uint64 (wraps alike in numba and in numpy).
+Arithmetic that may wrap is done on uint64 (it wraps alike in numba and in numpy scalars); counts of
+uint8 values are accumulated as int64 (numpy would keep uint8 and wrap).
 """
-
 from __future__ import annotations
 
 import numba
@@ -23,7 +25,7 @@ import numpy as np
 
 from ._jit import inline_kernel, kernel_norc
 
-__all__ = ["def_levels", "plain_fixed", "plain_bytes", "dict_indices", "delta_int64", "int_profile", "valid_profile",
+__all__ = ["def_levels", "plain_fixed", "plain_bytes", "dict_indices", "delta_int64", "int_profile", "valid_profile", "dict_usage",
            "int_dict", "str_dict", "hybrid", "count_valid"]
 
 _U0 = np.uint64(0)
@@ -333,28 +335,27 @@ def plain_fixed(vals, bits, s, has_bits, n, dst):
 
 @kernel_norc
 def int_profile(vals, n):
-    """(min, max, changes, decreases) of vals[:n] (n >= 1), null slots included: bounds for the valid
-    values (vectorized loops; the valid values are a subsequence)."""
+    """(min, max, decreases) of vals[:n] (n >= 1), null slots included: bounds for the valid values
+    (a subsequence). decreases: 1 if some value is below the previous one, else 0 (an OR reduction, which
+    vectorizes at the values' width)."""
     mn = vals[0]
     mx = vals[0]
     for i in range(n):
         x = vals[i]
         mn = min(mn, x)
         mx = max(mx, x)
-    chg = 0
-    dec = 0
+    dec = np.uint8(0)
     prv = vals[:n - 1]
     nxt = vals[1:n]
     for i in range(n - 1):
-        chg += nxt[i] != prv[i]
-        dec += nxt[i] < prv[i]
-    return mn, mx, chg, dec
+        dec |= np.uint8(nxt[i] < prv[i])
+    return mn, mx, np.int64(dec)
 
 
 @kernel_norc
 def valid_profile(vals, bits, s, n):
-    """int_profile of the valid values of vals[:n] (bitmap bits[s:]): (min, max, changes, decreases);
-    min, max: vals[0] if none is valid (n >= 1)."""
+    """(min, max, changes, decreases) of the valid values of vals[:n] (bitmap bits[s:]), counted between
+    consecutive valid values; min, max: vals[0] if none is valid (n >= 1)."""
     mn = vals[0]
     mx = vals[0]
     chg = 0
@@ -377,6 +378,26 @@ def valid_profile(vals, bits, s, n):
     return mn, mx, chg, dec
 
 
+@kernel_norc
+def dict_usage(idx, bits, s, has_bits, n, flags):
+    """How many of the len(flags) dictionary entries the valid indices among idx[:n] use (flags: uint8
+    scratch, set to 1 for the used entries)."""
+    for k in range(len(flags)):
+        flags[k] = 0
+    if not has_bits:
+        for i in range(n):
+            flags[idx[i]] = 1
+    else:  # null slots may hold anything: not used as indices
+        bv = bits[s:]
+        for i in range(n):
+            if (bv[i >> 3] >> (i & 7)) & 1:
+                flags[idx[i]] = 1
+    c = 0
+    for k in range(len(flags)):
+        c += np.int64(flags[k])
+    return c
+
+
 @inline_kernel
 def _int_lookup(x, base, table, dvals, nd):
     """int_dict's entry for value x, added if new: (entry, nd)."""
@@ -391,8 +412,8 @@ def _int_lookup(x, base, table, dvals, nd):
 
 @kernel_norc
 def int_dict(vals, bits, s, has_bits, n, base, table, dvals, idx):
-    """Dictionary of the valid values of vals[:n] (all in [base, base + len(table)), null slots too) in
-    order of first appearance: dvals[:nd] the values, idx[:count] the index of each valid value. table:
+    """Dictionary of the valid values of vals[:n] (all in [base, base + len(table))) in order of first
+    appearance: dvals[:nd] the values, idx[:count] the index of each valid value. table:
     int32, all -1 (left so). Returns (count, nd, min, max) (of the values; dvals[0] when nd is 0)."""
     m = 0
     nd = 0
@@ -407,10 +428,10 @@ def int_dict(vals, bits, s, has_bits, n, base, table, dvals, idx):
             if b == 0:
                 continue
             base8 = j << 3
-            for q in range(min(8, n - base8)):  # branch-free: null slots are looked up but not kept
+            for q in range(min(8, n - base8)):  # branch-free: null slots look up slot 0, not kept
                 v = (b >> q) & 1
                 x = vals[base8 + q]
-                slot = np.int64(x) - base
+                slot = np.int64(x) - base if v == 1 else 0
                 e = table[slot]
                 if (e < 0) & (v == 1):
                     e = nd
