@@ -1,31 +1,28 @@
 """FastParquetWriter: Parquet files of the streamed tables (packets, events), row group by row group.
 
 For pyarrow Tables of flat integer, timestamp[ns], string and dictionary<int, string> columns (see
-`supports`); a text column may also be given as a dictionary array. The files read back with pyarrow as
-pq.ParquetWriter's do: the Arrow schema is stored as pyarrow stores it (ARROW:schema and the schema's
-metadata), so the types (unsigned widths, tz, dictionaries, large_string) and the pandas metadata come
-back; the values and the Arrow dictionaries are the same. The values are encoded by the nogil kernels of
-replay.pqenc, compressed with pyarrow's snappy codec. On the benchmark's packets table (262,144-row
-steps): a quarter of pq.ParquetWriter's CPU with the address columns as dictionary arrays, a third with
-them as text (hashed here); files ~5 % larger. Format choices, by measurement on that table:
-- data pages v1 of ~1 MiB (starting on multiples of 8 rows); definition levels RLE / bit-packed (a
-  literal run of them is a copy of the Arrow validity bitmap); OPTIONAL fields unless not nullable.
-- Arrow dictionary columns: their dictionary as the dictionary page, the indices RLE_DICTIONARY (as
-  pyarrow writes a DictionaryArray). Strings, and integers spanning less than 2**16, are dictionary
-  encoded too (dictionaries built by hashing / a direct table): cheaper than PLAIN + snappy and half
-  its size. Non-decreasing integers (packet number, timestamps, conntrack ids) are DELTA_BINARY_PACKED;
-  others PLAIN.
-- dictionary indices are one bit-packed run (an RLE run when all equal): looking for shorter runs costs
-  more than snappy's matching of the packed bytes. Above 12 bits (mostly distinct values) they are padded
-  to whole bytes when compressed: snappy matches bytes.
-- snappy, but where it saves little for its CPU: chunks whose first page's sample shrinks by less than
-  40 % (random numbers, timestamp deltas, wide bit-packed indices) and string dictionaries of more than
-  256 values (addresses: snappy would halve them for about as much CPU as the rest of the column).
-- logical / converted types, statistics (min, max, null count of the integer / timestamp columns asked;
-  as pyarrow, the deprecated min / max only for signed types; page statistics on PLAIN and DELTA pages),
-  page encoding stats, size statistics (without the values' byte count where the input is a dictionary
-  array: that would cost a pass) as pyarrow 26 writes them; created_by names this writer.
+`supports`); a text column may come as a dictionary array. The files read back with pyarrow as
+pq.ParquetWriter's do: same Arrow schema (stored as pyarrow stores it: ARROW:schema and the schema's
+metadata), values, Arrow dictionaries, statistics. Values are encoded by the nogil kernels of
+replay.pqenc, pages compressed with pyarrow's snappy codec. On the benchmark's 262,144-row packets steps:
+~1/4 of pq.ParquetWriter's CPU with the address columns as dictionary arrays, ~1/3 with them as text;
+files ~5 % larger. Format choices (measured on that table):
+- data pages v1 of ~1 MiB, starting on multiples of 8 rows; definition levels RLE / bit-packed (a
+  literal run is a copy of the Arrow validity bitmap); OPTIONAL fields unless not nullable.
+- Arrow dictionary columns: their dictionary as the dictionary page, indices RLE_DICTIONARY (as pyarrow
+  writes a DictionaryArray). Strings and integers spanning < 2**16 are dictionary encoded too (hash /
+  direct table): cheaper than PLAIN + snappy and half its size. Non-decreasing integers (packet number,
+  timestamps, conntrack ids) DELTA_BINARY_PACKED; others PLAIN.
+- indices: one bit-packed run (one RLE run if all equal; finding shorter runs costs more than snappy's
+  matching of the packed bytes), padded to whole bytes above 12 bits when compressed.
+- snappy, except chunks whose first page's sample shrinks by less than 40 % (random numbers, timestamp
+  deltas) and string dictionaries of more than 256 values (snappy would halve them for as much CPU as
+  the rest of the column): uncompressed.
+- logical / converted types, statistics (integer / timestamp columns; deprecated min / max only for
+  signed types), page encoding stats and size statistics as pyarrow 26 writes them (without the byte
+  count of text given as dictionary arrays: a pass more); created_by names this writer.
 """
+
 from __future__ import annotations
 
 import base64

@@ -284,9 +284,11 @@ def def_levels(bits, s, n, out, end):
             if j - i >= 4 or nxt == nbytes:
                 if i > lit:
                     p = _uvarint(((i - lit) << 1) | 1, out, p)
-                    for k in range(lit, i):
-                        out[p] = bits[s + k]
-                        p += 1
+                    lb = bits[s + lit:s + i]
+                    ob = out[p:p + (i - lit)]
+                    for k in range(i - lit):
+                        ob[k] = lb[k]
+                    p += i - lit
                 p = _uvarint(cnt << 1, out, p)
                 out[p] = 1 if b else 0
                 p += 1
@@ -296,9 +298,11 @@ def def_levels(bits, s, n, out, end):
             i += 1
     if lit < nbytes:
         p = _uvarint(((nbytes - lit) << 1) | 1, out, p)
-        for k in range(lit, nbytes):
-            out[p] = bits[s + k]
-            p += 1
+        lb = bits[s + lit:s + nbytes]
+        ob = out[p:p + (nbytes - lit)]
+        for k in range(nbytes - lit):
+            ob[k] = lb[k]
+        p += nbytes - lit
         if rem:
             out[p - 1] = out[p - 1] & tail_mask
     ln = p - 4
@@ -423,11 +427,19 @@ def int_dict(vals, bits, s, has_bits, n, base, table, dvals, idx):
             idx[i] = e
         m = n
     else:
-        for j in range((n + 7) >> 3):
-            b = np.int64(bits[s + j])
+        bv = bits[s:s + ((n + 7) >> 3)]
+        for j in range(len(bv)):
+            b = np.int64(bv[j])
             if b == 0:
                 continue
             base8 = j << 3
+            if b == 255 and base8 + 8 <= n:  # 8 valid values (most bytes when nulls are few)
+                v8 = vals[base8:base8 + 8]
+                for q in range(8):
+                    e, nd = _int_lookup(v8[q], base, table, dvals, nd)
+                    idx[m + q] = e
+                m += 8
+                continue
             for q in range(min(8, n - base8)):  # branch-free: null slots look up slot 0, not kept
                 v = (b >> q) & 1
                 x = vals[base8 + q]
