@@ -665,6 +665,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     res = Result(ro, replayer.ruleset, wall_time_s=wall, inputs=extra or {},
                  digests=digests.result() if digests is not None else {})
     res.__dict__["histories"] = hist.frame()  # cached_property: the whole capture's (flows.parquet's)
+    hist = None  # drop its per-flow state and letter log (write_step is done)
     res.escaped = _escaped(acc)
     if fmt == "parquet":
         res.packets_path = paths["packets"]  # the report's drop / INVALID / timeline analyses read it back

@@ -105,11 +105,17 @@ class HistoryBuilder:
         if len(ids) == 0:
             return pd.DataFrame({"conn_state": pd.Series([], dtype="str"), "history": pd.Series([], dtype="str")},
                                 index=pd.Index([], dtype="int64", name="ct_id"))
-        history = _join_letters(self._log_ct, self._log_ch, n)
+        if len(self._log_ct) > 1:  # one array each from now on (frame() may be called again)
+            self._log_ct, self._log_ch = [np.concatenate(self._log_ct)], [np.concatenate(self._log_ch)]
+        history = _join_letters(self._log_ct, self._log_ch, n)  # pyarrow large_string, one per flow id
         states = _conn_state_codes(fl, zs.endpoint_states(self._st.fl, self._st.ep, n),
                                    self._st.ep[:n], history)
+        import pyarrow as pa
+
+        from .frames import _str_array_from_arrow
+
         res = pd.DataFrame({"conn_state": pd.array(np.asarray(CONN_STATES, dtype=object)[states[ids]], dtype="str"),
-                            "history": pd.array(history[ids], dtype="str")},
+                            "history": _str_array_from_arrow(history.take(pa.array(ids)))},
                            index=pd.Index(ids, name="ct_id"))
         return res
 
@@ -118,24 +124,19 @@ _CHARS = np.array([ord(c) for c in LETTERS + REPEAT_LETTERS] + [0] * 5
                   + [ord(c.lower()) for c in LETTERS + REPEAT_LETTERS] + [0] * 5, dtype=np.uint8)
 
 
-def _join_letters(log_ct: list, log_ch: list, n: int) -> np.ndarray:
-    """The history text of each flow id < n (object array; '' without letters): the logged letters of
-    each flow in the order they were logged."""
-    history = np.full(n, "", dtype=object)
-    if not log_ct:
-        return history
-    ct = np.concatenate(log_ct)
-    ch = _CHARS[np.concatenate(log_ch)]
-    order = np.argsort(ct, kind="stable")
-    ct, ch = ct[order], ch[order]
-    starts = np.flatnonzero(np.r_[True, ct[1:] != ct[:-1]])
-    ends = np.r_[starts[1:], len(ct)]
-    text = ch.tobytes().decode("ascii")
-    history[ct[starts]] = [text[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
-    return history
+def _join_letters(log_ct: list, log_ch: list, n: int):
+    """The history text of each flow id < n (a pyarrow large_string array; '' without letters): the logged
+    letters of each flow in the order they were logged (a counting sort in replay.zeekstate; no Python
+    string per flow: a 20M-packet capture has ~1.6M flows)."""
+    import pyarrow as pa
+
+    ct = (log_ct[0] if len(log_ct) == 1 else np.concatenate(log_ct)) if log_ct else np.zeros(0, np.int32)
+    ch = (log_ch[0] if len(log_ch) == 1 else np.concatenate(log_ch)) if log_ch else np.zeros(0, np.uint8)
+    offsets, text = zs.join_letters(ct, ch, n, _CHARS)
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
 
 
-def _conn_state_codes(fl: np.ndarray, eps: np.ndarray, ep: np.ndarray, history: np.ndarray) -> np.ndarray:
+def _conn_state_codes(fl: np.ndarray, eps: np.ndarray, ep: np.ndarray, history) -> np.ndarray:
     """Index into CONN_STATES per flow id (Zeek's conn_state() on the endpoint states)."""
     n = len(fl)
     code = {s: i for i, s in enumerate(CONN_STATES)}
@@ -169,7 +170,7 @@ def _conn_state_codes(fl: np.ndarray, eps: np.ndarray, ep: np.ndarray, history: 
         m = mask & tcp
         if name == "RSTOS0":
             cand = np.flatnonzero(m & (r != RESET))
-            hit = np.array([bool(_RSTOS0.match(history[i])) for i in cand], dtype=bool)
+            hit = np.array([bool(_RSTOS0.match(history[int(i)].as_py())) for i in cand], dtype=bool)
             out[cand[hit]] = code["RSTOS0"]
             out[cand[~hit]] = code["OTH"]
             continue

@@ -22,7 +22,7 @@ from . import codes
 from ._jit import kernel
 
 __all__ = ["HistoryState", "new_history_state", "grow_history_state", "history_update", "endpoint_states",
-           "LETTERS", "REPEAT_LETTERS"]
+           "join_letters", "LETTERS", "REPEAT_LETTERS"]
 
 # once-letters (bit i of `once`), then the repeated ones (log codes 8, 9, 10); upper case = originator
 LETTERS = "SHADFRIQ"
@@ -59,11 +59,11 @@ def new_history_state(n: int = 1024) -> HistoryState:
 
 
 def grow_history_state(st: HistoryState, n: int) -> HistoryState:
-    """The state with room for flow ids < n (doubling), the recorded rows copied."""
+    """The state with room for flow ids < n (growing by half: ~61 bytes per flow), the recorded rows copied."""
     cap = len(st.fl)
     if n <= cap:
         return st
-    new = new_history_state(max(n, 2 * cap))
+    new = new_history_state(max(n, cap + cap // 2))
     for a, b in zip(new, st):
         a[:cap] = b
     return new
@@ -213,3 +213,22 @@ def endpoint_states(fl, ep, n):
                 st = CLOSED
             out[ct, d] = st
     return out
+
+
+@kernel
+def join_letters(log_ct, log_ch, n, chars):
+    """The letters of each flow id < n in log order, as (offsets int64[n + 1], text uint8): flow i's history
+    is text[offsets[i]:offsets[i + 1]] (chars maps a letter code to its character). A counting sort: no
+    per-letter index array."""
+    offsets = np.zeros(n + 1, np.int64)
+    for i in range(len(log_ct)):
+        offsets[log_ct[i] + 1] += 1
+    for i in range(n):
+        offsets[i + 1] += offsets[i]
+    pos = offsets[:n].copy()
+    text = np.empty(len(log_ct), np.uint8)
+    for i in range(len(log_ct)):
+        c = log_ct[i]
+        text[pos[c]] = chars[log_ch[i]]
+        pos[c] += 1
+    return offsets, text
