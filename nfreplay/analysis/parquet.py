@@ -82,18 +82,22 @@ def _value(t, v, out: bytearray) -> None:
         out.append(0)
     elif t == _LIST:
         et, items = v
-        n = len(items)
-        if n < 15:
-            out.append((n << 4) | et)
-        else:
-            out.append(0xF0 | et)
-            _varint(n, out)
+        _list_header(len(items), et, out)
         for x in items:
             _value(et, x, out)
     elif t == _BYTE:
         out.append(v & 0xFF)
     else:
         raise TypeError(t)
+
+
+def _list_header(n: int, et: int, out: bytearray) -> None:
+    """A compact-protocol list header: n elements of type et."""
+    if n < 15:
+        out.append((n << 4) | et)
+    else:
+        out.append(0xF0 | et)
+        _varint(n, out)
 
 
 def _header(fid: int, tt: int, last: int, out: bytearray) -> None:
@@ -346,12 +350,7 @@ class FastParquetWriter:
             return
         start = self._pos
         out = bytearray(b"\x19")  # RowGroup: 1 columns (list of ColumnChunk)
-        k = len(self._cols)
-        if k < 15:
-            out.append((k << 4) | _T_STRUCT)
-        else:
-            out.append(0xF0 | _T_STRUCT)
-            _varint(k, out)
+        _list_header(len(self._cols), _T_STRUCT, out)
         tot_unc = 0
         for c, col in zip(self._cols, table.columns):
             tot_unc += self._write_column(c, col, n, out)
@@ -768,12 +767,7 @@ class FastParquetWriter:
         out = bytearray()  # FileMetaData; the row groups were encoded by write_table
         last = _fields([(1, _I32, 2), (2, _LIST, (_STRUCT, schema)), (3, _I64, self._rows)], out)
         _header(4, _T_LIST, last, out)
-        n = len(self._row_groups)
-        if n < 15:
-            out.append((n << 4) | _T_STRUCT)
-        else:
-            out.append(0xF0 | _T_STRUCT)
-            _varint(n, out)
+        _list_header(len(self._row_groups), _T_STRUCT, out)
         for rg in self._row_groups:
             out += rg
         _fields([(5, _LIST, (_STRUCT, kv)), (6, _BIN, _created_by().encode()),
