@@ -133,12 +133,9 @@ class _TableAppender:
     EVENT_NULLABLE) or DataFrames. The file's schema is the one pa.Schema.from_pandas gives the first
     table's frame (with the _OPEN_CATEGORIES widened), so the file reads back as the frames would."""
 
-    def __init__(self, path: Path, fmt: str, nullable: dict | None = None, as_text: tuple = ()):
+    def __init__(self, path: Path, fmt: str, nullable: dict | None = None):
         self.path, self.fmt, self._w, self._schema, self.rows = path, fmt, None, None, 0
         self.nullable = dict(nullable or {})
-        # dictionary columns of the tables that are text columns of the file (frames.packets_table's
-        # address_dictionaries): the file reads back as the text tables would
-        self.as_text = tuple(as_text)
 
     def _frame(self, t) -> pd.DataFrame:
         if isinstance(t, pd.DataFrame):
@@ -156,12 +153,7 @@ class _TableAppender:
         else:
             from .frames import _pandas_schema
 
-            ts = t.slice(0, 0)
-            for name in self.as_text:
-                i = ts.schema.get_field_index(name)
-                if i >= 0:
-                    ts = ts.set_column(i, name, pa.array([], pa.large_string()))
-            sch = _pandas_schema(ts, self.nullable)
+            sch = _pandas_schema(t, self.nullable)
         for name in _OPEN_CATEGORIES:
             i = sch.get_field_index(name)
             if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
@@ -184,24 +176,16 @@ class _TableAppender:
 
         if t.schema.equals(self._schema, check_metadata=False):
             return t.replace_schema_metadata(self._schema.metadata)
-        from .parquet import FastParquetWriter
-
-        # FastParquetWriter writes the as_text dictionary columns as they are (dictionary-encoded text)
-        as_dict = self.as_text if isinstance(self._w, FastParquetWriter) else ()
         cols = []
         for f, col in zip(self._schema, t.columns):
             if col.type != f.type:
-                if f.name in as_dict and pa.types.is_dictionary(col.type) and pa.types.is_large_string(f.type):
-                    pass
-                elif pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
+                if pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
                     col = pa.chunked_array(
                         [pa.DictionaryArray.from_arrays(c.indices.cast(f.type.index_type), pa.array([], f.type.value_type))
                          for c in col.chunks], f.type)
                 else:
                     col = col.cast(f.type)
             cols.append(col)
-        if as_dict:
-            return pa.Table.from_arrays(cols, names=self._schema.names).replace_schema_metadata(self._schema.metadata)
         return pa.Table.from_arrays(cols, schema=self._schema)
 
     def append(self, t) -> None:
@@ -576,7 +560,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     from ..replay.result import PacketResults
     from .api import Result, _capture_digests
-    from .frames import ADDRESS_COLUMNS, EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
+    from .frames import EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
     from .zeek import HistoryBuilder
 
     if fmt not in ("parquet", "csv"):
@@ -587,7 +571,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
-    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE, as_text=ADDRESS_COLUMNS)
+    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE)
     ew = _TableAppender(paths["events"], fmt, EVENT_NULLABLE)
     acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
