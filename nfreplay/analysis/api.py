@@ -40,6 +40,10 @@ class Result:
         # a streamed run's packets.parquet (every packet; .packets is a sample): see notable_packets, timeline
         self.packets_path: Path | None = None
         self.notable_is_sample = False
+        # a streamed run's time and class of every packet (export.TimelineLog): see timeline
+        self.timeline_log = None
+        # what the written packets table holds (export.PACKET_ROWS): "all" or "notable"
+        self.packet_rows = "all"
 
     def __repr__(self) -> str:
         n = len(self.output.results.outcome)
@@ -111,6 +115,9 @@ class Result:
         return summary.drops_by_source(self.notable_packets)
 
     def timeline(self, bins: int = 60) -> pd.DataFrame:
+        """summary.timeline over every packet (a streamed run: from its TimelineLog)."""
+        if self.timeline_log is not None:
+            return self.timeline_log.timeline(bins)
         if self.packets_path is not None:
             from .export import timeline_from_file
 
@@ -269,7 +276,8 @@ def _capture_digests(cap, stop=None) -> dict:
 def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "parquet", local=(),
                 allow_unsupported: bool = False, seed: int = 0, assume_good_checksums: bool = False,
                 capture_point: str = "arrival", ipsets=(), chunk_packets: int = 262_144, reader: str = "auto",
-                overlap: bool = True, progress=None, ingest_progress=None, sample: int | None = None):
+                overlap: bool = True, progress=None, ingest_progress=None, sample: int | None = None,
+                packet_rows: str = "all"):
     """Streaming replay for captures of any size: reads capture_paths chunk by chunk (iter_capture),
     replays each chunk with state carried over (driver.Replayer) in steps of export.STREAM_STEP packets
     and appends each step's packets / events tables to out_dir (one Parquet row group or CSV append per
@@ -280,7 +288,8 @@ def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "pa
     overlap: decode chunk k+1 in a background thread while chunk k replays (kernels release the GIL).
     progress(packets_done); ingest_progress(done_bytes, total_bytes) from the reader.
     Returns (Result, paths): the Result holds the first `sample` packets (export.STREAM_SAMPLE) and
-    the complete rules, flows and summary (whole-capture counts, summary["streamed"] = True)."""
+    the complete rules, flows and summary (whole-capture counts, summary["streamed"] = True).
+    packet_rows: "all" (default) or "notable": what packets.parquet holds (export.PACKET_ROWS)."""
     from ..replay.driver import Replayer
     from ..replay.ingest import iter_capture
     from . import export
@@ -299,4 +308,4 @@ def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "pa
               "local": list(local), "allow_unsupported": allow_unsupported}
     return export.stream_tables(chunks, rp, out_dir, fmt,
                                 sample=export.STREAM_SAMPLE if sample is None else int(sample),
-                                progress=progress, extra=inputs, wall_t0=t0)
+                                progress=progress, extra=inputs, wall_t0=t0, packet_rows=packet_rows)

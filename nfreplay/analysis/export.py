@@ -52,25 +52,32 @@ def _write_csv(df: pd.DataFrame, path: Path, row_group: int) -> None:
                                                 header=start == 0)
 
 
-def write_tables(result, out_dir, fmt: str = "parquet", *, row_group: int = ROW_GROUP) -> dict[str, Path]:
+def write_tables(result, out_dir, fmt: str = "parquet", *, row_group: int = ROW_GROUP,
+                 packet_rows: str = "all") -> dict[str, Path]:
     """Write packets, rules, flows, events (.parquet or .csv) and summary.json into out_dir.
 
-    Returns {table name: path}. fmt: "parquet" or "csv"."""
+    Returns {table name: path}. fmt: "parquet" or "csv". packet_rows: "all" or "notable" (PACKET_ROWS: the
+    packets table holds the notable rows only, summary.json says so under "packets_table")."""
     if fmt not in ("parquet", "csv"):
         from ..errors import NfreplayError
 
         raise NfreplayError(f"unknown table format {fmt!r} (use parquet or csv)")
+    _check_packet_rows(packet_rows)
     res = _as_result(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
+    summary = res.summary
     for name in TABLES:
         df = getattr(res, name)
+        if name == "packets" and packet_rows == "notable":
+            df = df.loc[notable_mask(df)]
+            summary = {**summary, "packets_table": {"rows": "notable", "written": len(df)}}
         p = out / f"{name}.{fmt}"
         (_write_parquet if fmt == "parquet" else _write_csv)(df, p, row_group)
         paths[name] = p
     sp = out / "summary.json"
-    sp.write_text(json.dumps(res.summary, indent=2, sort_keys=False) + "\n")
+    sp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
     paths["summary"] = sp
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
@@ -93,6 +100,45 @@ def read_tables(out_dir) -> dict:
 
 # ------------------------------------------------------------------ streaming (simulate_to)
 STREAM_SAMPLE = 100_000  # packets kept in memory for the report / summary fields that need packet rows
+
+# What the packets table holds (run --packets): "all" (contracts §3: one row per captured packet) or
+# "notable": the packets that were not accepted (dropped, rejected, queued, stolen, not replayed) or were
+# INVALID (whatever their outcome) -- the rows the drop, INVALID and per-hook analyses read, and what a
+# forensic question is usually about. Each keeps its capture `index`; the summary, rules, flows, events and
+# the report still cover every packet.
+PACKET_ROWS = ("all", "notable")
+# the columns of every packet the summary's counts and the NAT-escape interfaces read (_table_counts,
+# _snat_ifaces) when the packets table holds the notable rows only
+_COUNT_COLUMNS = ("outcome", "ct_state", "invalid_reason", "ip_csum", "l4_csum", "reason", "path", "nat",
+                  "out_iface")
+
+
+def _check_packet_rows(packet_rows: str) -> None:
+    if packet_rows not in PACKET_ROWS:
+        from ..errors import NfreplayError
+
+        raise NfreplayError(f"unknown packet rows {packet_rows!r} (use {' or '.join(PACKET_ROWS)})")
+
+
+def notable_positions(results):
+    """The positions of the notable packets (PACKET_ROWS) of an engine result (PacketResults)."""
+    import numpy as np
+
+    from ..replay import codes as rcodes
+    from .summary import ACCEPTED
+
+    names = list(rcodes.OUTCOME_NAMES)
+    accepted = np.zeros(256, bool)
+    accepted[[names.index(x) for x in ACCEPTED]] = True
+    oc = np.asarray(results.outcome).astype(np.uint8, copy=False)
+    return np.flatnonzero(~accepted[oc] | (np.asarray(results.ct_state) == rcodes.CT_STATE_NAMES.index("INVALID")))
+
+
+def notable_mask(packets: pd.DataFrame):
+    """notable_positions on a packets frame: a boolean mask of its rows."""
+    from .summary import ACCEPTED
+
+    return (~packets["outcome"].isin(ACCEPTED) | (packets["ct_state"] == "INVALID")).to_numpy(dtype=bool)
 
 
 # Categorical columns whose categories are the values present (not a fixed list): a streamed file's schema
@@ -261,11 +307,33 @@ def _table_counts(acc: dict, table) -> None:
         h[k] = h.get(k, 0) + int(v)
 
 
-def _table_escapes(acc: dict, table) -> None:
+def _table_escapes(acc: dict, table, rows_table=None) -> None:
     """The NAT-escape facts of one step (a frames.packets_table), added to acc: the interfaces SNATed
     packets left through (acc["snat_ifaces"]) and summary.escape_candidates (acc["escape_candidates"]:
     INVALID packets that left with an internal source, usually none). At the end, summary.escaped_packets
-    keeps the candidates that left through an SNAT interface of the whole capture."""
+    keeps the candidates that left through an SNAT interface of the whole capture. rows_table: the table
+    the candidates are taken from when `table` holds only the _COUNT_COLUMNS of every packet (the
+    notable rows: it holds every INVALID packet)."""
+    _snat_ifaces(acc, table)
+    _escape_candidates(acc, table if rows_table is None else rows_table)
+
+
+def _snat_ifaces(acc: dict, table) -> None:
+    import numpy as np
+
+    oc, ocats = _dict_codes(table.column("outcome"))
+    left = np.isin(oc, [ocats.index(x) for x in ("forwarded", "emitted") if x in ocats])
+    ifs = acc.setdefault("snat_ifaces", set())
+    if not left.any():
+        return
+    nc, ncats = _dict_codes(table.column("nat"))
+    snat = left & np.isin(nc, [ncats.index(x) for x in ("SNAT", "both") if x in ncats])
+    if snat.any():
+        ic, icats = _dict_codes(table.column("out_iface"))
+        ifs.update(str(icats[c]) for c in np.unique(ic[snat]) if c >= 0)
+
+
+def _escape_candidates(acc: dict, table) -> None:
     import numpy as np
     import pyarrow as pa
 
@@ -276,12 +344,6 @@ def _table_escapes(acc: dict, table) -> None:
     left = np.isin(oc, [ocats.index(x) for x in ("forwarded", "emitted") if x in ocats])
     if not left.any():
         return
-    nc, ncats = _dict_codes(table.column("nat"))
-    snat = left & np.isin(nc, [ncats.index(x) for x in ("SNAT", "both") if x in ncats])
-    ifs = acc.setdefault("snat_ifaces", set())
-    if snat.any():
-        ic, icats = _dict_codes(table.column("out_iface"))
-        ifs.update(str(icats[c]) for c in np.unique(ic[snat]) if c >= 0)
     sc, scats = _dict_codes(table.column("ct_state"))
     inv = left & (sc == scats.index("INVALID")) if "INVALID" in scats else None
     if inv is not None and inv.any():
@@ -342,17 +404,13 @@ def read_notable_packets(path, limit: int | None = None) -> pd.DataFrame | None:
     return t.replace_schema_metadata(pf.schema_arrow.metadata).to_pandas()
 
 
-def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
-    """summary.timeline of every packet of a packets.parquet, read row group by row group (three columns)."""
+def _timeline(blocks, bins: int) -> pd.DataFrame:
+    """summary.timeline from blocks() -> iterator of (ts ns int64, accepted, dropped, invalid masks), called
+    twice (the time span first, then the counts)."""
     import numpy as np
-    import pyarrow.parquet as pq
 
-    from .summary import ACCEPTED, BLOCKED
-
-    pf = pq.ParquetFile(path)
     t0 = t1 = None
-    for i in range(pf.num_row_groups):
-        ts = pf.read_row_group(i, columns=["ts"]).column("ts").to_numpy().view(np.int64)
+    for ts, *_ in blocks():
         if len(ts):
             a, b = int(ts.min()), int(ts.max())
             t0, t1 = (a, b) if t0 is None else (min(t0, a), max(t1, b))
@@ -362,19 +420,97 @@ def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
     nb = (t1 - t0) // step + 1
     present = np.zeros(nb, np.int64)
     acc = {k: np.zeros(nb, np.int64) for k in ("accepted", "dropped", "invalid")}
-    for i in range(pf.num_row_groups):
-        t = pf.read_row_group(i, columns=["ts", "outcome", "ct_state"])
-        k = (t.column("ts").to_numpy().view(np.int64) - t0) // step
-        oc, ocats = _dict_codes(t.column("outcome"))
-        sc, scats = _dict_codes(t.column("ct_state"))
+    for ts, *masks in blocks():
+        k = (ts - t0) // step
         present += np.bincount(k, minlength=nb)
-        for name, m in (("accepted", np.isin(oc, [ocats.index(x) for x in ACCEPTED if x in ocats])),
-                        ("dropped", np.isin(oc, [ocats.index(x) for x in BLOCKED if x in ocats])),
-                        ("invalid", sc == scats.index("INVALID") if "INVALID" in scats else np.zeros(len(k), bool))):
+        for name, m in zip(("accepted", "dropped", "invalid"), masks):
             acc[name] += np.bincount(k[m], minlength=nb)
     keep = np.flatnonzero(present)
     idx = pd.DatetimeIndex(pd.to_datetime(t0 + keep * step, unit="ns", utc=True), name="t")
     return pd.DataFrame({k: v[keep] for k, v in acc.items()}, index=idx).astype("int64")
+
+
+def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
+    """summary.timeline of every packet of a packets.parquet, read row group by row group (three columns)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from .summary import ACCEPTED, BLOCKED
+
+    pf = pq.ParquetFile(path)
+
+    def blocks():
+        for i in range(pf.num_row_groups):
+            t = pf.read_row_group(i, columns=["ts", "outcome", "ct_state"])
+            oc, ocats = _dict_codes(t.column("outcome"))
+            sc, scats = _dict_codes(t.column("ct_state"))
+            yield (t.column("ts").to_numpy().view(np.int64),
+                   np.isin(oc, [ocats.index(x) for x in ACCEPTED if x in ocats]),
+                   np.isin(oc, [ocats.index(x) for x in BLOCKED if x in ocats]),
+                   sc == scats.index("INVALID") if "INVALID" in scats else np.zeros(len(oc), bool))
+
+    return _timeline(blocks, bins)
+
+
+class TimelineLog:
+    """Every packet's time and class (bits: 1 accepted, 2 dropped or rejected, 4 INVALID; summary.timeline's
+    three counts), appended step by step to two files in a temporary directory (9 bytes per packet, on
+    disk, not in memory): a streamed run's timeline over the whole capture, whatever its packets table
+    holds (every packet, the notable ones, CSV). The directory goes with the object (or close())."""
+
+    BLOCK = 1 << 22
+
+    def __init__(self):
+        import tempfile
+
+        import numpy as np
+
+        from ..replay import codes as rcodes
+        from .summary import ACCEPTED, BLOCKED
+
+        self._dir = tempfile.TemporaryDirectory(prefix="nfreplay-timeline-")
+        d = Path(self._dir.name)
+        self._paths = (d / "ts.i64", d / "class.u8")
+        self._files = [open(q, "wb") for q in self._paths]
+        self.n = 0
+        names = list(rcodes.OUTCOME_NAMES)
+        lut = np.zeros(256, np.uint8)
+        lut[[names.index(x) for x in ACCEPTED]] = 1
+        lut[[names.index(x) for x in BLOCKED]] = 2
+        self._lut = lut
+        self._invalid = rcodes.CT_STATE_NAMES.index("INVALID")
+
+    def add(self, ts_ns, outcome, ct_state) -> None:
+        """One step's packets (the engine's arrays: ts_ns, results.outcome, results.ct_state)."""
+        import numpy as np
+
+        cls = self._lut[np.asarray(outcome).astype(np.uint8, copy=False)]
+        cls |= (np.asarray(ct_state) == self._invalid).view(np.uint8) << 2
+        np.ascontiguousarray(ts_ns, dtype=np.int64).tofile(self._files[0])
+        cls.tofile(self._files[1])
+        self.n += len(cls)
+
+    def timeline(self, bins: int = 60) -> pd.DataFrame:
+        import numpy as np
+
+        for f in self._files:
+            f.flush()
+        if self.n == 0:
+            return _timeline(lambda: iter(()), bins)
+        ts = np.memmap(self._paths[0], dtype=np.int64, mode="r", shape=(self.n,))
+        cls = np.memmap(self._paths[1], dtype=np.uint8, mode="r", shape=(self.n,))
+
+        def blocks():
+            for i in range(0, self.n, self.BLOCK):
+                c = np.asarray(cls[i:i + self.BLOCK])
+                yield np.asarray(ts[i:i + self.BLOCK]), (c & 1) != 0, (c & 2) != 0, (c & 4) != 0
+
+        return _timeline(blocks, bins)
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        self._dir.cleanup()
 
 
 def _add_value_counts(acc: dict, key: str, vc) -> None:
@@ -542,7 +678,7 @@ def _steps(cap, step: int):
 
 def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: int = STREAM_SAMPLE,
                   progress=None, extra: dict | None = None, wall_t0: float | None = None,
-                  step: int = STREAM_STEP, write_depth: int = 1):
+                  step: int = STREAM_STEP, write_depth: int = 1, packet_rows: str = "all"):
     """Feed capture chunks to a driver.Replayer and write packets/events incrementally, rules/flows/
     summary.json at the end. Returns (Result, paths): the Result holds the first `sample` packets only
     (rules, flows, events of the sample chunks are complete); its summary's packet counts are those of the
@@ -553,7 +689,11 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     result arrays right after its replay, then counted for the summary and written as one Parquet row
     group / CSV append by a background thread while the next step replays (`write_depth` steps at most
     wait for it). At the end, rules.parquet and flows.parquet are written by a background thread while
-    the summary is computed."""
+    the summary is computed.
+
+    packet_rows: "all" (the contract: one packets row per captured packet) or "notable" (only the rows
+    notable_positions selects; the summary, flows, rules, events and the report's analyses still cover
+    every packet: the counts come from a table of the _COUNT_COLUMNS of every packet)."""
     import time
 
     import numpy as np
@@ -567,6 +707,8 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         from ..errors import NfreplayError
 
         raise NfreplayError(f"unknown table format {fmt!r} (use parquet or csv)")
+    _check_packet_rows(packet_rows)
+    notable_only = packet_rows == "notable"
     t0 = wall_t0 if wall_t0 is not None else time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -577,12 +719,13 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     keep_pk, keep_res, keep_ev = [], [], []
     kept = 0
     hist = HistoryBuilder()  # the flows' Zeek histories, from every packet (not only the kept sample)
+    timeline = TimelineLog()  # the report's timeline, from every packet (whatever packets.parquet holds)
     files = []
 
     # seconds, logged at the end; "write" is the writer thread's (its CPU time: "writer_cpu")
     tm = dict.fromkeys(("replay", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
 
-    def write_step(pt, et) -> None:
+    def write_step(pt, et, ct) -> None:
         # in the writer thread, beside the next step's replay: the summary counts (bincounts of the
         # dictionary codes) and the Parquet / CSV encoding (GIL released) of the step's tables. The tables
         # and the flows' Zeek histories are built on the replay thread: a queued step then holds its tables
@@ -590,8 +733,9 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         # (building them here kept far more of the chunks alive: 2,146 against ~1,640 MiB peak RSS at 20M
         # packets without histories; measured 2026-11-27).
         tw, tc = time.perf_counter(), time.thread_time()
-        _table_counts(acc, pt)  # only this thread touches acc until writer.close()
-        _table_escapes(acc, pt)
+        _table_counts(acc, pt if ct is None else ct)  # only this thread touches acc until writer.close()
+        _table_escapes(acc, pt if ct is None else ct, pt)
+        acc["written"] = acc.get("written", 0) + len(pt)
         pw.append(pt)
         ew.append(et)
         tm["write"] += time.perf_counter() - tw
@@ -612,12 +756,18 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 # address columns as text: as dictionary arrays (address_dictionaries=True) the encoding costs
                 # ~20 % less but a 20M-packet run peaked at 2,263 against 1,713 MiB RSS (measured 2026-11-27,
                 # cause not isolated yet), over the 2 GiB bound
-                pt, et = packets_table(co, part.offset), events_table(co)
+                if notable_only:
+                    pt = packets_table(co, part.offset, rows=notable_positions(part.results))
+                    ct = packets_table(co, columns=_COUNT_COLUMNS)
+                else:
+                    pt, ct = packets_table(co, part.offset), None
+                et = events_table(co)
                 hist.update(part.packets, part.results)
+                timeline.add(part.packets.ts_ns, part.results.outcome, part.results.ct_state)
                 del co
                 tt = time.perf_counter()
-                writer.submit(pt, et)
-                del pt, et
+                writer.submit(pt, et, ct)
+                del pt, et, ct
                 tm["tables"] += tt - tf
                 tm["replay"] += tf - tr
                 tm["wait"] += time.perf_counter() - tt
@@ -646,6 +796,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     except BaseException:
         if digests is not None:
             digests.cancel()
+        timeline.close()
         raise
     finally:
         writer.close(discard=True)  # no-op after close(); on an error: stop the thread before closing files
@@ -657,6 +808,8 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     res.__dict__["histories"] = hist.frame()  # cached_property: the whole capture's (flows.parquet's)
     hist = None  # drop its per-flow state and letter log (write_step is done)
     res.escaped = _escaped(acc)
+    res.timeline_log = timeline
+    res.packet_rows = packet_rows
     if fmt == "parquet":
         res.packets_path = paths["packets"]  # the report's drop / INVALID / timeline analyses read it back
 
@@ -676,6 +829,8 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     finally:
         tail_writer.result()
     s.update({"streamed": True, "packets_in_memory_sample": kept})
+    if notable_only:
+        s["packets_table"] = {"rows": "notable", "written": acc.get("written", 0)}
     res.__dict__["summary"] = s  # cached_property: the whole-capture counts
     sp = out / "summary.json"
     sp.write_text(json.dumps(s, indent=2, sort_keys=False, default=str) + "\n")

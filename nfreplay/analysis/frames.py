@@ -532,15 +532,24 @@ EVENT_NULLABLE = {"packet_index": "Int64"}
 ADDRESS_COLUMNS = ("src", "dst", "out_src", "out_dst", "reject_src", "reject_dst")  # in the order of addrs.add
 
 
-def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False):
+def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False, rows=None, columns=None):
     """packets_frame as a pyarrow Table (no pandas metadata; see table_to_frame). offset: added to `index`
     (the streaming run's global packet number of the chunk's first packet). address_dictionaries: the
     address columns (ADDRESS_COLUMNS) as dictionary<int32, large_string> arrays over the step's distinct
     addresses (no per-row take of the texts; the streaming writer writes them as dictionary-encoded text
-    columns, which read back as text)."""
+    columns, which read back as text).
+
+    rows: the positions (ascending) of the packets to put in the table (default: all); their `index` is
+    offset + position, and every column equals the full table's row. columns: the columns to build, in
+    that order (default: PACKET_FRAME_COLUMNS); the others cost nothing."""
     import pyarrow as pa
 
     p, r = out.packets, out.results
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        p = type(p)(*[np.asarray(c)[rows] for c in p])
+        r = type(r)(*[np.asarray(c)[rows] for c in r])
+    want = list(PACKET_FRAME_COLUMNS if columns is None else columns)
     n = len(p.ts_ns)
     proto = np.asarray(p.proto)
     family = np.asarray(p.family)
@@ -552,7 +561,13 @@ def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False):
     has_ports = ((proto == codes.IPPROTO_TCP) | (proto == codes.IPPROTO_UDP) | (proto == codes.IPPROTO_UDPLITE)
                  | (proto == codes.IPPROTO_SCTP))
     ifnames = list(out.iface_names)
-    tables_by_id, chains_by_id, nums, rid, rvalid = _rule_lookup(out, r.verdict_rule)
+    rule_lookup = []  # _rule_lookup(...), made by the first rule column built
+
+    def rl(i):
+        if not rule_lookup:
+            rule_lookup.extend(_rule_lookup(out, r.verdict_rule))
+        return rule_lookup[i]
+
     reason_names = ["" for _ in range(128)]
     for i, nm in enumerate(codes.PKT_STATUS_NAMES):
         reason_names[i] = nm if i else ""
@@ -579,65 +594,66 @@ def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False):
         return _a_dict(_category_codes(v, names, **kw), names)
 
     cols = {
-        "index": pa.array(np.arange(offset, offset + n, dtype=np.int64)),
-        "ts": _a_ts(p.ts_ns),
-        "family": _a_plain(family, np.uint8),
-        "proto": _a_plain(proto, np.uint8),
+        "index": lambda: pa.array(np.arange(offset, offset + n, dtype=np.int64) if rows is None else rows + offset),
+        "ts": lambda: _a_ts(p.ts_ns),
+        "family": lambda: _a_plain(family, np.uint8),
+        "proto": lambda: _a_plain(proto, np.uint8),
         "src": None,
         "dst": None,
-        "sport": nul("sport", p.sport, ports_ok),
-        "dport": nul("dport", p.dport, ports_ok),
-        "icmp_type": nul("icmp_type", p.icmp_type, is_icmp),
-        "icmp_code": nul("icmp_code", p.icmp_code, is_icmp),
-        "icmp_id": nul("icmp_id", p.icmp_id, is_icmp),
-        "len": _a_plain(p.ip_len, np.int32),
-        "tcp_flags": _a_dict(_tcp_flag_codes(p.tcp_flags, is_tcp), _TCP_FLAG_TEXTS),
-        "in_iface": cat(r.in_iface, ifnames),
-        "out_iface": cat(r.out_iface, ifnames),
-        "path": _a_dict(_path_codes(r.path), _PATH_TEXTS),
-        "outcome": cat(outcome, OUTCOME_CATEGORIES, shift=1),
-        "reason": _a_dict(reason_col, reason_cats),
-        "verdict_table": _a_dict(*_rule_codes(rid, rvalid, tables_by_id)),
-        "verdict_chain": _a_dict(*_rule_codes(rid, rvalid, chains_by_id)),
-        "verdict_rule": nul("verdict_rule", nums, rvalid),
-        "rule_id": nul("rule_id", r.verdict_rule, rvalid),
-        "ct_id": nul("ct_id", ct_id, ct_id >= 0),
-        "ct_state": cat(r.ct_state, CT_STATE_CATEGORIES, shift=1),
-        "ct_dir": cat(r.ct_dir, CT_DIR_CATEGORIES),
-        "tcp_state": cat(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
-        "invalid_reason": _a_dict(*_invalid_codes(r, proto, inv_names)),
+        "sport": lambda: nul("sport", p.sport, ports_ok),
+        "dport": lambda: nul("dport", p.dport, ports_ok),
+        "icmp_type": lambda: nul("icmp_type", p.icmp_type, is_icmp),
+        "icmp_code": lambda: nul("icmp_code", p.icmp_code, is_icmp),
+        "icmp_id": lambda: nul("icmp_id", p.icmp_id, is_icmp),
+        "len": lambda: _a_plain(p.ip_len, np.int32),
+        "tcp_flags": lambda: _a_dict(_tcp_flag_codes(p.tcp_flags, is_tcp), _TCP_FLAG_TEXTS),
+        "in_iface": lambda: cat(r.in_iface, ifnames),
+        "out_iface": lambda: cat(r.out_iface, ifnames),
+        "path": lambda: _a_dict(_path_codes(r.path), _PATH_TEXTS),
+        "outcome": lambda: cat(outcome, OUTCOME_CATEGORIES, shift=1),
+        "reason": lambda: _a_dict(reason_col, reason_cats),
+        "verdict_table": lambda: _a_dict(*_rule_codes(rl(3), rl(4), rl(0))),
+        "verdict_chain": lambda: _a_dict(*_rule_codes(rl(3), rl(4), rl(1))),
+        "verdict_rule": lambda: nul("verdict_rule", rl(2), rl(4)),
+        "rule_id": lambda: nul("rule_id", r.verdict_rule, rl(4)),
+        "ct_id": lambda: nul("ct_id", ct_id, ct_id >= 0),
+        "ct_state": lambda: cat(r.ct_state, CT_STATE_CATEGORIES, shift=1),
+        "ct_dir": lambda: cat(r.ct_dir, CT_DIR_CATEGORIES),
+        "tcp_state": lambda: cat(r.tcp_state, TCP_STATE_CATEGORIES, shift=1),
+        "invalid_reason": lambda: _a_dict(*_invalid_codes(r, proto, inv_names)),
         "out_src": None,
         "out_dst": None,
-        "out_sport": nul("out_sport", r.out_sport, left & (has_ports | is_icmp)),
-        "out_dport": nul("out_dport", r.out_dport, left & has_ports),
-        "mark": _a_plain(r.mark, np.uint32),
-        "ct_mark": _a_plain(r.ct_mark, np.uint32),
-        "verdict_hook": cat(r.verdict_hook, HOOK_CATEGORIES),
-        "reject_with": cat(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
-        "nat": cat(nat_flags, NAT_CATEGORIES, shift=1),
-        "payload_len": _a_plain(p.payload_len, np.int32),
-        "tcp_seq": nul("tcp_seq", p.tcp_seq, is_tcp),
-        "tcp_ack": nul("tcp_ack", p.tcp_ack, is_tcp),
-        "tcp_win": nul("tcp_win", p.tcp_win, is_tcp),
-        "ip_csum": cat(p.ip_csum, CSUM_CATEGORIES),
-        "l4_csum": cat(p.l4_csum, CSUM_CATEGORIES),
+        "out_sport": lambda: nul("out_sport", r.out_sport, left & (has_ports | is_icmp)),
+        "out_dport": lambda: nul("out_dport", r.out_dport, left & has_ports),
+        "mark": lambda: _a_plain(r.mark, np.uint32),
+        "ct_mark": lambda: _a_plain(r.ct_mark, np.uint32),
+        "verdict_hook": lambda: cat(r.verdict_hook, HOOK_CATEGORIES),
+        "reject_with": lambda: cat(r.reject_kind, list(out.reject_kinds) or [""], none_value=0),
+        "nat": lambda: cat(nat_flags, NAT_CATEGORIES, shift=1),
+        "payload_len": lambda: _a_plain(p.payload_len, np.int32),
+        "tcp_seq": lambda: nul("tcp_seq", p.tcp_seq, is_tcp),
+        "tcp_ack": lambda: nul("tcp_ack", p.tcp_ack, is_tcp),
+        "tcp_win": lambda: nul("tcp_win", p.tcp_win, is_tcp),
+        "ip_csum": lambda: cat(p.ip_csum, CSUM_CATEGORIES),
+        "l4_csum": lambda: cat(p.l4_csum, CSUM_CATEGORIES),
         # the REJECT response as it left (after the NAT core); empty when none left
         "reject_src": None,
         "reject_dst": None,
-        "reject_sport": nul("reject_sport", r.reject_sport, sent & rst),
-        "reject_dport": nul("reject_dport", r.reject_dport, sent & rst),
-        "reject_iface": cat(r.reject_iface, ifnames),
+        "reject_sport": lambda: nul("reject_sport", r.reject_sport, sent & rst),
+        "reject_dport": lambda: nul("reject_dport", r.reject_dport, sent & rst),
+        "reject_iface": lambda: cat(r.reject_iface, ifnames),
     }
-    addrs = _Addresses()
-    addrs.add(p.src_hi, p.src_lo, family)  # src
-    addrs.add(p.dst_hi, p.dst_lo, family)  # dst
-    addrs.add(r.out_src_hi, r.out_src_lo, family, left)  # out_src
-    addrs.add(r.out_dst_hi, r.out_dst_lo, family, left)  # out_dst
-    addrs.add(r.reject_src_hi, r.reject_src_lo, family, sent)  # reject_src
-    addrs.add(r.reject_dst_hi, r.reject_dst_lo, family, sent)  # reject_dst
-    for name, col in zip(ADDRESS_COLUMNS, addrs.dictionaries() if address_dictionaries else addrs.columns()):
-        cols[name] = col
-    return pa.table([cols[c] for c in PACKET_FRAME_COLUMNS], names=list(PACKET_FRAME_COLUMNS))
+    if any(c in ADDRESS_COLUMNS for c in want):
+        addrs = _Addresses()
+        addrs.add(p.src_hi, p.src_lo, family)  # src
+        addrs.add(p.dst_hi, p.dst_lo, family)  # dst
+        addrs.add(r.out_src_hi, r.out_src_lo, family, left)  # out_src
+        addrs.add(r.out_dst_hi, r.out_dst_lo, family, left)  # out_dst
+        addrs.add(r.reject_src_hi, r.reject_src_lo, family, sent)  # reject_src
+        addrs.add(r.reject_dst_hi, r.reject_dst_lo, family, sent)  # reject_dst
+        for name, col in zip(ADDRESS_COLUMNS, addrs.dictionaries() if address_dictionaries else addrs.columns()):
+            cols[name] = (lambda c: lambda: c)(col)
+    return pa.table([cols[c]() for c in want], names=want)
 
 
 def packets_frame(out) -> pd.DataFrame:

@@ -90,7 +90,7 @@ def _load_sets(ipset):
 
 
 def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                   assume_good_checksums, ipset, reader, json_out):
+                   assume_good_checksums, ipset, reader, json_out, packet_rows="all"):
     """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay)."""
     import time
 
@@ -106,7 +106,7 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
         rs = resolve_set_matches(rs, sets)
     kw = dict(fmt=fmt, local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
               capture_point=capture_point, assume_good_checksums=assume_good_checksums, ipsets=tuple(sets),
-              reader=reader)
+              reader=reader, packet_rows=packet_rows)
     paths = [str(c) for c in captures]
     total = sum(Path(c).stat().st_size for c in paths if Path(c).is_file())
     if progress_enabled():
@@ -138,9 +138,14 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
     typer.echo("outcomes: " + ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items()))
     if s.get("ct_states"):
         typer.echo("conntrack states: " + ", ".join(f"{k} {v:,}" for k, v in s["ct_states"].items()))
-    typer.echo(f"tables: {out}/ (packets, rules, flows, events, summary.json)")
+    typer.echo(f"tables: {out}/ ({_packets_note(s)}, rules, flows, events, summary.json)")
     if report is not None:
         typer.echo(f"report: {report}")
+
+
+def _packets_note(s: dict) -> str:
+    pt = s.get("packets_table")
+    return f"packets: the {pt['written']:,} notable ones" if pt else "packets"
 
 
 @app.command("run")
@@ -155,6 +160,10 @@ def run_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Write packets/rules/flows/events tables and "
                                                            "summary.json here."),
     fmt: str = typer.Option("parquet", "--format", help="Table format for --out: parquet or csv."),
+    packets: str = typer.Option("all", "--packets",
+                                help="Rows of the --out packets table: all (one per captured packet) or notable "
+                                     "(those not accepted, or INVALID; the summary, flows and report still "
+                                     "cover every packet)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the self-contained HTML report here."),
     allow_unsupported: bool = typer.Option(False, "--allow-unsupported",
                                            help="Replay although some rules use unsupported constructs (those "
@@ -180,20 +189,22 @@ def run_command(
 
     if fmt not in ("parquet", "csv"):
         raise NfreplayError(f"--format must be parquet or csv, not {fmt!r}")
+    if packets not in ("all", "notable"):
+        raise NfreplayError(f"--packets must be all or notable, not {packets!r}")
     if stream is None:
         stream = out is not None and sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
     if stream:
         if out is None:
             raise NfreplayError("--stream needs --out DIR (the tables are written as the replay goes)")
         _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                       assume_good_checksums, ipset, reader, json_out)
+                       assume_good_checksums, ipset, reader, json_out, packets)
         return
     res, cap = _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums,
                        ipset, reader)
     if out is not None:
         from ..analysis import write_tables
 
-        write_tables(res, out, fmt=fmt)
+        write_tables(res, out, fmt=fmt, packet_rows=packets)
     if report is not None:
         from ..reports import write_html
 

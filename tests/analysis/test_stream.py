@@ -354,3 +354,90 @@ def test_appender_tables_null_dictionary_then_values(tmp_path):
     assert [None if pd.isna(v) else v for v in back["invalid_reason"].astype(object)] == [
         None, None, "nf_ct_proto_17: short packet", None, "nf_ct_proto_6: invalid new"]
     assert [None if pd.isna(v) else int(v) for v in back["x"]] == [None, None, 0, None, 2]
+
+
+# ------------------------------------------------------------------ --packets notable
+def _notable_rows(pk: pd.DataFrame) -> pd.DataFrame:
+    """The oracle: the rows a forensic reader wants, written out by hand (not accepted, or INVALID)."""
+    keep = ~pk["outcome"].astype(str).isin(["forwarded", "emitted", "delivered_local"])
+    return pk.loc[keep | (pk["ct_state"].astype(str) == "INVALID")].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("chunk,step", [(1500, 250), (4000, 4000)])
+def test_notable_packet_rows_streamed(tmp_path, chunk, step):
+    """packet_rows="notable": packets.parquet holds exactly the notable rows of the full table (same values,
+    their capture index); the summary (with a packets_table note), rules, flows, events and every analysis
+    of the Result still cover every packet, as simulate()'s."""
+    from nfreplay.analysis.api import _load_host, _load_rules
+    from nfreplay.replay.driver import Replayer
+    from nfreplay.replay.ingest import iter_capture
+
+    cap = _synthetic_capture(tmp_path / "synthetic.pcap", 3000)
+    rules, host = _bench_ruleset_and_host()
+    whole = nfreplay.simulate(cap, rules, host=host, assume_good_checksums=True)
+    want = _notable_rows(whole.packets)
+    assert 0 < len(want) < len(whole.packets) / 2 and (want["ct_state"] == "INVALID").any()
+    rp = Replayer(_load_rules(rules), _load_host(host, ()), assume_good_checksums=True)
+    out = tmp_path / "out"
+    res, _ = export.stream_tables(iter_capture([str(cap)], chunk_packets=chunk), rp, out, step=step, sample=500,
+                                  packet_rows="notable")
+    back = read_tables(out)
+    assert back["packets"]["index"].tolist() == want["index"].tolist()
+    _assert_same_table(back["packets"], want)
+    for t in ("events", "rules", "flows"):
+        _assert_same_table(back[t], getattr(whole, t))
+    s, w = back["summary"], whole.summary
+    assert s["packets_table"] == {"rows": "notable", "written": len(want)}
+    for k in ("packets", "outcomes", "ct_states", "hooks", "not_replayed_reasons", "invalid", "checksums",
+              "flows", "nat", "conn_states", "flow_end"):
+        assert s[k] == w[k], k
+    _assert_same_analyses(res, whole)
+    assert res.packet_rows == "notable" and not res.notable_is_sample
+
+
+def test_notable_packet_rows_keep_nat_escapes(tmp_path):
+    """port_forward_nat's escaping packet 17 (INVALID, left through the SNAT interface) is found although
+    the SNAT interface is only seen on accepted packets, which a notable table does not hold."""
+    from nfreplay.analysis.api import _load_host, _load_rules
+    from nfreplay.replay.driver import Replayer
+    from nfreplay.replay.ingest import iter_capture
+
+    d = SAMPLES / "port_forward_nat"
+    whole = _whole("port_forward_nat")
+    rp = Replayer(_load_rules(d / "rules.ipt"), _load_host(d / "host.toml", ()))
+    res, _ = export.stream_tables(iter_capture([str(d / "capture.pcap")], chunk_packets=5), rp, tmp_path, step=3,
+                                  sample=0, packet_rows="notable")
+    back = read_tables(tmp_path)
+    assert back["summary"]["nat"] == whole.summary["nat"] and whole.summary["nat"]["escaped_packets"] == 1
+    assert res.nat()["escaped"]["index"].tolist() == [17]
+    _assert_same_table(back["packets"], _notable_rows(whole.packets))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_notable_packet_rows_in_memory(tmp_path, fmt):
+    whole = _whole("forward_blocked_service")
+    write_tables(whole, tmp_path, fmt=fmt, packet_rows="notable")
+    back = read_tables(tmp_path)
+    want = _notable_rows(whole.packets)
+    assert len(want) == 7 and back["packets"]["index"].tolist() == want["index"].tolist()
+    assert back["summary"]["packets_table"] == {"rows": "notable", "written": 7}
+    assert back["summary"]["outcomes"] == whole.summary["outcomes"]
+    from nfreplay.errors import NfreplayError
+
+    with pytest.raises(NfreplayError, match="unknown packet rows 'some'"):
+        write_tables(whole, tmp_path, packet_rows="some")
+
+
+def test_streamed_timeline_covers_csv_runs(tmp_path):
+    """The timeline of a streamed run comes from its TimelineLog (every packet), also for CSV tables (no
+    packets.parquet to read back) and a sample of 3 packets; it equals simulate()'s and, for Parquet, the
+    timeline read back from packets.parquet."""
+    whole = _whole("port_forward_nat")
+    res, _ = _stream("port_forward_nat", tmp_path / "c", chunk=5, step=3, fmt="csv", sample=3)
+    pd.testing.assert_frame_equal(res.timeline(), whole.timeline(), check_dtype=False)
+    pd.testing.assert_frame_equal(res.timeline(7), whole.timeline(7), check_dtype=False)
+    res2, paths = _stream("port_forward_nat", tmp_path / "p", chunk=5, step=3, sample=3)
+    pd.testing.assert_frame_equal(res2.timeline(5), export.timeline_from_file(paths["packets"], 5))
+    log = res2.timeline_log
+    assert log.n == len(whole.packets)
+    log.close()
