@@ -92,6 +92,38 @@ def test_streamed_report_covers_the_whole_capture(tmp_path, monkeypatch, capsys)
     assert present >= 4
 
 
+@pytest.mark.parametrize("mode", ["--stream", "--no-stream"])
+def test_run_packets_notable(tmp_path, mode, capsys):
+    """run --packets notable: packets.parquet holds the rows of the full table that were not accepted or
+    were INVALID (here: the 7 dropped packets), the summary's counts and the report's drop sections are the
+    full run's; a wrong value is one error line."""
+    import re
+
+    outs = {}
+    for rows in ("all", "notable"):
+        o = tmp_path / rows
+        assert main(["run", *ARGS, "--out", str(o), "--report", str(tmp_path / f"{rows}.html"), mode,
+                     "--packets", rows]) == 0
+        outs[rows] = (pd.read_parquet(o / "packets.parquet"), json.loads((o / "summary.json").read_text()),
+                      (tmp_path / f"{rows}.html").read_text())
+    text = capsys.readouterr().out
+    (full, s_all, h_all), (notable, s_not, h_not) = outs["all"], outs["notable"]
+    want = full[~full["outcome"].astype(str).isin(["forwarded", "emitted", "delivered_local"])
+                | (full["ct_state"].astype(str) == "INVALID")].reset_index(drop=True)
+    assert len(want) == 7 and len(full) == 33
+    pd.testing.assert_frame_equal(notable, want, check_categorical=False)
+    assert s_not["packets_table"] == {"rows": "notable", "written": 7} and "packets_table" not in s_all
+    assert s_not["outcomes"] == s_all["outcomes"] and s_not["packets"] == 33
+    if mode == "--stream":
+        assert "packets: the 7 notable ones" in text
+    for ident in ("drops-rule", "drops-service", "drops-source", "hooks"):
+        sec = [re.search(rf'id="{ident}".*?</table>', h, re.S) for h in (h_all, h_not)]
+        assert sec[0] is not None and sec[0].group(0) == sec[1].group(0), ident
+    assert main(["run", *ARGS, "--out", str(tmp_path / "x"), "--packets", "some"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--packets must be all or notable" in err[0]
+
+
 def test_run_json_summary(capsys):
     assert main(["run", *ARGS, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
