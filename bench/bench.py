@@ -35,7 +35,9 @@ cache is warm (`cat` twice), the numba cache too (one small e2e per ruleset firs
   replay, R rules   ingest + driver.Replayer (conntrack, rules, NAT, flows), no tables: feed() every
                     chunk, finish(); with the decode-ahead thread (overlap) and without it
   e2e, R rules      analysis.api.simulate_to: replay + packets/events Parquet per chunk + rules/flows/
-                    summary, with the decode-ahead thread (overlap) and without it
+                    summary, with the decode-ahead thread (overlap) and without it; "notable packets":
+                    packet_rows="notable" (`run --packets notable`: only the not-accepted / INVALID rows
+                    in packets.parquet, everything else as e2e)
   kernel            bench_kernel.py (root + tcpreplay): the real kernel forwarding the first 200k packets
                     through a firewall namespace with the 50-rule ruleset, tcpreplay --topspeed; median
                     over rounds; cross-checked against nfreplay's forwarded / rejected counts of the slice
@@ -200,15 +202,16 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
         ro = rp.finish()
         wall = time.perf_counter() - t
         out["flows"] = len(next(iter(ro.flows.values()), ())) if isinstance(ro.flows, dict) else None
-    elif what in ("e2e", "e2e_noovl"):
+    elif what in ("e2e", "e2e_noovl", "e2e_notable"):
         from nfreplay.analysis.api import simulate_to
         from nfreplay.replay.rules import load_ruleset
 
         rs = load_ruleset(ruleset(arg), fmt="iptables")
         with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "data") as d:
             t = time.perf_counter()
-            res, _ = simulate_to(path, rs, host(int(ctmax)), d, assume_good_checksums=True, overlap=(what == "e2e"),
-                                 chunk_packets=CHUNK)
+            res, _ = simulate_to(path, rs, host(int(ctmax)), d, assume_good_checksums=True,
+                                 overlap=(what != "e2e_noovl"), chunk_packets=CHUNK,
+                                 packet_rows="notable" if what == "e2e_notable" else "all")
             wall = time.perf_counter() - t
             n = res.summary["packets"]
             out["outcomes"] = dict(res.summary["outcomes"])
@@ -494,6 +497,9 @@ def main() -> int:
                       (f"e2e {rsn} rules, overlap", "e2e", rsn, cm),
                       (f"e2e {rsn} rules, no overlap", "e2e_noovl", rsn, cm),
                       (f"e2e {rsn} rules, one CPU", "e2e_1cpu", rsn, cm)]
+            if rsn == "50":  # run --packets notable: the packets table holds the not-accepted / INVALID rows
+                specs += [(f"e2e {rsn} rules, notable packets", "e2e_notable", rsn, cm),
+                          (f"e2e {rsn} rules, notable packets, one CPU", "e2e_notable_1cpu", rsn, cm)]
         reps = a.repeat if n <= 2_000_000 else a.repeat_large
         runs: dict = {name: [] for name, *_ in specs}
         rows: dict = {"cat (page cache)": cat_rate(path, n)}

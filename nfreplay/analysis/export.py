@@ -269,42 +269,49 @@ def _dict_codes(col):
     return c, arr.dictionary.to_pylist()
 
 
-def _dict_value_counts(col) -> pd.Series:
-    """Series(col).value_counts() of a dictionary (categorical) column, from a bincount of its codes: the
-    same counts in the same order (pandas counts a Categorical per category, then sorts the counts)."""
+def _code_counts(c, cats) -> list[tuple[str, int]]:
     import numpy as np
 
-    c, cats = _dict_codes(col)
-    counts = np.bincount(c[c >= 0], minlength=len(cats))[:len(cats)] if len(cats) else np.zeros(0, np.int64)
-    return pd.Series(counts.astype(np.int64), index=pd.Index(cats, dtype=object)).sort_values(ascending=False)
+    if not len(cats):
+        return []
+    counts = np.bincount(c.astype(np.intp) + 1, minlength=len(cats) + 1)[1:len(cats) + 1]  # code -1: NA
+    order = np.argsort(-counts, kind="stable")
+    return [(str(cats[i]), int(counts[i])) for i in order]
 
 
 def _table_counts(acc: dict, table) -> None:
     """The summary's packet counts of one step (a frames.packets_table), added to acc (additive over
-    steps), from the codes of its dictionary columns (no frame)."""
+    steps), from the codes of its dictionary columns (no frame: summary.packet_counts' counts of the
+    packets frame, as tests/analysis/test_stream.py checks)."""
     import numpy as np
 
     from ..replay import codes as rcodes
-    from .summary import _hook_traversals
 
     acc["packets"] = acc.get("packets", 0) + len(table)
+    codes = {}
     for key, col in (("outcomes", "outcome"), ("ct_states", "ct_state"), ("invalid_reasons", "invalid_reason"),
                      ("ip_csum", "ip_csum"), ("l4_csum", "l4_csum")):
-        _add_value_counts(acc, key, _dict_value_counts(table.column(col)))
-    oc, ocats = _dict_codes(table.column("outcome"))
-    nr = ocats.index(rcodes.OUTCOME_NAMES[rcodes.Outcome.NOT_REPLAYED]) if "not_replayed" in ocats else -2
-    rows = np.flatnonzero(oc == nr)
-    rc, rcats = _dict_codes(table.column("reason"))
-    _add_counts(acc, "not_replayed_reasons",
-                pd.Series(pd.Categorical.from_codes(rc[rows], categories=rcats)).astype(str))
-    sc, scats = _dict_codes(table.column("ct_state"))
+        codes[col] = c, cats = _dict_codes(table.column(col))
+        _add_value_counts(acc, key, _code_counts(c, cats))
+    oc, ocats = codes["outcome"]
+    nr_name = rcodes.OUTCOME_NAMES[rcodes.Outcome.NOT_REPLAYED]
+    if nr_name in ocats:
+        rows = np.flatnonzero(oc == ocats.index(nr_name))
+        if len(rows):
+            rc, rcats = _dict_codes(table.column("reason"))
+            _add_value_counts(acc, "not_replayed_reasons", _code_counts(rc[rows], rcats))
+    sc, scats = codes["ct_state"]
     acc["invalid_packets"] = acc.get("invalid_packets", 0) + (
         int(np.count_nonzero(sc == scats.index("INVALID"))) if "INVALID" in scats else 0)
     pc, pcats = _dict_codes(table.column("path"))
     h = acc.setdefault("hooks", {})
-    paths = pd.DataFrame({"path": pd.Categorical.from_codes(pc, categories=pcats, validate=False)})
-    for k, v in _hook_traversals(paths).items():
-        h[k] = h.get(k, 0) + int(v)
+    for hook in rcodes.HOOK_NAMES:
+        h.setdefault(hook, 0)
+    for p, n in _code_counts(pc, pcats):  # summary._hook_traversals, from the counts of each distinct path
+        if n:
+            for hook in p.split(","):
+                if hook in rcodes.HOOK_NAMES:
+                    h[hook] += n
 
 
 def _table_escapes(acc: dict, table, rows_table=None) -> None:
@@ -347,7 +354,7 @@ def _escape_candidates(acc: dict, table) -> None:
     sc, scats = _dict_codes(table.column("ct_state"))
     inv = left & (sc == scats.index("INVALID")) if "INVALID" in scats else None
     if inv is not None and inv.any():
-        sub = table.filter(pa.array(inv)).select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"])
+        sub = table.select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"]).filter(pa.array(inv))
         cand = escape_candidates(table_to_frame(sub, PACKET_NULLABLE))
         if len(cand):
             acc.setdefault("escape_candidates", []).append(cand)
@@ -514,15 +521,12 @@ class TimelineLog:
 
 
 def _add_value_counts(acc: dict, key: str, vc) -> None:
-    """Adds a value_counts() Series to acc[key] (a dict in order of first count, zeros left out)."""
+    """Adds a value_counts() Series or (value, count) pairs to acc[key] (a dict in order of first count,
+    zeros left out)."""
     d = acc.setdefault(key, {})
-    for k, v in vc.items():
+    for k, v in (vc.items() if hasattr(vc, "items") else vc):
         if v:
             d[str(k)] = d.get(str(k), 0) + int(v)
-
-
-def _add_counts(acc: dict, key: str, series) -> None:
-    _add_value_counts(acc, key, series.value_counts(dropna=True))
 
 
 def _decode_ahead(it, depth: int = 1):
