@@ -124,6 +124,34 @@ def test_run_packets_notable(tmp_path, mode, capsys):
     assert len(err) == 1 and "--packets must be all or notable" in err[0]
 
 
+def test_streamed_run_without_out(tmp_path, monkeypatch, capsys):
+    """run --stream without --out (the default for big captures): the tables go to a temporary directory
+    that is removed; the printed drop view and the report cover the whole capture, as the in-memory run's."""
+    import re
+    import tempfile
+
+    made = []
+    real = tempfile.TemporaryDirectory
+
+    def spy(*a, **kw):
+        t = real(*a, **kw)
+        made.append(Path(t.name))
+        return t
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spy)
+    rep = tmp_path / "s.html"
+    assert main(["run", *ARGS, "--stream", "--report", str(rep)]) == 0
+    text = capsys.readouterr().out
+    assert "33 packets replayed" in text and "tables: not kept" in text
+    assert "what dropped traffic:" in text and re.search(r"\b7 .*policy", text)
+    assert made and not any(p.exists() for p in made if p.name.startswith("nfreplay-run-"))
+    assert main(["run", *ARGS, "--no-stream", "--report", str(tmp_path / "m.html")]) == 0
+    capsys.readouterr()
+    for ident in ("drops-rule", "drops-service", "hooks"):
+        sec = [re.search(rf'id="{ident}".*?</table>', (tmp_path / f).read_text(), re.S) for f in ("s.html", "m.html")]
+        assert sec[0] is not None and sec[0].group(0) == sec[1].group(0), ident
+
+
 def test_run_json_summary(capsys):
     assert main(["run", *ARGS, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)

@@ -56,7 +56,7 @@ def _replay(captures, rules, host, local, allow_unsupported, seed, capture_point
     return res, cap
 
 
-STREAM_BYTES = 256 << 20  # --stream by default above this capture size (with --out)
+STREAM_BYTES = 256 << 20  # --stream by default above this capture size
 
 
 def _progress_bar(total_bytes: int):
@@ -90,8 +90,9 @@ def _load_sets(ipset):
 
 
 def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                   assume_good_checksums, ipset, reader, json_out, packet_rows="all"):
-    """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay)."""
+                   assume_good_checksums, ipset, reader, json_out, packet_rows="all", keep=True):
+    """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay). keep:
+    False when `out` is a temporary directory (not named in the output)."""
     import time
 
     from ..analysis.api import simulate_to
@@ -138,9 +139,33 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
     typer.echo("outcomes: " + ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items()))
     if s.get("ct_states"):
         typer.echo("conntrack states: " + ", ".join(f"{k} {v:,}" for k, v in s["ct_states"].items()))
-    typer.echo(f"tables: {out}/ ({_packets_note(s)}, rules, flows, events, summary.json)")
+    _print_streamed_drops(res)
+    if keep:
+        typer.echo(f"tables: {out}/ ({_packets_note(s)}, rules, flows, events, summary.json)")
+    else:
+        typer.echo("tables: not kept (--out DIR writes them)")
     if report is not None:
         typer.echo(f"report: {report}")
+
+
+def _print_streamed_drops(res) -> None:
+    """The rules that dropped most packets and the INVALID reasons, over the whole capture (the notable
+    rows read back from packets.parquet; the first packets when there are too many)."""
+    if res.packets_path is None:  # CSV tables: not read back
+        return
+    note = ""
+    d = res.drops_by_rule()
+    if res.notable_is_sample:
+        note = f" (first {len(res.output.results.outcome):,} packets)"
+    if len(d):
+        typer.echo(f"what dropped traffic{note}:")
+        for _, r in d.head(15).iterrows():
+            typer.echo(f"  {int(r['packets']):>12,}  {r['who']}")
+    inv = res.invalid_by_reason()
+    if len(inv):
+        typer.echo(f"INVALID packets by reason{note}:")
+        for _, r in inv.head(10).iterrows():
+            typer.echo(f"  {int(r['packets']):>12,}  {r['reason'] or '(no reason logged)'}")
 
 
 def _packets_note(s: dict) -> str:
@@ -181,8 +206,8 @@ def run_command(
     json_out: bool = typer.Option(False, "--json", help="Print summary.json on stdout instead of the human view."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream",
                                           help="Replay chunk by chunk in bounded memory, writing the --out tables "
-                                               "incrementally (default: on with --out when the captures exceed "
-                                               "256 MiB)."),
+                                               "incrementally (default: on when the captures exceed 256 MiB; "
+                                               "without --out the tables go to a temporary directory)."),
 ):
     """Replay captures through a ruleset: verdicts, deciding rules, conntrack, NAT."""
     from ..errors import NfreplayError
@@ -192,12 +217,20 @@ def run_command(
     if packets not in ("all", "notable"):
         raise NfreplayError(f"--packets must be all or notable, not {packets!r}")
     if stream is None:
-        stream = out is not None and sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
+        stream = sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
     if stream:
-        if out is None:
-            raise NfreplayError("--stream needs --out DIR (the tables are written as the replay goes)")
-        _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                       assume_good_checksums, ipset, reader, json_out, packets)
+        if out is not None:
+            _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
+                           assume_good_checksums, ipset, reader, json_out, packets)
+            return
+        # no --out: the tables go to a temporary directory, removed at the end; its packets table holds the
+        # notable rows only (what the drop / INVALID views and the report read back), so memory stays
+        # bounded whatever the capture's size (an in-memory run holds every packet's row)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nfreplay-run-") as tmp:
+            _run_streaming(captures, rules, host, local, Path(tmp), "parquet", report, allow_unsupported, seed,
+                           capture_point, assume_good_checksums, ipset, reader, json_out, "notable", keep=False)
         return
     res, cap = _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums,
                        ipset, reader)
