@@ -269,6 +269,18 @@ def _dict_codes(col):
     return c, arr.dictionary.to_pylist()
 
 
+def _in(coded, names):
+    """Boolean mask of the rows of `coded` (codes, dictionary: _dict_codes' pair) whose value is one of
+    `names` (a lookup table over the codes; NA, code -1, is in none)."""
+    import numpy as np
+
+    c, cats = coded
+    lut = np.zeros(len(cats) + 1, bool)
+    for i, x in enumerate(cats):
+        lut[i + 1] = x in names
+    return lut[c.astype(np.intp) + 1]
+
+
 def _code_counts(c, cats) -> list[tuple[str, int]]:
     import numpy as np
 
@@ -300,9 +312,7 @@ def _table_counts(acc: dict, table) -> None:
         if len(rows):
             rc, rcats = _dict_codes(table.column("reason"))
             _add_value_counts(acc, "not_replayed_reasons", _code_counts(rc[rows], rcats))
-    sc, scats = codes["ct_state"]
-    acc["invalid_packets"] = acc.get("invalid_packets", 0) + (
-        int(np.count_nonzero(sc == scats.index("INVALID"))) if "INVALID" in scats else 0)
+    acc["invalid_packets"] = acc.get("invalid_packets", 0) + int(np.count_nonzero(_in(codes["ct_state"], ("INVALID",))))
     pc, pcats = _dict_codes(table.column("path"))
     h = acc.setdefault("hooks", {})
     for hook in rcodes.HOOK_NAMES:
@@ -328,32 +338,24 @@ def _table_escapes(acc: dict, table, rows_table=None) -> None:
 def _snat_ifaces(acc: dict, table) -> None:
     import numpy as np
 
-    oc, ocats = _dict_codes(table.column("outcome"))
-    left = np.isin(oc, [ocats.index(x) for x in ("forwarded", "emitted") if x in ocats])
+    left = _in(_dict_codes(table.column("outcome")), _LEFT)
     ifs = acc.setdefault("snat_ifaces", set())
     if not left.any():
         return
-    nc, ncats = _dict_codes(table.column("nat"))
-    snat = left & np.isin(nc, [ncats.index(x) for x in ("SNAT", "both") if x in ncats])
+    snat = left & _in(_dict_codes(table.column("nat")), ("SNAT", "both"))
     if snat.any():
         ic, icats = _dict_codes(table.column("out_iface"))
         ifs.update(str(icats[c]) for c in np.unique(ic[snat]) if c >= 0)
 
 
 def _escape_candidates(acc: dict, table) -> None:
-    import numpy as np
     import pyarrow as pa
 
     from .frames import PACKET_NULLABLE, table_to_frame
     from .summary import ESCAPED_COLUMNS, escape_candidates
 
-    oc, ocats = _dict_codes(table.column("outcome"))
-    left = np.isin(oc, [ocats.index(x) for x in ("forwarded", "emitted") if x in ocats])
-    if not left.any():
-        return
-    sc, scats = _dict_codes(table.column("ct_state"))
-    inv = left & (sc == scats.index("INVALID")) if "INVALID" in scats else None
-    if inv is not None and inv.any():
+    inv = _in(_dict_codes(table.column("outcome")), _LEFT) & _in(_dict_codes(table.column("ct_state")), ("INVALID",))
+    if inv.any():
         sub = table.select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"]).filter(pa.array(inv))
         cand = escape_candidates(table_to_frame(sub, PACKET_NULLABLE))
         if len(cand):
@@ -378,6 +380,7 @@ _NOTABLE_COLUMNS = ("index", "ts", "proto", "src", "dst", "sport", "dport", "icm
                     "outcome", "verdict_hook", "rule_id", "ct_id", "ct_state", "invalid_reason", "tcp_seq",
                     "tcp_ack", "tcp_win")
 _NOTABLE_OUTCOMES = ("dropped", "rejected", "queued")
+_LEFT = ("forwarded", "emitted")  # the outcomes of packets that left the firewall
 
 
 def read_notable_packets(path, limit: int | None = None) -> pd.DataFrame | None:
@@ -394,11 +397,8 @@ def read_notable_packets(path, limit: int | None = None) -> pd.DataFrame | None:
     parts, n = [], 0
     for i in range(pf.num_row_groups):
         t = pf.read_row_group(i, columns=cols)
-        oc, ocats = _dict_codes(t.column("outcome"))
-        sc, scats = _dict_codes(t.column("ct_state"))
-        m = np.isin(oc, [ocats.index(x) for x in _NOTABLE_OUTCOMES if x in ocats])
-        if "INVALID" in scats:
-            m |= sc == scats.index("INVALID")
+        m = _in(_dict_codes(t.column("outcome")), _NOTABLE_OUTCOMES) | _in(_dict_codes(t.column("ct_state")),
+                                                                           ("INVALID",))
         if m.any():
             n += int(np.count_nonzero(m))
             if n > limit:
@@ -449,12 +449,9 @@ def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
     def blocks():
         for i in range(pf.num_row_groups):
             t = pf.read_row_group(i, columns=["ts", "outcome", "ct_state"])
-            oc, ocats = _dict_codes(t.column("outcome"))
-            sc, scats = _dict_codes(t.column("ct_state"))
-            yield (t.column("ts").to_numpy().view(np.int64),
-                   np.isin(oc, [ocats.index(x) for x in ACCEPTED if x in ocats]),
-                   np.isin(oc, [ocats.index(x) for x in BLOCKED if x in ocats]),
-                   sc == scats.index("INVALID") if "INVALID" in scats else np.zeros(len(oc), bool))
+            oc = _dict_codes(t.column("outcome"))
+            yield (t.column("ts").to_numpy().view(np.int64), _in(oc, ACCEPTED), _in(oc, BLOCKED),
+                   _in(_dict_codes(t.column("ct_state")), ("INVALID",)))
 
     return _timeline(blocks, bins)
 
