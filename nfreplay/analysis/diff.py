@@ -71,35 +71,73 @@ def _rule_desc(packets: pd.DataFrame, rules: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _conversations(pa: pd.DataFrame, pb: pd.DataFrame) -> np.ndarray:
-    ca = pa["ct_id"].astype("Int64")
-    cb = pb["ct_id"].astype("Int64")
-    both = ca.notna() & cb.notna()
-    b_to_a = dict(zip(cb[both].astype("int64"), ca[both].astype("int64")))
+# the packets columns compare reads (compare_files reads only these from the two packets tables)
+COLUMNS = ["index", "ts", "proto", "src", "dst", "sport", "dport", "icmp_id", "icmp_type", "tcp_flags", "outcome",
+           "ct_state", "ct_id", "rule_id"]
+
+
+def _tuples(pa: pd.DataFrame) -> np.ndarray:
+    """'T:proto lo hi' per packet: the bidirectional address/port pair as captured (a conversation's key
+    when neither side has a conntrack flow)."""
     a_s = pa["src"].astype(str) + ":" + pa["sport"].astype("string").fillna(pa["icmp_id"].astype("string")).fillna("").astype(str)
     b_s = pa["dst"].astype(str) + ":" + pa["dport"].astype("string").fillna("").astype(str)
     lo = np.where(a_s <= b_s, a_s, b_s)
     hi = np.where(a_s <= b_s, b_s, a_s)
     tup = "T:" + pa["proto"].astype(str) + " " + pd.Series(lo, index=pa.index) + " " + pd.Series(hi, index=pa.index)
-    key = np.empty(len(pa), dtype=object)
-    ca_np = ca.to_numpy(dtype="float64", na_value=np.nan)
-    cb_np = cb.to_numpy(dtype="float64", na_value=np.nan)
-    tup_np = tup.to_numpy()
-    for i in range(len(pa)):
-        if not np.isnan(ca_np[i]):
-            key[i] = f"A:{int(ca_np[i])}"
-        elif not np.isnan(cb_np[i]):
-            b = int(cb_np[i])
-            key[i] = f"A:{b_to_a[b]}" if b in b_to_a else f"B:{b}"
-        else:
-            key[i] = tup_np[i]
-    # a tuple-keyed packet of a conversation that has a flow elsewhere joins it (e.g. a SYN-ACK that is
-    # INVALID on one side and has no ct on either, following a SYN that had one on side A)
-    tuple_to_flow = {}
-    for k, t in zip(key, tup_np):
-        if not k.startswith("T:"):
-            tuple_to_flow.setdefault(t, k)
-    return np.array([tuple_to_flow.get(t, k) if k.startswith("T:") else k for k, t in zip(key, tup_np)], dtype=object)
+    return tup.to_numpy(dtype=object)
+
+
+class _Conversations:
+    """The conversation of every packet, from the whole capture (two passes over it: learn() every block,
+    then keys() of every block): side A's conntrack flow where it has one ("A:id"); else side B's flow,
+    mapped to A's when some packet has both (the last such packet's pair), else "B:id"; else the tuple
+    ("T:..."), or the flow of the first packet of the same tuple that had one (e.g. a SYN-ACK that is
+    INVALID on one side and has no ct on either, following a SYN that had one on side A)."""
+
+    def __init__(self):
+        self.b_to_a: dict = {}
+        self._first: dict = {}  # tuple -> (ca, cb) of its first packet with a flow on either side
+        self.tuple_to_flow: dict | None = None
+
+    @staticmethod
+    def _ids(pa, pb):
+        ca = pa["ct_id"].astype("Int64")
+        cb = pb["ct_id"].astype("Int64")
+        return ca.to_numpy(dtype="float64", na_value=np.nan), cb.to_numpy(dtype="float64", na_value=np.nan)
+
+    def learn(self, pa, pb) -> None:
+        ca, cb = self._ids(pa, pb)
+        both = ~np.isnan(ca) & ~np.isnan(cb)
+        self.b_to_a.update(zip(cb[both].astype(np.int64).tolist(), ca[both].astype(np.int64).tolist()))
+        has = np.flatnonzero(~np.isnan(ca) | ~np.isnan(cb))
+        if len(has):
+            tup = _tuples(pa.iloc[has])
+            first = self._first
+            for t, a, b in zip(tup.tolist(), ca[has].tolist(), cb[has].tolist()):
+                if t not in first:
+                    first[t] = (a, b)
+
+    def _flow_key(self, a: float, b: float) -> str:
+        if a == a:  # not NaN
+            return f"A:{int(a)}"
+        b = int(b)
+        return f"A:{self.b_to_a[b]}" if b in self.b_to_a else f"B:{b}"
+
+    def keys(self, pa, pb) -> np.ndarray:
+        if self.tuple_to_flow is None:
+            self.tuple_to_flow = {t: self._flow_key(a, b) for t, (a, b) in self._first.items()}
+            self._first = {}
+        ca, cb = self._ids(pa, pb)
+        key = np.empty(len(pa), dtype=object)
+        ia = np.flatnonzero(~np.isnan(ca))
+        key[ia] = [f"A:{int(x)}" for x in ca[ia].tolist()]
+        ib = np.flatnonzero(np.isnan(ca) & ~np.isnan(cb))
+        key[ib] = [self._flow_key(np.nan, x) for x in cb[ib].tolist()]
+        it = np.flatnonzero(np.isnan(ca) & np.isnan(cb))
+        if len(it):
+            tf = self.tuple_to_flow
+            key[it] = [tf.get(t, t) for t in _tuples(pa.iloc[it]).tolist()]
+        return key
 
 
 def compare(a, b, labels=("old", "new")) -> Diff:
@@ -114,71 +152,171 @@ def compare(a, b, labels=("old", "new")) -> Diff:
 
         raise NfreplayError(f"diff: the two replays have {len(pa)} and {len(pb)} packets; they must replay the "
                             "same capture")
-    fa, fb = _fate(pa["outcome"]), _fate(pb["outcome"])
-    fate_changed = fa != fb
-    ra_id = pa["rule_id"].astype("Int64").fillna(-1).to_numpy()
-    rb_id = pb["rule_id"].astype("Int64").fillna(-1).to_numpy()
-    rule_changed = _rule_texts(ra.rules, ra_id) != _rule_texts(rb.rules, rb_id)
-    state_changed = pa["ct_state"].astype(str).to_numpy() != pb["ct_state"].astype(str).to_numpy()
-    conv = _conversations(pa, pb)
-    idx = np.arange(len(pa))
-    role = np.full(len(pa), "", dtype=object)
+    return _compare(lambda: iter([(pa, pb)]), ra.rules, rb.rules, labels)
 
-    df = pd.DataFrame({"conv": conv, "i": idx, "changed": fate_changed})
-    first_change = df.loc[df["changed"]].groupby("conv", sort=False)["i"].min()
-    cause_idx = first_change.to_numpy()
-    role[cause_idx] = "cause"
-    cause_of = pd.Series(conv).map(first_change).to_numpy(dtype="float64")
-    after = ~np.isnan(cause_of) & (idx > np.nan_to_num(cause_of, nan=np.inf))
-    cause_kind = {}
-    for c, i in first_change.items():
-        cause_kind[c] = ("newly_blocked" if fa[i] == FATE_ALLOWED and fb[i] == FATE_BLOCKED else
-                         "newly_allowed" if fa[i] == FATE_BLOCKED and fb[i] == FATE_ALLOWED else "changed")
-    kind_of = np.array([cause_kind.get(c, "") for c in conv], dtype=object)
-    consequential = after & ((kind_of == "newly_blocked") | fate_changed)
-    role[consequential] = "consequential"
-    other = (rule_changed | state_changed) & (role == "")
-    role[other] = np.where(state_changed[other], "state_changed", "rule_changed")
 
-    desc_a, desc_b = _rule_desc(pa, ra.rules), _rule_desc(pb, rb.rules)
-    keep = role != ""
-    packets = pd.DataFrame({
-        "index": idx[keep], "ts": pa["ts"].to_numpy()[keep], "conversation": conv[keep],
-        "proto": pa["proto"].to_numpy()[keep], "src": pa["src"].to_numpy()[keep], "dst": pa["dst"].to_numpy()[keep],
-        "sport": pa["sport"].array[keep], "dport": pa["dport"].array[keep],
-        "tcp_flags": pa["tcp_flags"].astype(str).to_numpy()[keep],
-        "role": pd.Categorical(role[keep], categories=["cause", "consequential", "state_changed", "rule_changed"]),
-        f"outcome_{labels[0]}": pa["outcome"].astype(str).to_numpy()[keep],
-        f"outcome_{labels[1]}": pb["outcome"].astype(str).to_numpy()[keep],
-        f"ct_state_{labels[0]}": pa["ct_state"].astype(str).to_numpy()[keep],
-        f"ct_state_{labels[1]}": pb["ct_state"].astype(str).to_numpy()[keep],
-        f"rule_{labels[0]}": desc_a[keep], f"rule_{labels[1]}": desc_b[keep],
-    })
+def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, labels=("old", "new"), *,
+                  block: int = 262_144, keep_packets: int | None = None, packets_sink=None) -> Diff:
+    """compare() of two replays of the same capture from their packets.parquet files (as `run --out` /
+    simulate_to write them: every packet, in capture order) and rules tables, read `block` rows at a time
+    (twice): memory is bounded by the number of conversations, not packets. packets_sink(frame): called
+    with each block's rows of Diff.packets (e.g. to write them out); Diff.packets then keeps the first
+    `keep_packets` of them (default: all)."""
+    import pyarrow as pa_
+    import pyarrow.parquet as pq
 
+    fa, fb = pq.ParquetFile(path_a), pq.ParquetFile(path_b)
+    na, nb = fa.metadata.num_rows, fb.metadata.num_rows
+    if na != nb:
+        from ..errors import NfreplayError
+
+        raise NfreplayError(f"diff: {path_a} and {path_b} hold {na} and {nb} packets; they must be every packet "
+                            "of the same capture (not `--packets notable`)")
+
+    def frames(f):
+        meta = f.schema_arrow.metadata
+        for batch in f.iter_batches(batch_size=block, columns=COLUMNS):
+            yield pa_.Table.from_batches([batch]).replace_schema_metadata(meta).to_pandas()
+
+    return _compare(lambda: zip(frames(fa), frames(fb)), rules_a, rules_b, labels, keep_packets=keep_packets,
+                    packets_sink=packets_sink)
+
+
+def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sink=None) -> Diff:
+    """The diff over blocks() -> iterator of (side A packets, side B packets) frames of the same rows,
+    in capture order; blocks() is called twice (conversations first, then the changes)."""
+    conv_of = _Conversations()
+    for pa, pb in blocks():
+        conv_of.learn(pa, pb)
+    key_a, key_b = _rule_key_codes(rules_a, rules_b)
+    a_lab, b_lab = labels
+    cause_idx: dict = {}  # conversation -> index of its cause packet (the first whose fate differs)
+    cause_row: dict = {}  # conversation -> (kind, fate a, fate b, rule a, rule b, ts) of the cause
+    n_pk: dict = {}
+    n_changed: dict = {}
+    n_conseq: dict = {}
+    first_parts = []  # the first packet of each conversation (a frame per block)
+    seen: set = set()
+    packets_parts, kept = [], 0
+    roles = dict.fromkeys(("cause", "consequential", "state_changed", "rule_changed"), 0)
+    n = 0
+    fate_changed_total = 0
+    outcomes = ({}, {})
+    for pa, pb in blocks():
+        k = len(pa)
+        if k == 0:
+            continue
+        conv = conv_of.keys(pa, pb)
+        idx = np.arange(n, n + k)
+        fa, fb = _fate(pa["outcome"]), _fate(pb["outcome"])
+        fate_changed = fa != fb
+        fate_changed_total += int(fate_changed.sum())
+        ra_id = pa["rule_id"].astype("Int64").fillna(-1).to_numpy()
+        rb_id = pb["rule_id"].astype("Int64").fillna(-1).to_numpy()
+        rule_changed = _key_of(key_a, ra_id) != _key_of(key_b, rb_id)
+        state_changed = pa["ct_state"].astype(str).to_numpy() != pb["ct_state"].astype(str).to_numpy()
+        for side, p in enumerate((pa, pb)):
+            for o, c in p["outcome"].value_counts().items():
+                if c:
+                    outcomes[side][str(o)] = outcomes[side].get(str(o), 0) + int(c)
+        conv_s = pd.Series(conv)
+        # the first packet of each conversation not seen before
+        new_first = conv_s.drop_duplicates()
+        new_first = new_first[~new_first.isin(seen)] if seen else new_first
+        if len(new_first):
+            rows = new_first.index.to_numpy()
+            first_parts.append(pd.DataFrame({
+                "conversation": new_first.to_numpy(), "first_packet": idx[rows],
+                "proto": pa["proto"].to_numpy()[rows], "src": pa["src"].to_numpy()[rows],
+                "dst": pa["dst"].to_numpy()[rows], "sport": pa["sport"].array[rows],
+                "dport": pa["dport"].array[rows], "icmp_type": pa["icmp_type"].array[rows]}))
+            seen.update(new_first.tolist())
+        for c, m in conv_s.value_counts(sort=False).items():
+            n_pk[c] = n_pk.get(c, 0) + int(m)
+        # causes: the first changed packet of each conversation that had none yet
+        ch = np.flatnonzero(fate_changed)
+        new_causes = []
+        if len(ch):
+            first_ch = pd.Series(ch, index=conv[ch]).groupby(level=0, sort=False).min()
+            new_c = first_ch[~first_ch.index.isin(list(cause_idx))] if cause_idx else first_ch
+            ts = pa["ts"]
+            for c, i in sorted(new_c.items(), key=lambda x: x[1]):
+                kind = ("newly_blocked" if fa[i] == FATE_ALLOWED and fb[i] == FATE_BLOCKED else
+                        "newly_allowed" if fa[i] == FATE_BLOCKED and fb[i] == FATE_ALLOWED else "changed")
+                cause_idx[c] = n + int(i)
+                cause_row[c] = [kind, fa[i], fb[i], "", "", ts.iat[int(i)]]  # the rules: below
+                new_causes.append((c, int(i)))
+            for c, m in pd.Series(1, index=conv[ch]).groupby(level=0, sort=False).sum().items():
+                n_changed[c] = n_changed.get(c, 0) + int(m)
+        role = np.full(k, "", dtype=object)
+        if cause_idx:
+            cause_of = conv_s.map(cause_idx).to_numpy(dtype="float64", na_value=np.nan)
+            is_cause = cause_of == idx
+            role[is_cause] = "cause"
+            after = ~np.isnan(cause_of) & (idx > np.nan_to_num(cause_of, nan=np.inf))
+            kind_of = conv_s.map({c: r[0] for c, r in cause_row.items()}).to_numpy(dtype=object)
+            consequential = after & ((kind_of == "newly_blocked") | fate_changed)
+            role[consequential] = "consequential"
+            if consequential.any():
+                for c, m in pd.Series(1, index=conv[consequential]).groupby(level=0, sort=False).sum().items():
+                    n_conseq[c] = n_conseq.get(c, 0) + int(m)
+        other = (rule_changed | state_changed) & (role == "")
+        role[other] = np.where(state_changed[other], "state_changed", "rule_changed")
+        for r in roles:
+            roles[r] += int(np.count_nonzero(role == r))
+        keep = np.flatnonzero(role != "")  # holds every new cause
+        if len(keep):
+            desc_a = np.empty(k, dtype=object)
+            desc_b = np.empty(k, dtype=object)
+            desc_a[keep] = _rule_desc(pa.iloc[keep], rules_a)
+            desc_b[keep] = _rule_desc(pb.iloc[keep], rules_b)
+            for c, i in new_causes:
+                cause_row[c][3:5] = desc_a[i], desc_b[i]
+            part = pd.DataFrame({
+                "index": idx[keep], "ts": pa["ts"].to_numpy()[keep], "conversation": conv[keep],
+                "proto": pa["proto"].to_numpy()[keep], "src": pa["src"].to_numpy()[keep],
+                "dst": pa["dst"].to_numpy()[keep], "sport": pa["sport"].array[keep], "dport": pa["dport"].array[keep],
+                "tcp_flags": pa["tcp_flags"].astype(str).to_numpy()[keep],
+                "role": pd.Categorical(role[keep], categories=["cause", "consequential", "state_changed",
+                                                               "rule_changed"]),
+                f"outcome_{a_lab}": pa["outcome"].astype(str).to_numpy()[keep],
+                f"outcome_{b_lab}": pb["outcome"].astype(str).to_numpy()[keep],
+                f"ct_state_{a_lab}": pa["ct_state"].astype(str).to_numpy()[keep],
+                f"ct_state_{b_lab}": pb["ct_state"].astype(str).to_numpy()[keep],
+                f"rule_{a_lab}": desc_a[keep], f"rule_{b_lab}": desc_b[keep],
+            })
+            if packets_sink is not None:
+                packets_sink(part)
+            if keep_packets is None or kept < keep_packets:
+                part = part if keep_packets is None else part.iloc[:keep_packets - kept]
+                packets_parts.append(part)
+                kept += len(part)
+        n += k
+
+    packets = (pd.concat(packets_parts, ignore_index=True) if len(packets_parts) > 1 else
+               packets_parts[0].reset_index(drop=True) if packets_parts else _empty_packets(labels))
+    first = pd.concat(first_parts, ignore_index=True).set_index("conversation") if first_parts else None
     rows = []
-    conv_s = pd.Series(conv)
-    n_conseq = pd.Series(consequential).groupby(conv_s).sum()
-    n_changed = pd.Series(fate_changed).groupby(conv_s).sum()
-    n_pk = conv_s.value_counts()
-    first_pkt = pd.Series(idx).groupby(conv_s).min()
-    for c, i in first_change.items():
-        j = int(first_pkt[c])
-        proto = int(pa["proto"].iat[j])
-        dport = pa["dport"].iat[j]
+    for c, i in cause_idx.items():
+        kind, fate_a, fate_b, d_a, d_b, ts = cause_row[c]
+        f = first.loc[c]
+        proto = int(f["proto"])
+        dport = f["dport"]
         svc = f"{_PROTO.get(proto, proto)}/{int(dport)}" if pd.notna(dport) else (
-            f"{_PROTO.get(proto, proto)}/{int(pa['icmp_type'].iat[j])}" if pd.notna(pa["icmp_type"].iat[j])
+            f"{_PROTO.get(proto, proto)}/{int(f['icmp_type'])}" if pd.notna(f["icmp_type"])
             else str(_PROTO.get(proto, proto)))
         rows.append({
-            "conversation": c, "change": cause_kind[c], "service": svc, "proto": proto,
-            "src": pa["src"].iat[j], "dst": pa["dst"].iat[j], "sport": pa["sport"].iat[j], "dport": dport,
-            "first_packet": j, "cause_packet": int(i), "ts": pa["ts"].iat[int(i)],
-            f"fate_{labels[0]}": fa[i], f"fate_{labels[1]}": fb[i],
-            f"rule_{labels[0]}": desc_a[i], f"rule_{labels[1]}": desc_b[i],
-            "packets": int(n_pk[c]), "packets_changed": int(n_changed[c]), "consequential": int(n_conseq.get(c, 0)),
+            "conversation": c, "change": kind, "service": svc, "proto": proto,
+            "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": dport,
+            "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
+            f"fate_{a_lab}": fate_a, f"fate_{b_lab}": fate_b,
+            f"rule_{a_lab}": d_a, f"rule_{b_lab}": d_b,
+            "packets": int(n_pk[c]), "packets_changed": int(n_changed.get(c, 0)),
+            "consequential": int(n_conseq.get(c, 0)),
         })
     flows = pd.DataFrame(rows, columns=[
         "conversation", "change", "service", "proto", "src", "dst", "sport", "dport", "first_packet", "cause_packet",
-        "ts", f"fate_{labels[0]}", f"fate_{labels[1]}", f"rule_{labels[0]}", f"rule_{labels[1]}", "packets",
+        "ts", f"fate_{a_lab}", f"fate_{b_lab}", f"rule_{a_lab}", f"rule_{b_lab}", "packets",
         "packets_changed", "consequential"])
     if len(flows):
         by_service = flows.pivot_table(index="service", columns="change", values="conversation", aggfunc="count",
@@ -192,24 +330,51 @@ def compare(a, b, labels=("old", "new")) -> Diff:
     else:
         by_service = pd.DataFrame(columns=["service", "newly_blocked", "newly_allowed", "changed"])
     counts = {
-        "packets": int(len(pa)),
-        "packets_fate_changed": int(fate_changed.sum()),
-        "packets_cause": int((role == "cause").sum()),
-        "packets_consequential": int(consequential.sum()),
-        "packets_rule_changed_same_fate": int(((role == "rule_changed")).sum()),
-        "packets_state_changed_same_fate": int(((role == "state_changed")).sum()),
+        "packets": int(n),
+        "packets_fate_changed": fate_changed_total,
+        "packets_cause": roles["cause"],
+        "packets_consequential": roles["consequential"],
+        "packets_rule_changed_same_fate": roles["rule_changed"],
+        "packets_state_changed_same_fate": roles["state_changed"],
         "conversations_changed": int(len(flows)),
         "newly_blocked": int((flows["change"] == "newly_blocked").sum()) if len(flows) else 0,
         "newly_allowed": int((flows["change"] == "newly_allowed").sum()) if len(flows) else 0,
         "other_changes": int((flows["change"] == "changed").sum()) if len(flows) else 0,
-        "outcomes": {labels[0]: {k: int(v) for k, v in pa["outcome"].value_counts().items() if v},
-                     labels[1]: {k: int(v) for k, v in pb["outcome"].value_counts().items() if v}},
+        "outcomes": {lab: dict(sorted(o.items(), key=lambda kv: -kv[1])) for lab, o in zip(labels, outcomes)},
     }
     return Diff(packets=packets, flows=flows, by_service=by_service, counts=counts, labels=tuple(labels))
 
 
-def _rule_texts(rules: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
-    """Rule identity comparable across two rulesets: table/chain/text (rule ids differ between them)."""
-    r = rules.set_index("rule_id")
-    key = (r["table"].astype(str) + "/" + r["chain"].astype(str) + "/" + r["text"].astype(str)).to_dict()
-    return np.array([key.get(int(i), "") for i in ids], dtype=object)
+def _empty_packets(labels) -> pd.DataFrame:
+    a, b = labels
+    return pd.DataFrame({
+        "index": np.zeros(0, np.int64), "ts": pd.Series([], dtype="datetime64[ns, UTC]").to_numpy(),
+        "conversation": np.zeros(0, object), "proto": np.zeros(0, np.uint8), "src": np.zeros(0, object),
+        "dst": np.zeros(0, object), "sport": pd.array([], dtype="UInt16"), "dport": pd.array([], dtype="UInt16"),
+        "tcp_flags": np.zeros(0, object),
+        "role": pd.Categorical([], categories=["cause", "consequential", "state_changed", "rule_changed"]),
+        f"outcome_{a}": np.zeros(0, object), f"outcome_{b}": np.zeros(0, object),
+        f"ct_state_{a}": np.zeros(0, object), f"ct_state_{b}": np.zeros(0, object),
+        f"rule_{a}": np.zeros(0, object), f"rule_{b}": np.zeros(0, object)})
+
+
+def _key_of(codes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    j = ids.astype(np.int64) + 1
+    ok = (j >= 0) & (j < len(codes))
+    return np.where(ok, codes[np.where(ok, j, 0)], 0)
+
+
+def _rule_key_codes(rules_a: pd.DataFrame, rules_b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per side, an array by rule_id + 1 (0: no rule) of the code of the rule's identity across the two
+    rulesets, table/chain/text (the rule ids differ between them; "" for no rule or an unknown id)."""
+    codes: dict = {"": 0}
+    out = []
+    for rules in (rules_a, rules_b):
+        ids = rules["rule_id"].astype("int64").to_numpy()
+        key = (rules["table"].astype(str) + "/" + rules["chain"].astype(str) + "/" + rules["text"].astype(str)).tolist()
+        arr = np.zeros(int(ids.max()) + 2 if len(ids) else 1, dtype=np.int64)
+        for i, k in zip(ids.tolist(), key):
+            if i >= 0:
+                arr[i + 1] = codes.setdefault(k, len(codes))
+        out.append(arr)
+    return out[0], out[1]

@@ -1,0 +1,106 @@
+"""The block-wise diff (analysis.diff._compare, behind compare() and compare_files()) against the
+previous whole-capture implementation (diff_reference.py): the same Diff on the samples, the synthetic
+benchmark traffic under two rulesets, and when read from packets.parquet files in blocks of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import nfreplay
+from nfreplay.analysis import compare, write_tables
+from nfreplay.analysis.diff import compare_files
+
+from . import diff_reference
+from .factories import forward_scenario, make_output
+from .test_diff import _new_side
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def assert_same_diff(got, want):
+    assert got.labels == want.labels
+    assert got.counts == want.counts
+    pd.testing.assert_frame_equal(got.flows.reset_index(drop=True), want.flows.reset_index(drop=True),
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(got.by_service.reset_index(drop=True), want.by_service.reset_index(drop=True),
+                                  check_dtype=False, check_index_type=False)
+    if len(want.packets):
+        pd.testing.assert_frame_equal(got.packets.reset_index(drop=True), want.packets.reset_index(drop=True),
+                                      check_dtype=False)
+    else:
+        assert len(got.packets) == 0 and list(got.packets.columns) == list(want.packets.columns)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_factory_scenario_equals_reference(swap):
+    a, b = make_output(forward_scenario()), _new_side()
+    if swap:
+        a, b = b, a
+    assert_same_diff(compare(a, b), diff_reference.compare(a, b))
+
+
+def _ruleset_change():
+    d = SAMPLES / "ruleset_change"
+    a = nfreplay.simulate(d / "capture.pcap", d / "rules.ipt", host=d / "host.toml")
+    b = nfreplay.simulate(d / "capture.pcap", d / "rules_new.ipt", host=d / "host.toml")
+    return a, b
+
+
+def test_sample_equals_reference():
+    a, b = _ruleset_change()
+    want = diff_reference.compare(a, b)
+    assert want.counts["newly_blocked"] == 2 and want.counts["newly_allowed"] == 1
+    assert_same_diff(compare(a, b), want)
+    assert_same_diff(compare(b, a, labels=("x", "y")), diff_reference.compare(b, a, labels=("x", "y")))
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1000])
+def test_files_in_blocks_equal_reference(tmp_path, block):
+    a, b = _ruleset_change()
+    write_tables(a, tmp_path / "a")
+    write_tables(b, tmp_path / "b")
+    sunk = []
+    got = compare_files(tmp_path / "a" / "packets.parquet", tmp_path / "b" / "packets.parquet", a.rules, b.rules,
+                        block=block, keep_packets=2, packets_sink=sunk.append)
+    want = diff_reference.compare(a, b)
+    assert got.counts == want.counts
+    pd.testing.assert_frame_equal(got.flows, want.flows, check_dtype=False)
+    pd.testing.assert_frame_equal(pd.concat(sunk, ignore_index=True), want.packets, check_dtype=False)
+    pd.testing.assert_frame_equal(got.packets, want.packets.iloc[:2], check_dtype=False)
+
+
+def test_synthetic_traffic_two_rulesets(tmp_path):
+    """The benchmark's synthetic traffic (3000 packets, hundreds of flows) under the 50-rule ruleset and
+    the same ruleset no longer accepting new connections to tcp/80: many newly blocked
+    conversations with consequential packets; block sizes that split flows."""
+    from .test_stream import _bench_ruleset_and_host, _synthetic_capture
+
+    cap = _synthetic_capture(tmp_path / "s.pcap", 3000)
+    rules, host = _bench_ruleset_and_host()
+    lines = rules.splitlines()
+    i = lines.index("-A lan_out -p tcp -m multiport --dports 80,443,8080 -m conntrack --ctstate NEW -j ACCEPT")
+    lines[i] = "-A lan_out -p tcp -m multiport --dports 443,8080 -m conntrack --ctstate NEW -j ACCEPT"  # not 80
+    a = nfreplay.simulate(cap, rules, host=host, assume_good_checksums=True)
+    b = nfreplay.simulate(cap, "\n".join(lines) + "\n", host=host, assume_good_checksums=True)
+    want = diff_reference.compare(a, b)
+    assert want.counts["newly_blocked"] > 0 and want.counts["packets_consequential"] > 0
+    assert_same_diff(compare(a, b), want)
+    write_tables(a, tmp_path / "a")
+    write_tables(b, tmp_path / "b")
+    for block in (97, 1024):
+        got = compare_files(tmp_path / "a" / "packets.parquet", tmp_path / "b" / "packets.parquet", a.rules,
+                            b.rules, block=block)
+        assert_same_diff(got, want)
+
+
+def test_files_of_different_lengths_are_an_error(tmp_path):
+    a, b = _ruleset_change()
+    write_tables(a, tmp_path / "a")
+    write_tables(b, tmp_path / "b", packet_rows="notable")
+    from nfreplay.errors import NfreplayError
+
+    with pytest.raises(NfreplayError, match="every packet of the same capture"):
+        compare_files(tmp_path / "a" / "packets.parquet", tmp_path / "b" / "packets.parquet", a.rules, b.rules)
