@@ -51,8 +51,16 @@ class Diff:
                 "by_service": self.by_service.to_dict("records")}
 
 
+def _as_str(s: pd.Series) -> np.ndarray:
+    """s.astype(str).to_numpy() (object array; NA as 'nan'), for a categorical from its categories."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = np.array([str(c) for c in s.cat.categories] + ["nan"], dtype=object)
+        return cats[s.cat.codes.to_numpy()]  # code -1 (NA): the last
+    return s.astype(str).to_numpy(dtype=object)
+
+
 def _fate(outcome: pd.Series) -> np.ndarray:
-    o = outcome.astype(str).to_numpy()
+    o = _as_str(outcome)
     return np.where(np.isin(o, _ALLOWED), FATE_ALLOWED, np.where(np.isin(o, _BLOCKED), FATE_BLOCKED, o))
 
 
@@ -111,6 +119,11 @@ class _Conversations:
         self.b_to_a.update(zip(cb[both].astype(np.int64).tolist(), ca[both].astype(np.int64).tolist()))
         has = np.flatnonzero(~np.isnan(ca) | ~np.isnan(cb))
         if len(has):
+            # the first packet of each distinct (flows, addresses, ports): the others add nothing
+            sub = pa.iloc[has]
+            cols = {"a": ca[has], "b": cb[has]}
+            cols.update({c: sub[c].to_numpy() for c in ("proto", "src", "dst", "sport", "dport", "icmp_id")})
+            has = has[pd.DataFrame(cols).drop_duplicates().index.to_numpy()]
             tup = _tuples(pa.iloc[has])
             first = self._first
             for t, a, b in zip(tup.tolist(), ca[has].tolist(), cb[has].tolist()):
@@ -214,7 +227,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         ra_id = pa["rule_id"].astype("Int64").fillna(-1).to_numpy()
         rb_id = pb["rule_id"].astype("Int64").fillna(-1).to_numpy()
         rule_changed = _key_of(key_a, ra_id) != _key_of(key_b, rb_id)
-        state_changed = pa["ct_state"].astype(str).to_numpy() != pb["ct_state"].astype(str).to_numpy()
+        state_changed = _as_str(pa["ct_state"]) != _as_str(pb["ct_state"])
         for side, p in enumerate((pa, pb)):
             for o, c in p["outcome"].value_counts().items():
                 if c:

@@ -40,6 +40,10 @@ def diff_command(
                                                help="Treat bad L4 checksums as good (offloaded captures)."),
     json_out: bool = typer.Option(False, "--json", help="Print the diff counts and by-service table as JSON."),
     limit: int = typer.Option(30, "--limit", help="Changed conversations to list on the terminal."),
+    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream",
+                                          help="Replay each side chunk by chunk in bounded memory and compare "
+                                               "their packets tables block by block (default: on when the "
+                                               "captures exceed 256 MiB)."),
 ):
     """Replay the same capture through two rulesets (or two host files) and list what changed."""
     from ..errors import NfreplayError
@@ -54,6 +58,29 @@ def diff_command(
         raise NfreplayError("diff needs --rules OLD --rules NEW, or one --rules with --host and --host2")
     if fmt not in ("parquet", "csv"):
         raise NfreplayError(f"--format must be parquet or csv, not {fmt!r}")
+
+    if stream is None:
+        from .run import STREAM_BYTES
+
+        stream = sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
+    if stream:
+        if fmt != "parquet":
+            raise NfreplayError("diff --stream writes Parquet tables (--format csv needs --no-stream)")
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="nfreplay-diff-") as tmp:
+            d, res_b = _diff_streamed(captures, (rules_a, rules_b), (host, host2 if host2 is not None else host),
+                                      labels, out if out is not None else Path(tmp), out is not None,
+                                      dict(local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
+                                           capture_point=capture_point,
+                                           assume_good_checksums=assume_good_checksums))
+            if report is not None:
+                _report(res_b, report, d, rules, rules_a, rules_b, host, host2)
+        if json_out:
+            typer.echo(json.dumps(d.to_dict(), default=str))
+            return
+        _print(d, limit, out, report)
+        return
 
     from ..analysis import compare, write_tables
     from ..replay.ingest import read_capture
@@ -78,15 +105,85 @@ def diff_command(
                 df.to_csv(p, index=False)
         (out / "diff.json").write_text(json.dumps(d.to_dict(), indent=2, default=str) + "\n")
     if report is not None:
-        from ..reports import write_html
-
-        title = f"nfreplay diff: {rules_a} -> {rules_b}" if len(rules) == 2 else f"nfreplay diff: {host} -> {host2}"
-        write_html(res_b, report, diff=d, title=title)
+        _report(res_b, report, d, rules, rules_a, rules_b, host, host2)
 
     if json_out:
         typer.echo(json.dumps(d.to_dict(), default=str))
         return
     _print(d, limit, out, report)
+
+
+def _report(res_b, report, d, rules, rules_a, rules_b, host, host2) -> None:
+    from ..reports import write_html
+
+    title = f"nfreplay diff: {rules_a} -> {rules_b}" if len(rules) == 2 else f"nfreplay diff: {host} -> {host2}"
+    write_html(res_b, report, diff=d, title=title)
+
+
+# diff rows kept in memory by a streamed diff (for the terminal and the report; diff_packets.parquet has all)
+STREAM_DIFF_ROWS = 100_000
+
+
+def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: dict):
+    """diff --stream: each side replayed by simulate_to into out/<label>/ (every packet's row), then
+    analysis.diff.compare_files over the two packets.parquet files, block by block; the diff tables and
+    diff.json into out when `keep`. Returns (Diff, the second side's Result)."""
+    import time
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..analysis.api import simulate_to
+    from ..analysis.diff import compare_files
+    from ._app import progress_enabled
+    from .run import _progress_bar
+
+    paths = [str(c) for c in captures]
+    total = sum(Path(c).stat().st_size for c in paths if Path(c).is_file())
+    res = []
+    for r, h, lab in zip(rules, hosts, labels):
+        side = out / lab
+        if progress_enabled():
+            t0 = time.perf_counter()
+            with _progress_bar(total) as prog:
+                task = prog.add_task(f"replay ({lab})", total=total or None, pk=0, rate=0.0)
+
+                def on_packets(k, task=task, t0=t0, prog=prog):
+                    dt = time.perf_counter() - t0
+                    prog.update(task, pk=k, rate=k / dt if dt > 0 else 0.0)
+
+                got, _ = simulate_to(paths, str(r), str(h) if h else None, side, progress=on_packets,
+                                     ingest_progress=lambda d, t, task=task, prog=prog: prog.update(
+                                         task, completed=d, total=t or None), **kw)
+        else:
+            got, _ = simulate_to(paths, str(r), str(h) if h else None, side, **kw)
+        res.append(got)
+    writer = []
+
+    def sink(part):
+        if not keep:
+            return
+        t = pa.Table.from_pandas(part, preserve_index=False)
+        if not writer:
+            writer.append(pq.ParquetWriter(out / "diff_packets.parquet", t.schema))
+        writer[0].write_table(t.cast(writer[0].schema))
+
+    try:
+        d = compare_files(out / labels[0] / "packets.parquet", out / labels[1] / "packets.parquet", res[0].rules,
+                          res[1].rules, labels, keep_packets=STREAM_DIFF_ROWS, packets_sink=sink)
+    finally:
+        if writer:
+            writer[0].close()
+    if keep:
+        if not writer:
+            d.packets.to_parquet(out / "diff_packets.parquet", index=False)
+        for name in ("flows", "by_service"):
+            getattr(d, name).to_parquet(out / f"diff_{name}.parquet", index=False)
+        (out / "diff.json").write_text(json.dumps(d.to_dict(), indent=2, default=str) + "\n")
+    if len(d.packets) >= STREAM_DIFF_ROWS:
+        d.notes.append(f"the packets table shows the first {STREAM_DIFF_ROWS:,} changed packets"
+                       + (" (diff_packets.parquet has all)" if keep else ""))
+    return d, res[1]
 
 
 def _run(cap, rules, host, kw, label):
@@ -127,6 +224,8 @@ def _print(d, limit: int, out, report) -> None:
             t.add_row(r["change"], r["service"], f"{r['src']}:{_s(r['sport'])}", f"{r['dst']}:{_s(r['dport'])}",
                       str(r["cause_packet"]), r[f"rule_{a}"], r[f"rule_{b}"], str(r["consequential"]))
         con.print(t)
+    for note in d.notes:
+        con.print(f"note: {note}")
     if out is not None:
         con.print(f"tables: {out}")
     if report is not None:

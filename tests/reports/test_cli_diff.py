@@ -37,3 +37,38 @@ def test_diff_knob_sensitivity_and_usage_errors(tmp_path, capsys):
     assert d["labels"] == ["host1", "host2"] and d["counts"]["conversations_changed"] == 0  # clean traffic
     rc = main(["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt")])
     assert rc == 1 and "--rules OLD --rules NEW" in capsys.readouterr().err
+
+
+def test_streamed_diff_equals_in_memory(tmp_path, capsys):
+    """diff --stream (each side streamed to out/<label>/, compared block by block) gives the same counts,
+    services, changed conversations and packets as the in-memory diff, writes the same files, and without
+    --out leaves nothing behind."""
+    import pandas as pd
+
+    args = ["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--rules",
+            str(SAMPLE / "rules_new.ipt"), "--host", str(SAMPLE / "host.toml"), "--json"]
+    got = {}
+    for mode in ("--stream", "--no-stream"):
+        out = tmp_path / mode
+        assert main([*args, mode, "--out", str(out), "--report", str(tmp_path / f"{mode}.html")]) == 0
+        got[mode] = (json.loads(capsys.readouterr().out), out)
+    (ds, out_s), (dm, out_m) = got["--stream"], got["--no-stream"]
+    assert ds == dm and ds["counts"]["newly_blocked"] == 2
+    for name in ("diff_packets", "diff_flows", "diff_by_service"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out_s / f"{name}.parquet"),
+                                      pd.read_parquet(out_m / f"{name}.parquet"), check_dtype=False, obj=name)
+    for name in ("old/packets.parquet", "new/rules.parquet", "new/summary.json", "diff.json"):
+        assert (out_s / name).exists(), name
+    assert 'id="changes"' in (tmp_path / "--stream.html").read_text()
+    before = set(Path(tempfile_dir()).glob("nfreplay-diff-*"))
+    assert main([*args, "--stream"]) == 0
+    assert json.loads(capsys.readouterr().out) == dm
+    assert set(Path(tempfile_dir()).glob("nfreplay-diff-*")) == before
+    assert main([*args, "--stream", "--format", "csv", "--out", str(tmp_path / "c")]) == 1
+    assert "--format csv needs --no-stream" in capsys.readouterr().err
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
