@@ -176,6 +176,38 @@ def test_explain_traces_the_deciding_rule(capsys):
     assert main(["explain", *ARGS, "--packet", "99999"]) == 1
 
 
+@pytest.mark.parametrize("name", ["port_forward_nat", "invalid_out_of_window"])
+def test_explain_streams_to_the_packet(name, monkeypatch, capsys):
+    """explain replays chunk by chunk and stops at the chunk holding the packet: with 4-packet chunks, the
+    packet row, the rule trace and the conntrack events of every packet equal those of the in-memory
+    replay of the whole capture (simulate with trace_packet), and a packet past the end is one error."""
+    import nfreplay.cli.explain as ex
+    from nfreplay import simulate
+
+    d = SAMPLE.parent / name
+    args = [str(d / "capture.pcap"), "--rules", str(d / "rules.ipt"), "--host", str(d / "host.toml")]
+    monkeypatch.setattr(ex, "EXPLAIN_CHUNK", 4)
+    n = len(simulate(d / "capture.pcap", d / "rules.ipt", host=d / "host.toml").packets)
+    for i in sorted({0, 3, 4, 5, n // 2, n - 1}):
+        assert main(["explain", *args, "--packet", str(i), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        res = simulate(d / "capture.pcap", d / "rules.ipt", host=d / "host.toml", trace_packet=i)
+        row = res.packets.loc[i]
+        assert got["packet"]["index"] == i and len(got["packet"]) == len(row)
+        for k, v in row.items():  # every column of the packet's row
+            g = got["packet"][k]
+            if k == "ts":
+                assert pd.Timestamp(g) == v
+                continue
+            assert (None if pd.isna(v) else str(v)) == (None if g is None else str(g)), (i, k)
+        assert got["trace"] == ex.trace_lines(res, i) and got["trace"]
+        ev = res.events
+        want_ev = ev[(ev["ct_id"] == row["ct_id"]) & (ev["packet_index"] == i)] if not pd.isna(row["ct_id"]) else ev[:0]
+        assert [e["event"] for e in got["conntrack_events"]] == [str(x) for x in want_ev["event"]]
+    assert main(["explain", *args, "--packet", str(n)]) == 1
+    assert f"it has {n} packets" in capsys.readouterr().err
+
+
 def test_check_json(capsys):
     assert main(["check", str(SAMPLE / "rules.ipt"), "--json"]) == 0
     c = json.loads(capsys.readouterr().out)

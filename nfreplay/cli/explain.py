@@ -1,7 +1,7 @@
 """`nfreplay explain CAPTURE --rules RULES [--host HOST] --packet N`: one packet's full trace.
 
-Replays the capture up to and including packet N (the state before it matters: conntrack, limits)
-and prints, like `nft monitor trace`: the packet, its path, every rule that matched in every hook,
+Replays the capture up to and including packet N (the state before it matters: conntrack, limits),
+chunk by chunk (memory bounded by one chunk, and it stops at the chunk that holds packet N), and prints, like `nft monitor trace`: the packet, its path, every rule that matched in every hook,
 table and chain with the verdict, the conntrack lookup and its result, NAT, and the outcome.
 """
 
@@ -73,24 +73,36 @@ def explain_command(
     json_out: bool = typer.Option(False, "--json", help="Print the explanation as one JSON object."),
 ):
     """Explain one packet: its path, every rule it matched, conntrack and NAT."""
-    from ..analysis import simulate
+    from types import SimpleNamespace
+
+    from ..analysis.api import _load_host
+    from ..analysis.frames import PACKET_NULLABLE, events_frame, packets_table, table_to_frame
     from ..errors import NfreplayError
-    from ..replay.ingest import read_capture
+    from ..replay.driver import Replayer
+    from ..replay.ingest import iter_capture
     from ..replay.rules import load_ruleset
 
-    cap = read_capture([str(c) for c in capture])
-    n = len(cap.packets.ts_ns)
-    if packet < 0 or packet >= n:
-        raise NfreplayError(f"packet {packet} is not in the capture (it has {n} packets, numbered 0..{n - 1})")
+    if packet < 0:
+        raise NfreplayError(f"packet {packet} is not in the capture (packets are numbered from 0)")
     rs = load_ruleset([str(r) for r in rules] if len(rules) > 1 else str(rules[0]))
-    res = simulate(cap, rs, str(host) if host else None, local=tuple(local), allow_unsupported=allow_unsupported,
-                   seed=seed, capture_point=capture_point, assume_good_checksums=assume_good_checksums,
-                   trace_packet=packet)
-    row = res.packets.loc[packet]
-    trace = trace_lines(res, packet)
+    rp = Replayer(rs, _load_host(str(host) if host else None, tuple(local)), allow_unsupported=allow_unsupported,
+                  seed=seed, assume_good_checksums=assume_good_checksums, capture_point=capture_point,
+                  trace_packet=packet)
+    for chunk in iter_capture([str(c) for c in capture], chunk_packets=EXPLAIN_CHUNK):
+        part = rp.feed(chunk)
+        if rp.n > packet:
+            break
+    else:
+        n = rp.n
+        raise NfreplayError(f"packet {packet} is not in the capture (it has {n} packets, numbered 0..{n - 1})")
+    local_i = packet - part.offset
+    co = rp.chunk_output(part)
+    row = table_to_frame(packets_table(co, part.offset, rows=[local_i]), PACKET_NULLABLE).iloc[0]
+    trace = trace_lines(SimpleNamespace(output=SimpleNamespace(meta={"trace": rp.trace_rows}, rules=co.rules)),
+                        packet)
     flow_events = []
     if not _isna(row["ct_id"]) and int(row["ct_id"]) >= 0:
-        ev = res.events
+        ev = events_frame(co)
         sel = ev[(ev["ct_id"] == row["ct_id"]) & (ev["packet_index"] == packet)]
         flow_events = [{"event": str(e["event"]), "tcp_state": str(e["tcp_state"]), "status": str(e["status"]),
                         "timeout_s": int(e["timeout_s"])} for _, e in sel.iterrows()]
@@ -98,7 +110,7 @@ def explain_command(
     if dissect:
         from ..analysis.dissect import dissect_packets
 
-        ws = dissect_packets(cap, [packet]).get(packet)
+        ws = dissect_packets(chunk, [local_i]).get(local_i)
     info = {k: (None if _isna(v) else (v.isoformat() if hasattr(v, "isoformat") else
                                        (v.item() if hasattr(v, "item") else str(v) if not isinstance(v, (int, float, str)) else v)))
             for k, v in row.items()}
@@ -107,6 +119,9 @@ def explain_command(
                               indent=2, default=str))
         return
     _print(info, trace, flow_events, ws)
+
+
+EXPLAIN_CHUNK = 262_144  # packets per chunk read and replayed by explain
 
 
 def _isna(v) -> bool:
