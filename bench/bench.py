@@ -405,6 +405,10 @@ def report(res: dict, md: bool) -> str:
                  + (f"; best of {s['repeats']} interleaved runs per row" if s.get("repeats", 1) > 1 else "") + "):")
         L.append("")
         L += table_lines(s["rows"], kp, md)
+        outs = [(k2, v["out_mib"]) for k2, v in s["rows"].items() if v.get("out_mib") is not None]
+        if outs:
+            L.append("")
+            L.append("Tables written (--out): " + ", ".join(f"{k2} {m:,.0f} MiB" for k2, m in outs) + ".")
         if s.get("speedup"):
             L.append("")
             L.append("All cores (decode-ahead thread: overlap / no overlap; the whole run: all CPUs / one CPU): "
