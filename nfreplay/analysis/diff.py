@@ -169,12 +169,13 @@ def compare(a, b, labels=("old", "new")) -> Diff:
 
 
 def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, labels=("old", "new"), *,
-                  block: int = 262_144, keep_packets: int | None = None, packets_sink=None) -> Diff:
+                  block: int = 262_144, keep_packets: int | None = None, packets_sink=None, progress=None) -> Diff:
     """compare() of two replays of the same capture from their packets.parquet files (as `run --out` /
     simulate_to write them: every packet, in capture order) and rules tables, read `block` rows at a time
     (twice): memory is bounded by the number of conversations, not packets. packets_sink(frame): called
     with each block's rows of Diff.packets (e.g. to write them out); Diff.packets then keeps the first
-    `keep_packets` of them (default: all)."""
+    `keep_packets` of them (default: all). progress(rows done, total): after each block of either pass
+    (total: twice the rows)."""
     import pyarrow as pa_
     import pyarrow.parquet as pq
 
@@ -191,8 +192,16 @@ def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, 
         for batch in f.iter_batches(batch_size=block, columns=COLUMNS):
             yield pa_.Table.from_batches([batch]).replace_schema_metadata(meta).to_pandas()
 
-    return _compare(lambda: zip(frames(fa), frames(fb)), rules_a, rules_b, labels, keep_packets=keep_packets,
-                    packets_sink=packets_sink)
+    done = [0]
+
+    def blocks():
+        for a, b in zip(frames(fa), frames(fb)):
+            yield a, b
+            done[0] += len(a)
+            if progress is not None:
+                progress(done[0], 2 * na)
+
+    return _compare(blocks, rules_a, rules_b, labels, keep_packets=keep_packets, packets_sink=packets_sink)
 
 
 def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sink=None) -> Diff:

@@ -177,11 +177,16 @@ class _TableAppender:
     """Appends tables to one Parquet file (a row group each) or one CSV file: pyarrow Tables of
     frames.packets_table / events_table (`nullable`: their nullable integer columns, frames.PACKET_NULLABLE /
     EVENT_NULLABLE) or DataFrames. The file's schema is the one pa.Schema.from_pandas gives the first
-    table's frame (with the _OPEN_CATEGORIES widened), so the file reads back as the frames would."""
+    table's frame (with the _OPEN_CATEGORIES widened), so the file reads back as the frames would.
 
-    def __init__(self, path: Path, fmt: str, nullable: dict | None = None):
+    as_text: columns that are text columns of the file but may come as dictionary arrays (the address
+    columns of frames.packets_table(address_dictionaries=True)): written dictionary encoded as they are by
+    parquet.FastParquetWriter, decoded to text for pq.ParquetWriter; they read back as text."""
+
+    def __init__(self, path: Path, fmt: str, nullable: dict | None = None, as_text: tuple = ()):
         self.path, self.fmt, self._w, self._schema, self.rows = path, fmt, None, None, 0
         self.nullable = dict(nullable or {})
+        self.as_text = tuple(as_text)
 
     def _frame(self, t) -> pd.DataFrame:
         if isinstance(t, pd.DataFrame):
@@ -199,7 +204,12 @@ class _TableAppender:
         else:
             from .frames import _pandas_schema
 
-            sch = _pandas_schema(t, self.nullable)
+            ts = t.slice(0, 0)
+            for name in self.as_text:
+                i = ts.schema.get_field_index(name)
+                if i >= 0:
+                    ts = ts.set_column(i, name, pa.array([], pa.large_string()))
+            sch = _pandas_schema(ts, self.nullable)
         for name in _OPEN_CATEGORIES:
             i = sch.get_field_index(name)
             if i >= 0 and pa.types.is_dictionary(sch.field(name).type):
@@ -222,16 +232,24 @@ class _TableAppender:
 
         if t.schema.equals(self._schema, check_metadata=False):
             return t.replace_schema_metadata(self._schema.metadata)
+        from .parquet import FastParquetWriter
+
+        # FastParquetWriter writes the as_text dictionary columns as they are (dictionary-encoded text)
+        as_dict = self.as_text if isinstance(self._w, FastParquetWriter) else ()
         cols = []
         for f, col in zip(self._schema, t.columns):
             if col.type != f.type:
-                if pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
+                if f.name in as_dict and pa.types.is_dictionary(col.type) and pa.types.is_large_string(f.type):
+                    pass
+                elif pa.types.is_dictionary(col.type) and pa.types.is_null(col.type.value_type):
                     col = pa.chunked_array(
                         [pa.DictionaryArray.from_arrays(c.indices.cast(f.type.index_type), pa.array([], f.type.value_type))
                          for c in col.chunks], f.type)
                 else:
                     col = col.cast(f.type)
             cols.append(col)
+        if as_dict:
+            return pa.Table.from_arrays(cols, names=self._schema.names).replace_schema_metadata(self._schema.metadata)
         return pa.Table.from_arrays(cols, schema=self._schema)
 
     def append(self, t) -> None:
@@ -356,10 +374,26 @@ def _escape_candidates(acc: dict, table) -> None:
 
     inv = _in(_dict_codes(table.column("outcome")), _LEFT) & _in(_dict_codes(table.column("ct_state")), ("INVALID",))
     if inv.any():
-        sub = table.select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"]).filter(pa.array(inv))
+        sub = _addresses_as_text(table.select(ESCAPED_COLUMNS + ["out_src", "outcome", "ct_state"]).filter(pa.array(inv)))
         cand = escape_candidates(table_to_frame(sub, PACKET_NULLABLE))
         if len(cand):
             acc.setdefault("escape_candidates", []).append(cand)
+
+
+def _addresses_as_text(table):
+    """`table` with its address columns given as dictionary arrays (packets_table(address_dictionaries=True))
+    decoded to text: as pandas categoricals, the few candidate rows kept per step (acc["escape_candidates"],
+    until the end of the stream) would each hold the step's whole address dictionary as their categories
+    (~20,000 texts per 262,144-packet step of the synthetic captures: ~7 MiB of RSS a step, 2,251-2,260
+    against 1,690-1,697 MiB peak at 20M packets)."""
+    import pyarrow as pa
+
+    from .frames import ADDRESS_COLUMNS
+
+    for i, f in enumerate(table.schema):
+        if f.name in ADDRESS_COLUMNS and pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table
 
 
 def _escaped(acc: dict) -> pd.DataFrame:
@@ -701,7 +735,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
 
     from ..replay.result import PacketResults
     from .api import Result, _capture_digests
-    from .frames import EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
+    from .frames import ADDRESS_COLUMNS, EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
     from .zeek import HistoryBuilder
 
     if fmt not in ("parquet", "csv"):
@@ -714,7 +748,13 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / f"{name}.{fmt}" for name in TABLES}
-    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE)
+    pw = _TableAppender(paths["packets"], fmt, PACKET_NULLABLE, as_text=ADDRESS_COLUMNS)
+    # the address columns as dictionary arrays over the step's distinct addresses (no per-row take of their
+    # texts; ~20 % less Parquet encoding CPU), written as dictionary-encoded text columns; as text for CSV
+    # (a frame of categoricals would convert each step's whole dictionary). 20M-packet run: peak RSS
+    # 1,690-1,697 MiB, as text 1,693-1,696 (2,251-2,260 while the escape candidates kept each step's
+    # dictionary: _addresses_as_text; measured 2026-11-27)
+    addr_dicts = fmt == "parquet"
     ew = _TableAppender(paths["events"], fmt, EVENT_NULLABLE)
     acc: dict = {}  # the summary's packet counts, added up per step
     keep_pk, keep_res, keep_ev = [], [], []
@@ -754,14 +794,12 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 part = replayer.feed(sub)
                 tf = time.perf_counter()
                 co = replayer.chunk_output(part)
-                # address columns as text: as dictionary arrays (address_dictionaries=True) the encoding costs
-                # ~20 % less but a 20M-packet run peaked at 2,263 against 1,713 MiB RSS (measured 2026-11-27,
-                # cause not isolated yet), over the 2 GiB bound
                 if notable_only:
-                    pt = packets_table(co, part.offset, rows=notable_positions(part.results))
+                    pt = packets_table(co, part.offset, rows=notable_positions(part.results),
+                                       address_dictionaries=addr_dicts)
                     ct = packets_table(co, columns=_COUNT_COLUMNS)
                 else:
-                    pt, ct = packets_table(co, part.offset), None
+                    pt, ct = packets_table(co, part.offset, address_dictionaries=addr_dicts), None
                 et = events_table(co)
                 hist.update(part.packets, part.results)
                 timeline.add(part.packets.ts_ns, part.results.outcome, part.results.ct_state)

@@ -169,8 +169,18 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
         writer[0].write_table(t.cast(writer[0].schema))
 
     try:
-        d = compare_files(out / labels[0] / "packets.parquet", out / labels[1] / "packets.parquet", res[0].rules,
-                          res[1].rules, labels, keep_packets=STREAM_DIFF_ROWS, packets_sink=sink)
+        args = (out / labels[0] / "packets.parquet", out / labels[1] / "packets.parquet", res[0].rules, res[1].rules,
+                labels)
+        kw2 = dict(keep_packets=STREAM_DIFF_ROWS, packets_sink=sink)
+        if progress_enabled():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(TextColumn("compare"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
+                          TimeRemainingColumn(), transient=True) as prog:
+                task = prog.add_task("compare", total=None)
+                d = compare_files(*args, progress=lambda k, t: prog.update(task, completed=k, total=t), **kw2)
+        else:
+            d = compare_files(*args, **kw2)
     finally:
         if writer:
             writer[0].close()

@@ -70,7 +70,7 @@ def _progress_bar(total_bytes: int):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("replay"), BarColumn(), DownloadColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                     TextColumn("{task.fields[pk]:,} packets, {task.fields[rate]:,.0f} packets/s"),
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
 

@@ -62,9 +62,11 @@ def test_files_in_blocks_equal_reference(tmp_path, block):
     a, b = _ruleset_change()
     write_tables(a, tmp_path / "a")
     write_tables(b, tmp_path / "b")
-    sunk = []
+    sunk, prog = [], []
     got = compare_files(tmp_path / "a" / "packets.parquet", tmp_path / "b" / "packets.parquet", a.rules, b.rules,
-                        block=block, keep_packets=2, packets_sink=sunk.append)
+                        block=block, keep_packets=2, packets_sink=sunk.append, progress=lambda k, t: prog.append((k, t)))
+    n = len(a.packets)
+    assert prog[-1] == (2 * n, 2 * n) and len(prog) == 2 * -(-n // block)
     want = diff_reference.compare(a, b)
     assert got.counts == want.counts
     pd.testing.assert_frame_equal(got.flows, want.flows, check_dtype=False)
