@@ -177,7 +177,7 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
 
             with Progress(TextColumn("compare"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
                           TimeRemainingColumn(), transient=True) as prog:
-                task = prog.add_task("compare", total=None)
+                task = prog.add_task("compare", total=2 * int(res[0].summary["packets"]))
                 d = compare_files(*args, progress=lambda k, t: prog.update(task, completed=k, total=t), **kw2)
         else:
             d = compare_files(*args, **kw2)
