@@ -72,3 +72,21 @@ def tempfile_dir() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def test_streamed_commands_with_progress_bars(tmp_path, monkeypatch, capsys):
+    """The progress bars of the streamed run and diff (replay per side, then the comparison) render: the
+    terminal check is forced on (tests have no terminal)."""
+    import nfreplay.cli.diff as cd
+    import nfreplay.cli.run as cr
+
+    monkeypatch.setattr(cd, "progress_enabled", lambda: True)
+    monkeypatch.setattr("nfreplay.cli._app.progress_enabled", lambda: True)
+    monkeypatch.setattr(cr, "progress_enabled", lambda: True)
+    args = ["diff", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--rules",
+            str(SAMPLE / "rules_new.ipt"), "--host", str(SAMPLE / "host.toml"), "--stream", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["newly_blocked"] == 2
+    assert main(["run", str(SAMPLE / "capture.pcap"), "--rules", str(SAMPLE / "rules.ipt"), "--host",
+                 str(SAMPLE / "host.toml"), "--stream", "--out", str(tmp_path / "o")]) == 0
+    assert "packets replayed" in capsys.readouterr().out
