@@ -126,9 +126,12 @@ class _Conversations:
             has = has[pd.DataFrame(cols).drop_duplicates().index.to_numpy()]
             tup = _tuples(pa.iloc[has])
             first = self._first
-            for t, a, b in zip(tup.tolist(), ca[has].tolist(), cb[has].tolist()):
+            # (ca, cb) packed in one int (flow id + 1, 0 for none): ~100 bytes less per flow than a tuple
+            packed = ((np.nan_to_num(ca[has], nan=-1).astype(np.int64) + 1) << 32) | (
+                np.nan_to_num(cb[has], nan=-1).astype(np.int64) + 1)
+            for t, v in zip(tup.tolist(), packed.tolist()):
                 if t not in first:
-                    first[t] = (a, b)
+                    first[t] = v
 
     def _flow_key(self, a: float, b: float) -> str:
         if a == a:  # not NaN
@@ -136,9 +139,13 @@ class _Conversations:
         b = int(b)
         return f"A:{self.b_to_a[b]}" if b in self.b_to_a else f"B:{b}"
 
+    def _packed_key(self, v: int) -> str:
+        a, b = (v >> 32) - 1, (v & 0xFFFFFFFF) - 1
+        return self._flow_key(float(a) if a >= 0 else np.nan, float(b))
+
     def keys(self, pa, pb) -> np.ndarray:
         if self.tuple_to_flow is None:
-            self.tuple_to_flow = {t: self._flow_key(a, b) for t, (a, b) in self._first.items()}
+            self.tuple_to_flow = {t: self._packed_key(v) for t, v in self._first.items()}
             self._first = {}
         ca, cb = self._ids(pa, pb)
         key = np.empty(len(pa), dtype=object)
@@ -174,8 +181,8 @@ def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, 
     simulate_to write them: every packet, in capture order) and rules tables, read `block` rows at a time
     (twice): memory is bounded by the number of conversations, not packets. packets_sink(frame): called
     with each block's rows of Diff.packets (e.g. to write them out); Diff.packets then keeps the first
-    `keep_packets` of them (default: all). progress(rows done, total): after each block of either pass
-    (total: twice the rows)."""
+    `keep_packets` of them (default: all). progress(rows done, total): after each block of the two passes
+    (total: twice the rows); a third pass, when conversations changed, reads their first packets."""
     import pyarrow as pa_
     import pyarrow.parquet as pq
 
@@ -198,7 +205,7 @@ def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, 
         for a, b in zip(frames(fa), frames(fb)):
             yield a, b
             done[0] += len(a)
-            if progress is not None:
+            if progress is not None and done[0] <= 2 * na:  # not the last pass (changed conversations only)
                 progress(done[0], 2 * na)
 
     return _compare(blocks, rules_a, rules_b, labels, keep_packets=keep_packets, packets_sink=packets_sink)
@@ -206,7 +213,8 @@ def compare_files(path_a, path_b, rules_a: pd.DataFrame, rules_b: pd.DataFrame, 
 
 def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sink=None) -> Diff:
     """The diff over blocks() -> iterator of (side A packets, side B packets) frames of the same rows,
-    in capture order; blocks() is called twice (conversations first, then the changes)."""
+    in capture order; blocks() is called two or three times (conversations, changes, then the first packets
+    of the changed conversations)."""
     conv_of = _Conversations()
     for pa, pb in blocks():
         conv_of.learn(pa, pb)
@@ -214,11 +222,11 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
     a_lab, b_lab = labels
     cause_idx: dict = {}  # conversation -> index of its cause packet (the first whose fate differs)
     cause_row: dict = {}  # conversation -> (kind, fate a, fate b, rule a, rule b, ts) of the cause
-    n_pk: dict = {}
+    # conversation -> (index of its first packet << 32) | its packets: one int per conversation (the
+    # first packet's fields are read in a last pass, for the changed conversations only)
+    stat: dict = {}
     n_changed: dict = {}
     n_conseq: dict = {}
-    first_parts = []  # the first packet of each conversation (a frame per block)
-    seen: set = set()
     packets_parts, kept = [], 0
     roles = dict.fromkeys(("cause", "consequential", "state_changed", "rule_changed"), 0)
     n = 0
@@ -242,19 +250,11 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
                 if c:
                     outcomes[side][str(o)] = outcomes[side].get(str(o), 0) + int(c)
         conv_s = pd.Series(conv)
-        # the first packet of each conversation not seen before
-        new_first = conv_s.drop_duplicates()
-        new_first = new_first[~new_first.isin(seen)] if seen else new_first
-        if len(new_first):
-            rows = new_first.index.to_numpy()
-            first_parts.append(pd.DataFrame({
-                "conversation": new_first.to_numpy(), "first_packet": idx[rows],
-                "proto": pa["proto"].to_numpy()[rows], "src": pa["src"].to_numpy()[rows],
-                "dst": pa["dst"].to_numpy()[rows], "sport": pa["sport"].array[rows],
-                "dport": pa["dport"].array[rows], "icmp_type": pa["icmp_type"].array[rows]}))
-            seen.update(new_first.tolist())
-        for c, m in conv_s.value_counts(sort=False).items():
-            n_pk[c] = n_pk.get(c, 0) + int(m)
+        first_row = conv_s.drop_duplicates()  # each conversation's first row in the block
+        counts = conv_s.value_counts(sort=False)
+        for c, r, m in zip(first_row.tolist(), first_row.index.tolist(), counts.reindex(first_row.to_numpy()).tolist()):
+            v = stat.get(c)
+            stat[c] = ((n + r) << 32 | m) if v is None else v + m
         # causes: the first changed packet of each conversation that had none yet
         ch = np.flatnonzero(fate_changed)
         new_causes = []
@@ -317,11 +317,11 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
 
     packets = (pd.concat(packets_parts, ignore_index=True) if len(packets_parts) > 1 else
                packets_parts[0].reset_index(drop=True) if packets_parts else _empty_packets(labels))
-    first = pd.concat(first_parts, ignore_index=True).set_index("conversation") if first_parts else None
+    first = _first_packets(blocks, sorted(stat[c] >> 32 for c in cause_idx)) if cause_idx else {}
     rows = []
     for c, i in cause_idx.items():
         kind, fate_a, fate_b, d_a, d_b, ts = cause_row[c]
-        f = first.loc[c]
+        f = first[stat[c] >> 32]
         proto = int(f["proto"])
         dport = f["dport"]
         svc = f"{_PROTO.get(proto, proto)}/{int(dport)}" if pd.notna(dport) else (
@@ -333,7 +333,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
             "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
             f"fate_{a_lab}": fate_a, f"fate_{b_lab}": fate_b,
             f"rule_{a_lab}": d_a, f"rule_{b_lab}": d_b,
-            "packets": int(n_pk[c]), "packets_changed": int(n_changed.get(c, 0)),
+            "packets": int(stat[c] & 0xFFFFFFFF), "packets_changed": int(n_changed.get(c, 0)),
             "consequential": int(n_conseq.get(c, 0)),
         })
     flows = pd.DataFrame(rows, columns=[
@@ -365,6 +365,24 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         "outcomes": {lab: dict(sorted(o.items(), key=lambda kv: -kv[1])) for lab, o in zip(labels, outcomes)},
     }
     return Diff(packets=packets, flows=flows, by_service=by_service, counts=counts, labels=tuple(labels))
+
+
+def _first_packets(blocks, wanted: list) -> dict:
+    """{index: the fields of side A's packet `index`} for the sorted indices `wanted` (a third pass)."""
+    out: dict = {}
+    want = np.asarray(wanted, dtype=np.int64)
+    n = 0
+    for pa, _pb in blocks():
+        k = len(pa)
+        lo, hi = np.searchsorted(want, [n, n + k])
+        for i in want[lo:hi].tolist():
+            r = pa.iloc[i - n]
+            out[i] = {"first_packet": i, "proto": r["proto"], "src": r["src"], "dst": r["dst"], "sport": r["sport"],
+                      "dport": r["dport"], "icmp_type": r["icmp_type"]}
+        n += k
+        if hi == len(want):
+            break
+    return out
 
 
 def _empty_packets(labels) -> pd.DataFrame:
