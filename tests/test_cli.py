@@ -152,6 +152,32 @@ def test_streamed_run_without_out(tmp_path, monkeypatch, capsys):
         assert sec[0] is not None and sec[0].group(0) == sec[1].group(0), ident
 
 
+def test_streamed_view_names_unsupported_rules_nat_and_dissects(tmp_path, capsys):
+    """The streamed terminal view (big captures) names every unsupported rule, the NAT bindings and, with
+    --dissect, Wireshark's view of the same dropped / INVALID packets as the in-memory view."""
+    import re
+
+    from nfreplay.analysis import dissect
+
+    d = SAMPLE.parent / "port_forward_nat"
+    text = (d / "rules.ipt").read_text()
+    j = text.index("COMMIT", text.index("*filter"))
+    rules = tmp_path / "unsup.ipt"
+    rules.write_text(text[:j] + "-A FORWARD -p tcp -m string --string xyz --algo bm -j DROP\n" + text[j:])
+    args = [str(d / "capture.pcap"), "--rules", str(rules), "--host", str(d / "host.toml"), "--allow-unsupported"]
+    extra = ["--dissect"] if dissect.tshark_available() else []
+    views = {}
+    for mode in ("--stream", "--no-stream"):
+        assert main(["run", *args, mode, *extra]) == 0
+        views[mode] = capsys.readouterr().out
+    for v in views.values():
+        assert "1 rules use unsupported constructs" in v and "unsup.ipt:" in v and "string match" in v
+        assert re.search(r"NAT: \d+ bindings", v)
+    if extra:
+        rows = {m: re.findall(r"^│ (\d+) +│ (\w+) ", v, re.M) for m, v in views.items()}
+        assert rows["--stream"] == rows["--no-stream"] and ("17", "forwarded") in rows["--stream"]
+
+
 def test_run_json_summary(capsys):
     assert main(["run", *ARGS, "--json"]) == 0
     s = json.loads(capsys.readouterr().out)

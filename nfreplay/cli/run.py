@@ -90,7 +90,7 @@ def _load_sets(ipset):
 
 
 def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                   assume_good_checksums, ipset, reader, json_out, packet_rows="all", keep=True):
+                   assume_good_checksums, ipset, reader, json_out, packet_rows="all", keep=True, dissect=False):
     """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay). keep:
     False when `out` is a temporary directory (not named in the output)."""
     import time
@@ -140,6 +140,9 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
     if s.get("ct_states"):
         typer.echo("conntrack states: " + ", ".join(f"{k} {v:,}" for k, v in s["ct_states"].items()))
     _print_streamed_drops(res)
+    _print_unsupported_and_nat(res)
+    if dissect:
+        _print_streamed_dissect(res, paths)
     if keep:
         typer.echo(f"tables: {out}/ ({_packets_note(s)}, rules, flows, events, summary.json)")
     else:
@@ -166,6 +169,82 @@ def _print_streamed_drops(res) -> None:
         typer.echo(f"INVALID packets by reason{note}:")
         for _, r in inv.head(10).iterrows():
             typer.echo(f"  {int(r['packets']):>12,}  {r['reason'] or '(no reason logged)'}")
+
+
+def _print_unsupported_and_nat(res) -> None:
+    from rich.console import Console
+
+    con = Console()
+    rules = res.rules
+    unsup = rules[rules["unsupported"].astype(str) != ""] if "unsupported" in rules else rules.iloc[0:0]
+    if len(unsup):
+        con.print(f"[yellow]{len(unsup)} rules use unsupported constructs and never matched:[/yellow]")
+        for _, r in unsup.iterrows():
+            con.print(f"  {r['source']}: {r['text']}  ({r['unsupported']})")
+    nat = res.output.meta.get("nat", {})
+    if nat.get("bindings"):
+        con.print(f"NAT: {nat['bindings']:,} bindings, {nat.get('port_changed', 0):,} port changes")
+
+
+def _dissect_rows(pk, rules) -> list[int]:
+    """The first 20 dropped / rejected and the first 20 INVALID packets of a packets frame (their index)."""
+    dropped = pk.loc[pk["outcome"].isin(["dropped", "rejected"]), "index"]
+    inv = pk.loc[pk["ct_state"] == "INVALID", "index"]
+    return sorted(set(dropped.iloc[:20].tolist()) | set(inv.iloc[:20].tolist()))
+
+
+def _print_dissect(pk, idx: list[int], ws: dict, rules) -> None:
+    """The table of Wireshark's view (ws: dissect_packets) of packets idx (rows of pk by its index column)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    by_id = rules.set_index("rule_id")
+    rows = pk.set_index("index")
+    t = Table(title="Wireshark's view of the first dropped / INVALID packets")
+    for c in ("packet", "outcome", "kernel", "wireshark", "expert info"):
+        t.add_column(c, overflow="fold")
+    for i in idx:
+        row = rows.loc[i]
+        if row["ct_state"] == "INVALID":
+            kern = str(row["invalid_reason"])
+        else:
+            rid = row["rule_id"]
+            r = by_id.loc[int(rid)] if not pd_isna(rid) and int(rid) in by_id.index else None
+            kern = f"{r['chain']} #{int(r['rule_num'])}" if r is not None else ""
+        w = ws.get(i, {})
+        t.add_row(str(i), str(row["outcome"]), kern, f"{w.get('protocol', '')} {w.get('info', '')}",
+                  "; ".join(w.get("expert", [])))
+    Console().print(t)
+
+
+def pd_isna(v) -> bool:
+    import pandas as pd
+
+    return bool(pd.isna(v))
+
+
+def _print_streamed_dissect(res, paths) -> None:
+    """--dissect on a streamed run: the first dropped / INVALID packets (read back from packets.parquet), each
+    dissected by tshark from the chunk of the capture that holds it."""
+    from ..analysis.dissect import dissect_packets
+    from ..replay.ingest import iter_capture
+
+    pk = res.notable_packets
+    idx = _dissect_rows(pk, res.rules)
+    if not idx:
+        return
+    ws, want, n = {}, list(idx), 0
+    for chunk in iter_capture(paths):
+        k = len(chunk.packets.ts_ns)
+        here = [i for i in want if n <= i < n + k]
+        if here:
+            got = dissect_packets(chunk, [i - n for i in here])
+            ws.update({i: got.get(i - n, {}) for i in here})
+            want = [i for i in want if i >= n + k]
+        n += k
+        if not want:
+            break
+    _print_dissect(pk, idx, ws, res.rules)
 
 
 def _packets_note(s: dict) -> str:
@@ -221,7 +300,7 @@ def run_command(
     if stream:
         if out is not None:
             _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
-                           assume_good_checksums, ipset, reader, json_out, packets)
+                           assume_good_checksums, ipset, reader, json_out, packets, dissect=dissect)
             return
         # no --out: the tables go to a temporary directory, removed at the end; its packets table holds the
         # notable rows only (what the drop / INVALID views and the report read back), so memory stays
@@ -230,7 +309,8 @@ def run_command(
 
         with tempfile.TemporaryDirectory(prefix="nfreplay-run-") as tmp:
             _run_streaming(captures, rules, host, local, Path(tmp), "parquet", report, allow_unsupported, seed,
-                           capture_point, assume_good_checksums, ipset, reader, json_out, "notable", keep=False)
+                           capture_point, assume_good_checksums, ipset, reader, json_out, "notable", keep=False,
+                           dissect=dissect)
         return
     res, cap = _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums,
                        ipset, reader)
@@ -307,16 +387,5 @@ def _print_human(res, cap, dissect: bool) -> None:
     if dissect and len(dropped) + len(inv):
         from ..analysis.dissect import dissect_packets
 
-        idx = sorted(set(dropped.index[:20].tolist()) | set(inv.index[:20].tolist()))
-        ws = dissect_packets(cap, idx)
-        t = Table(title="Wireshark's view of the first dropped / INVALID packets")
-        for c in ("packet", "outcome", "kernel", "wireshark", "expert info"):
-            t.add_column(c, overflow="fold")
-        for i in idx:
-            row = pk.loc[i]
-            kern = str(row["invalid_reason"]) if row["ct_state"] == "INVALID" else f"{row['verdict_chain']} " \
-                                                                                   f"#{row['verdict_rule']}"
-            w = ws.get(i, {})
-            t.add_row(str(i), str(row["outcome"]), kern, f"{w.get('protocol', '')} {w.get('info', '')}",
-                      "; ".join(w.get("expert", [])))
-        con.print(t)
+        idx = _dissect_rows(pk, rules)
+        _print_dissect(pk, idx, dissect_packets(cap, idx), rules)
