@@ -95,17 +95,25 @@ def _tuples(pa: pd.DataFrame) -> np.ndarray:
     return tup.to_numpy(dtype=object)
 
 
+# conversation codes (int64): side A's flow id; _B + side B's flow id; _T + the number of a tuple
+_B = 1 << 40
+_T = 1 << 41
+
+
 class _Conversations:
     """The conversation of every packet, from the whole capture (two passes over it: learn() every block,
-    then keys() of every block): side A's conntrack flow where it has one ("A:id"); else side B's flow,
+    then codes() of every block): side A's conntrack flow where it has one ("A:id"); else side B's flow,
     mapped to A's when some packet has both (the last such packet's pair), else "B:id"; else the tuple
     ("T:..."), or the flow of the first packet of the same tuple that had one (e.g. a SYN-ACK that is
-    INVALID on one side and has no ct on either, following a SYN that had one on side A)."""
+    INVALID on one side and has no ct on either, following a SYN that had one on side A). Conversations are
+    int64 codes (text(): their names), so the per-conversation state of a big capture stays small."""
 
     def __init__(self):
-        self.b_to_a: dict = {}
-        self._first: dict = {}  # tuple -> (ca, cb) of its first packet with a flow on either side
-        self.tuple_to_flow: dict | None = None
+        self._b_to_a = np.full(0, -1, np.int64)  # side B flow id -> side A flow id, -1: none
+        self._first: dict = {}  # tuple -> (ca + 1) << 32 | (cb + 1) of its first packet with a flow
+        self.tuple_to_flow: dict | None = None  # tuple -> code of that flow
+        self._tuple_no: dict = {}  # tuple of packets without a flow -> its number
+        self._tuple_text: list = []
 
     @staticmethod
     def _ids(pa, pb):
@@ -116,7 +124,14 @@ class _Conversations:
     def learn(self, pa, pb) -> None:
         ca, cb = self._ids(pa, pb)
         both = ~np.isnan(ca) & ~np.isnan(cb)
-        self.b_to_a.update(zip(cb[both].astype(np.int64).tolist(), ca[both].astype(np.int64).tolist()))
+        if both.any():
+            b, a = cb[both].astype(np.int64)[::-1], ca[both].astype(np.int64)[::-1]
+            if b.max() >= len(self._b_to_a):
+                grown = np.full(max(int(b.max()) + 1, 2 * len(self._b_to_a)), -1, np.int64)
+                grown[:len(self._b_to_a)] = self._b_to_a
+                self._b_to_a = grown
+            u, k = np.unique(b, return_index=True)  # the last packet of each side-B flow (reversed: first)
+            self._b_to_a[u] = a[k]
         has = np.flatnonzero(~np.isnan(ca) | ~np.isnan(cb))
         if len(has):
             # the first packet of each distinct (flows, addresses, ports): the others add nothing
@@ -126,38 +141,53 @@ class _Conversations:
             has = has[pd.DataFrame(cols).drop_duplicates().index.to_numpy()]
             tup = _tuples(pa.iloc[has])
             first = self._first
-            # (ca, cb) packed in one int (flow id + 1, 0 for none): ~100 bytes less per flow than a tuple
             packed = ((np.nan_to_num(ca[has], nan=-1).astype(np.int64) + 1) << 32) | (
                 np.nan_to_num(cb[has], nan=-1).astype(np.int64) + 1)
             for t, v in zip(tup.tolist(), packed.tolist()):
                 if t not in first:
                     first[t] = v
 
-    def _flow_key(self, a: float, b: float) -> str:
-        if a == a:  # not NaN
-            return f"A:{int(a)}"
-        b = int(b)
-        return f"A:{self.b_to_a[b]}" if b in self.b_to_a else f"B:{b}"
+    def _b_codes(self, b: np.ndarray) -> np.ndarray:
+        """Codes of packets with side B's flows b (int64) and none on side A."""
+        m = np.full(len(b), -1, np.int64)
+        ok = b < len(self._b_to_a)
+        m[ok] = self._b_to_a[b[ok]]
+        return np.where(m >= 0, m, _B + b)
 
-    def _packed_key(self, v: int) -> str:
-        a, b = (v >> 32) - 1, (v & 0xFFFFFFFF) - 1
-        return self._flow_key(float(a) if a >= 0 else np.nan, float(b))
-
-    def keys(self, pa, pb) -> np.ndarray:
+    def codes(self, pa, pb) -> np.ndarray:
         if self.tuple_to_flow is None:
-            self.tuple_to_flow = {t: self._packed_key(v) for t, v in self._first.items()}
+            items = list(self._first.items())
             self._first = {}
+            v = np.array([x for _, x in items], dtype=np.int64)
+            a, b = (v >> 32) - 1, (v & 0xFFFFFFFF) - 1
+            code = np.where(a >= 0, a, self._b_codes(np.maximum(b, 0)))
+            self.tuple_to_flow = dict(zip((t for t, _ in items), code.tolist()))
         ca, cb = self._ids(pa, pb)
-        key = np.empty(len(pa), dtype=object)
-        ia = np.flatnonzero(~np.isnan(ca))
-        key[ia] = [f"A:{int(x)}" for x in ca[ia].tolist()]
-        ib = np.flatnonzero(np.isnan(ca) & ~np.isnan(cb))
-        key[ib] = [self._flow_key(np.nan, x) for x in cb[ib].tolist()]
-        it = np.flatnonzero(np.isnan(ca) & np.isnan(cb))
+        code = np.empty(len(pa), dtype=np.int64)
+        ia = ~np.isnan(ca)
+        code[ia] = ca[ia].astype(np.int64)
+        ib = ~ia & ~np.isnan(cb)
+        code[ib] = self._b_codes(cb[ib].astype(np.int64))
+        it = np.flatnonzero(~ia & ~ib)
         if len(it):
-            tf = self.tuple_to_flow
-            key[it] = [tf.get(t, t) for t in _tuples(pa.iloc[it]).tolist()]
-        return key
+            tf, no = self.tuple_to_flow, self._tuple_no
+            out = []
+            for t in _tuples(pa.iloc[it]).tolist():
+                c = tf.get(t)
+                if c is None:
+                    c = no.get(t)
+                    if c is None:
+                        c = no[t] = _T + len(self._tuple_text)
+                        self._tuple_text.append(t)
+                out.append(c)
+            code[it] = out
+        return code
+
+    def text(self, codes) -> np.ndarray:
+        """The names of conversation codes: "A:id", "B:id" or the tuple ("T:proto lo hi")."""
+        c = np.asarray(codes, dtype=np.int64)
+        return np.array([f"A:{x}" if x < _B else f"B:{x - _B}" if x < _T else self._tuple_text[x - _T]
+                         for x in c.tolist()], dtype=object)
 
 
 def compare(a, b, labels=("old", "new")) -> Diff:
@@ -222,9 +252,9 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
     a_lab, b_lab = labels
     cause_idx: dict = {}  # conversation -> index of its cause packet (the first whose fate differs)
     cause_row: dict = {}  # conversation -> (kind, fate a, fate b, rule a, rule b, ts) of the cause
-    # conversation -> (index of its first packet << 32) | its packets: one int per conversation (the
-    # first packet's fields are read in a last pass, for the changed conversations only)
-    stat: dict = {}
+    # per conversation: its first packet's index and its packets (the first packet's fields are read in a
+    # last pass, for the changed conversations only)
+    stat = _ConvStats()
     n_changed: dict = {}
     n_conseq: dict = {}
     packets_parts, kept = [], 0
@@ -236,7 +266,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         k = len(pa)
         if k == 0:
             continue
-        conv = conv_of.keys(pa, pb)
+        conv = conv_of.codes(pa, pb)
         idx = np.arange(n, n + k)
         fa, fb = _fate(pa["outcome"]), _fate(pb["outcome"])
         fate_changed = fa != fb
@@ -250,11 +280,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
                 if c:
                     outcomes[side][str(o)] = outcomes[side].get(str(o), 0) + int(c)
         conv_s = pd.Series(conv)
-        first_row = conv_s.drop_duplicates()  # each conversation's first row in the block
-        counts = conv_s.value_counts(sort=False)
-        for c, r, m in zip(first_row.tolist(), first_row.index.tolist(), counts.reindex(first_row.to_numpy()).tolist()):
-            v = stat.get(c)
-            stat[c] = ((n + r) << 32 | m) if v is None else v + m
+        stat.add(conv, n)
         # causes: the first changed packet of each conversation that had none yet
         ch = np.flatnonzero(fate_changed)
         new_causes = []
@@ -295,7 +321,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
             for c, i in new_causes:
                 cause_row[c][3:5] = desc_a[i], desc_b[i]
             part = pd.DataFrame({
-                "index": idx[keep], "ts": pa["ts"].to_numpy()[keep], "conversation": conv[keep],
+                "index": idx[keep], "ts": pa["ts"].to_numpy()[keep], "conversation": conv_of.text(conv[keep]),
                 "proto": pa["proto"].to_numpy()[keep], "src": pa["src"].to_numpy()[keep],
                 "dst": pa["dst"].to_numpy()[keep], "sport": pa["sport"].array[keep], "dport": pa["dport"].array[keep],
                 "tcp_flags": pa["tcp_flags"].astype(str).to_numpy()[keep],
@@ -317,23 +343,23 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
 
     packets = (pd.concat(packets_parts, ignore_index=True) if len(packets_parts) > 1 else
                packets_parts[0].reset_index(drop=True) if packets_parts else _empty_packets(labels))
-    first = _first_packets(blocks, sorted(stat[c] >> 32 for c in cause_idx)) if cause_idx else {}
+    first = _first_packets(blocks, sorted(stat.first(c) for c in cause_idx)) if cause_idx else {}
     rows = []
     for c, i in cause_idx.items():
         kind, fate_a, fate_b, d_a, d_b, ts = cause_row[c]
-        f = first[stat[c] >> 32]
+        f = first[stat.first(c)]
         proto = int(f["proto"])
         dport = f["dport"]
         svc = f"{_PROTO.get(proto, proto)}/{int(dport)}" if pd.notna(dport) else (
             f"{_PROTO.get(proto, proto)}/{int(f['icmp_type'])}" if pd.notna(f["icmp_type"])
             else str(_PROTO.get(proto, proto)))
         rows.append({
-            "conversation": c, "change": kind, "service": svc, "proto": proto,
+            "conversation": conv_of.text([c])[0], "change": kind, "service": svc, "proto": proto,
             "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": dport,
             "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
             f"fate_{a_lab}": fate_a, f"fate_{b_lab}": fate_b,
             f"rule_{a_lab}": d_a, f"rule_{b_lab}": d_b,
-            "packets": int(stat[c] & 0xFFFFFFFF), "packets_changed": int(n_changed.get(c, 0)),
+            "packets": stat.count(c), "packets_changed": int(n_changed.get(c, 0)),
             "consequential": int(n_conseq.get(c, 0)),
         })
     flows = pd.DataFrame(rows, columns=[
@@ -365,6 +391,46 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         "outcomes": {lab: dict(sorted(o.items(), key=lambda kv: -kv[1])) for lab, o in zip(labels, outcomes)},
     }
     return Diff(packets=packets, flows=flows, by_service=by_service, counts=counts, labels=tuple(labels))
+
+
+class _ConvStats:
+    """Per conversation code: the index of its first packet and its number of packets. Side A's flows (codes
+    below _B, dense) in two arrays (16 bytes each), the others in a dict."""
+
+    def __init__(self):
+        self._first = np.zeros(0, np.int64)
+        self._count = np.zeros(0, np.int64)
+        self._other: dict = {}
+
+    def add(self, conv: np.ndarray, n: int) -> None:
+        """A block's conversation codes; n: the index of its first packet."""
+        a = conv < _B
+        ca = conv[a]
+        if len(ca):
+            top = int(ca.max()) + 1
+            if top > len(self._first):
+                size = max(top, 2 * len(self._first))
+                f, c = np.full(size, -1, np.int64), np.zeros(size, np.int64)
+                f[:len(self._first)], c[:len(self._count)] = self._first, self._count
+                self._first, self._count = f, c
+            u, k, m = np.unique(ca, return_index=True, return_counts=True)
+            rows = np.flatnonzero(a)[k]
+            new = self._first[u] < 0
+            self._first[u[new]] = n + rows[new]
+            self._count[u] += m
+        if not a.all():
+            o = self._other
+            rest = np.flatnonzero(~a)
+            u, k, m = np.unique(conv[rest], return_index=True, return_counts=True)
+            for c, r, cnt in zip(u.tolist(), rest[k].tolist(), m.tolist()):
+                v = o.get(c)
+                o[c] = [n + r, cnt] if v is None else [v[0], v[1] + cnt]
+
+    def first(self, c: int) -> int:
+        return int(self._first[c]) if c < _B else self._other[c][0]
+
+    def count(self, c: int) -> int:
+        return int(self._count[c]) if c < _B else self._other[c][1]
 
 
 def _first_packets(blocks, wanted: list) -> dict:
