@@ -106,3 +106,39 @@ def test_files_of_different_lengths_are_an_error(tmp_path):
 
     with pytest.raises(NfreplayError, match="every packet of the same capture"):
         compare_files(tmp_path / "a" / "packets.parquet", tmp_path / "b" / "packets.parquet", a.rules, b.rules)
+
+
+def test_conversation_codes_equal_reference_keys():
+    """Every kind of conversation (side A flows, side B flows mapped to A by a later packet with both, side B
+    flows of their own, tuples that join a flow seen later, tuples of their own, ICMP ids as ports), split
+    into blocks of every size: the names equal the reference's keys."""
+    from nfreplay.analysis.diff import _Conversations
+
+    nan = None
+    rows = [  # (ct A, ct B, proto, src, sport, dst, dport, icmp_id)
+        (nan, 7, 6, "10.0.0.1", 1000, "10.0.0.9", 80, nan),     # B only, mapped to A:3 by row 3
+        (nan, nan, 6, "10.0.0.9", 80, "10.0.0.1", 1000, nan),   # no flow: its tuple joins A:3
+        (nan, 8, 17, "10.0.0.2", 53, "10.0.0.8", 53, nan),      # B:8 of its own
+        (3, 7, 6, "10.0.0.1", 1000, "10.0.0.9", 80, nan),       # both: B 7 -> A 3
+        (nan, nan, 1, "10.0.0.5", nan, "10.0.0.6", nan, 77),    # ICMP, no flow anywhere: T
+        (4, nan, 6, "10.0.0.3", 2000, "10.0.0.9", 443, nan),    # A:4
+        (nan, nan, 1, "10.0.0.6", nan, "10.0.0.5", nan, 77),    # same ICMP tuple (reversed): same T
+        (nan, 8, 17, "10.0.0.8", 53, "10.0.0.2", 53, nan),      # B:8 again
+        (5, 7, 6, "10.0.0.1", 1000, "10.0.0.9", 80, nan),       # B 7 -> A 5 now (the last pair wins)
+    ]
+    cols = ["a", "b", "proto", "src", "sport", "dst", "dport", "icmp_id"]
+    df = pd.DataFrame(rows, columns=cols)
+    pa = pd.DataFrame({"ct_id": pd.array(df["a"], dtype="Int32"), "proto": df["proto"].astype("uint8"),
+                       "src": df["src"], "dst": df["dst"], "sport": pd.array(df["sport"], dtype="UInt16"),
+                       "dport": pd.array(df["dport"], dtype="UInt16"),
+                       "icmp_id": pd.array(df["icmp_id"], dtype="UInt16")})
+    pb = pa.assign(ct_id=pd.array(df["b"], dtype="Int32"))
+    want = diff_reference._conversations(pa, pb).tolist()
+    assert want[0] == "A:5" and want[1] == "A:5" and want[2] == "B:8" and want[4].startswith("T:1 ")
+    for block in (1, 2, 4, 9):
+        conv = _Conversations()
+        parts = [(pa.iloc[i:i + block], pb.iloc[i:i + block]) for i in range(0, len(pa), block)]
+        for a, b in parts:
+            conv.learn(a, b)
+        got = [x for a, b in parts for x in conv.text(conv.codes(a, b)).tolist()]
+        assert got == want, block
