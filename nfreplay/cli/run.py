@@ -186,7 +186,7 @@ def _print_unsupported_and_nat(res) -> None:
         con.print(f"NAT: {nat['bindings']:,} bindings, {nat.get('port_changed', 0):,} port changes")
 
 
-def _dissect_rows(pk, rules) -> list[int]:
+def _dissect_rows(pk) -> list[int]:
     """The first 20 dropped / rejected and the first 20 INVALID packets of a packets frame (their index)."""
     dropped = pk.loc[pk["outcome"].isin(["dropped", "rejected"]), "index"]
     inv = pk.loc[pk["ct_state"] == "INVALID", "index"]
@@ -209,7 +209,7 @@ def _print_dissect(pk, idx: list[int], ws: dict, rules) -> None:
             kern = str(row["invalid_reason"])
         else:
             rid = row["rule_id"]
-            r = by_id.loc[int(rid)] if not pd_isna(rid) and int(rid) in by_id.index else None
+            r = by_id.loc[int(rid)] if not _isna(rid) and int(rid) in by_id.index else None
             kern = f"{r['chain']} #{int(r['rule_num'])}" if r is not None else ""
         w = ws.get(i, {})
         t.add_row(str(i), str(row["outcome"]), kern, f"{w.get('protocol', '')} {w.get('info', '')}",
@@ -217,7 +217,7 @@ def _print_dissect(pk, idx: list[int], ws: dict, rules) -> None:
     Console().print(t)
 
 
-def pd_isna(v) -> bool:
+def _isna(v) -> bool:
     import pandas as pd
 
     return bool(pd.isna(v))
@@ -230,7 +230,7 @@ def _print_streamed_dissect(res, paths) -> None:
     from ..replay.ingest import iter_capture
 
     pk = res.notable_packets
-    idx = _dissect_rows(pk, res.rules)
+    idx = _dissect_rows(pk)
     if not idx:
         return
     ws, want, n = {}, list(idx), 0
@@ -387,5 +387,5 @@ def _print_human(res, cap, dissect: bool) -> None:
     if dissect and len(dropped) + len(inv):
         from ..analysis.dissect import dissect_packets
 
-        idx = _dissect_rows(pk, rules)
+        idx = _dissect_rows(pk)
         _print_dissect(pk, idx, dissect_packets(cap, idx), rules)
