@@ -54,3 +54,13 @@ def _stderr_console():
 
 def progress_enabled() -> bool:
     return not STATE["quiet"] and sys.stderr.isatty()
+
+
+def isna(v) -> bool:
+    """pd.isna of one value (False for containers and values pandas cannot test)."""
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(v)) if not isinstance(v, (list, tuple, dict)) else False
+    except (TypeError, ValueError):
+        return False

@@ -59,58 +59,57 @@ def diff_command(
     if fmt not in ("parquet", "csv"):
         raise NfreplayError(f"--format must be parquet or csv, not {fmt!r}")
 
-    if stream is None:
-        from .run import STREAM_BYTES
-
-        stream = sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
-    if stream:
-        if fmt != "parquet":
-            raise NfreplayError("diff --stream writes Parquet tables (--format csv needs --no-stream)")
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="nfreplay-diff-") as tmp:
-            d, res_b = _diff_streamed(captures, (rules_a, rules_b), (host, host2 if host2 is not None else host),
-                                      labels, out if out is not None else Path(tmp), out is not None,
-                                      dict(local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
-                                           capture_point=capture_point,
-                                           assume_good_checksums=assume_good_checksums))
-            if report is not None:
-                _report(res_b, report, d, rules, rules_a, rules_b, host, host2)
-        if json_out:
-            typer.echo(json.dumps(d.to_dict(), default=str))
-            return
-        _print(d, limit, out, report)
-        return
-
-    from ..analysis import compare, write_tables
-    from ..replay.ingest import read_capture
-
-    cap = read_capture([str(c) for c in captures])
     kw = dict(local=tuple(local), allow_unsupported=allow_unsupported, seed=seed, capture_point=capture_point,
               assume_good_checksums=assume_good_checksums)
-    res_a = _run(cap, rules_a, host, kw, labels[0])
-    res_b = _run(cap, rules_b, host2 if host2 is not None else host, kw, labels[1])
-    d = compare(res_a, res_b, labels=labels)
+    host_b = host2 if host2 is not None else host
+    if stream is None:
+        from .run import STREAM_BYTES, capture_bytes
 
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_tables(res_a, out / labels[0], fmt=fmt)
-        write_tables(res_b, out / labels[1], fmt=fmt)
-        for name in ("packets", "flows", "by_service"):
-            df = getattr(d, name)
-            p = out / f"diff_{name}.{fmt}"
-            if fmt == "parquet":
-                df.to_parquet(p, index=False)
-            else:
-                df.to_csv(p, index=False)
-        (out / "diff.json").write_text(json.dumps(d.to_dict(), indent=2, default=str) + "\n")
-    if report is not None:
-        _report(res_b, report, d, rules, rules_a, rules_b, host, host2)
+        stream = capture_bytes(captures) > STREAM_BYTES
+    import contextlib
+
+    with contextlib.ExitStack() as stack:  # a streamed diff without --out: its sides' tables, until the report
+        if stream:
+            if fmt != "parquet":
+                raise NfreplayError("diff --stream writes Parquet tables (--format csv needs --no-stream)")
+            import tempfile
+
+            where = out if out is not None else Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="nfreplay-diff-")))
+            d, res_b = _diff_streamed(captures, (rules_a, rules_b), (host, host_b), labels, where, out is not None,
+                                      kw)
+        else:
+            from ..analysis import compare, write_tables
+            from ..replay.ingest import read_capture
+
+            cap = read_capture([str(c) for c in captures])
+            res_a = _run(cap, rules_a, host, kw, labels[0])
+            res_b = _run(cap, rules_b, host_b, kw, labels[1])
+            d = compare(res_a, res_b, labels=labels)
+            if out is not None:
+                write_tables(res_a, out / labels[0], fmt=fmt)
+                write_tables(res_b, out / labels[1], fmt=fmt)
+                _write_diff(d, out, fmt, ("packets", "flows", "by_service"))
+        if report is not None:
+            _report(res_b, report, d, rules, rules_a, rules_b, host, host2)
 
     if json_out:
         typer.echo(json.dumps(d.to_dict(), default=str))
         return
     _print(d, limit, out, report)
+
+
+def _write_diff(d, out: Path, fmt: str, names) -> None:
+    """The Diff's tables `names` (diff_<name>.<fmt>) and diff.json into out."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        df = getattr(d, name)
+        p = out / f"diff_{name}.{fmt}"
+        if fmt == "parquet":
+            df.to_parquet(p, index=False)
+        else:
+            df.to_csv(p, index=False)
+    (out / "diff.json").write_text(json.dumps(d.to_dict(), indent=2, default=str) + "\n")
 
 
 def _report(res_b, report, d, rules, rules_a, rules_b, host, host2) -> None:
@@ -128,36 +127,16 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
     """diff --stream: each side replayed by simulate_to into out/<label>/ (every packet's row), then
     analysis.diff.compare_files over the two packets.parquet files, block by block; the diff tables and
     diff.json into out when `keep`. Returns (Diff, the second side's Result)."""
-    import time
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..analysis.api import simulate_to
     from ..analysis.diff import compare_files
     from ._app import progress_enabled
-    from .run import _progress_bar
+    from .run import simulate_to_with_progress
 
     paths = [str(c) for c in captures]
-    total = sum(Path(c).stat().st_size for c in paths if Path(c).is_file())
-    res = []
-    for r, h, lab in zip(rules, hosts, labels):
-        side = out / lab
-        if progress_enabled():
-            t0 = time.perf_counter()
-            with _progress_bar(total) as prog:
-                task = prog.add_task(f"replay ({lab})", total=total or None, pk=0, rate=0.0)
-
-                def on_packets(k, task=task, t0=t0, prog=prog):
-                    dt = time.perf_counter() - t0
-                    prog.update(task, pk=k, rate=k / dt if dt > 0 else 0.0)
-
-                got, _ = simulate_to(paths, str(r), str(h) if h else None, side, progress=on_packets,
-                                     ingest_progress=lambda d, t, task=task, prog=prog: prog.update(
-                                         task, completed=d, total=t or None), **kw)
-        else:
-            got, _ = simulate_to(paths, str(r), str(h) if h else None, side, **kw)
-        res.append(got)
+    res = [simulate_to_with_progress(paths, str(r), str(h) if h else None, out / lab, f"replay ({lab})", **kw)
+           for r, h, lab in zip(rules, hosts, labels)]
     writer = []
 
     def sink(part):
@@ -184,12 +163,8 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
     finally:
         if writer:
             writer[0].close()
-    if keep:
-        if not writer:
-            d.packets.to_parquet(out / "diff_packets.parquet", index=False)
-        for name in ("flows", "by_service"):
-            getattr(d, name).to_parquet(out / f"diff_{name}.parquet", index=False)
-        (out / "diff.json").write_text(json.dumps(d.to_dict(), indent=2, default=str) + "\n")
+    if keep:  # diff_packets.parquet: written block by block above (here when no block had a row)
+        _write_diff(d, out, "parquet", ("flows", "by_service") if writer else ("packets", "flows", "by_service"))
     if len(d.packets) >= STREAM_DIFF_ROWS:
         d.notes.append(f"the packets table shows the first {STREAM_DIFF_ROWS:,} changed packets"
                        + (" (diff_packets.parquet has all)" if keep else ""))

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app
+from ._app import app, isna
 
 
 def trace_lines(res, index: int) -> list[dict]:
@@ -101,7 +101,7 @@ def explain_command(
     trace = trace_lines(SimpleNamespace(output=SimpleNamespace(meta={"trace": rp.trace_rows}, rules=co.rules)),
                         packet)
     flow_events = []
-    if not _isna(row["ct_id"]) and int(row["ct_id"]) >= 0:
+    if not isna(row["ct_id"]) and int(row["ct_id"]) >= 0:
         ev = events_frame(co)
         sel = ev[(ev["ct_id"] == row["ct_id"]) & (ev["packet_index"] == packet)]
         flow_events = [{"event": str(e["event"]), "tcp_state": str(e["tcp_state"]), "status": str(e["status"]),
@@ -111,7 +111,7 @@ def explain_command(
         from ..analysis.dissect import dissect_packets
 
         ws = dissect_packets(chunk, [local_i]).get(local_i)
-    info = {k: (None if _isna(v) else (v.isoformat() if hasattr(v, "isoformat") else
+    info = {k: (None if isna(v) else (v.isoformat() if hasattr(v, "isoformat") else
                                        (v.item() if hasattr(v, "item") else str(v) if not isinstance(v, (int, float, str)) else v)))
             for k, v in row.items()}
     if json_out:
@@ -122,15 +122,6 @@ def explain_command(
 
 
 EXPLAIN_CHUNK = 262_144  # packets per chunk read and replayed by explain
-
-
-def _isna(v) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(v)) if not isinstance(v, (list, tuple, dict)) else False
-    except (TypeError, ValueError):
-        return False
 
 
 def _print(p, trace, flow_events, ws) -> None:

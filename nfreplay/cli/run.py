@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from ._app import app, progress_enabled
+from ._app import app, isna, progress_enabled
 
 
 def _replay(captures, rules, host, local, allow_unsupported, seed, capture_point, assume_good_checksums, ipset,
@@ -75,6 +75,33 @@ def _progress_bar(total_bytes: int):
                     TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
 
 
+def capture_bytes(captures) -> int:
+    """The size of the capture files (what --stream's default and the progress bar go by)."""
+    return sum(Path(c).stat().st_size for c in captures if Path(c).is_file())
+
+
+def simulate_to_with_progress(paths, rules, host, out, label: str, **kw):
+    """analysis.api.simulate_to(paths, rules, host, out, **kw) with the replay progress bar (bytes read,
+    packets/s, time remaining; none when progress is off); returns the Result."""
+    import time
+
+    from ..analysis.api import simulate_to
+
+    if not progress_enabled():
+        return simulate_to(paths, rules, host, out, **kw)[0]
+    total = capture_bytes(paths)
+    t0 = time.perf_counter()
+    with _progress_bar(total) as prog:
+        task = prog.add_task(label, total=total or None, pk=0, rate=0.0)
+
+        def on_packets(k):
+            dt = time.perf_counter() - t0
+            prog.update(task, pk=k, rate=k / dt if dt > 0 else 0.0)
+
+        return simulate_to(paths, rules, host, out, progress=on_packets,
+                           ingest_progress=lambda d, t: prog.update(task, completed=d, total=t or None), **kw)[0]
+
+
 def _load_sets(ipset):
     from ..replay.rules.iptables import load_ipset_save
 
@@ -93,9 +120,6 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
                    assume_good_checksums, ipset, reader, json_out, packet_rows="all", keep=True, dissect=False):
     """run --stream: analysis.api.simulate_to (bounded memory, decode overlapped with the replay). keep:
     False when `out` is a temporary directory (not named in the output)."""
-    import time
-
-    from ..analysis.api import simulate_to
     from ..replay.rules import load_ruleset
 
     rs = load_ruleset([str(r) for r in rules] if len(rules) > 1 else str(rules[0]))
@@ -105,24 +129,11 @@ def _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsuppo
 
         sets = _load_sets(ipset)
         rs = resolve_set_matches(rs, sets)
-    kw = dict(fmt=fmt, local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
-              capture_point=capture_point, assume_good_checksums=assume_good_checksums, ipsets=tuple(sets),
-              reader=reader, packet_rows=packet_rows)
     paths = [str(c) for c in captures]
-    total = sum(Path(c).stat().st_size for c in paths if Path(c).is_file())
-    if progress_enabled():
-        t0 = time.perf_counter()
-        with _progress_bar(total) as prog:
-            task = prog.add_task("replay", total=total or None, pk=0, rate=0.0)
-
-            def on_packets(k):
-                dt = time.perf_counter() - t0
-                prog.update(task, pk=k, rate=k / dt if dt > 0 else 0.0)
-
-            res, _ = simulate_to(paths, rs, str(host) if host else None, out, progress=on_packets,
-                                 ingest_progress=lambda d, t: prog.update(task, completed=d, total=t or None), **kw)
-    else:
-        res, _ = simulate_to(paths, rs, str(host) if host else None, out, **kw)
+    res = simulate_to_with_progress(paths, rs, str(host) if host else None, out, "replay", fmt=fmt,
+                                    local=tuple(local), allow_unsupported=allow_unsupported, seed=seed,
+                                    capture_point=capture_point, assume_good_checksums=assume_good_checksums,
+                                    ipsets=tuple(sets), reader=reader, packet_rows=packet_rows)
     if report is not None:
         from ..reports import write_html
 
@@ -209,18 +220,12 @@ def _print_dissect(pk, idx: list[int], ws: dict, rules) -> None:
             kern = str(row["invalid_reason"])
         else:
             rid = row["rule_id"]
-            r = by_id.loc[int(rid)] if not _isna(rid) and int(rid) in by_id.index else None
+            r = by_id.loc[int(rid)] if not isna(rid) and int(rid) in by_id.index else None
             kern = f"{r['chain']} #{int(r['rule_num'])}" if r is not None else ""
         w = ws.get(i, {})
         t.add_row(str(i), str(row["outcome"]), kern, f"{w.get('protocol', '')} {w.get('info', '')}",
                   "; ".join(w.get("expert", [])))
     Console().print(t)
-
-
-def _isna(v) -> bool:
-    import pandas as pd
-
-    return bool(pd.isna(v))
 
 
 def _print_streamed_dissect(res, paths) -> None:
@@ -296,7 +301,7 @@ def run_command(
     if packets not in ("all", "notable"):
         raise NfreplayError(f"--packets must be all or notable, not {packets!r}")
     if stream is None:
-        stream = sum(Path(c).stat().st_size for c in captures if Path(c).is_file()) > STREAM_BYTES
+        stream = capture_bytes(captures) > STREAM_BYTES
     if stream:
         if out is not None:
             _run_streaming(captures, rules, host, local, out, fmt, report, allow_unsupported, seed, capture_point,
@@ -376,14 +381,7 @@ def _print_human(res, cap, dissect: bool) -> None:
         con.print(f"[bold]{len(inv):,} INVALID packets[/bold]:")
         for k, v in inv["invalid_reason"].astype(str).value_counts().head(10).items():
             con.print(f"  {v:6,}  {k or '(no reason logged)'}")
-    unsup = rules[rules["unsupported"].astype(str) != ""] if "unsupported" in rules else rules.iloc[0:0]
-    if len(unsup):
-        con.print(f"[yellow]{len(unsup)} rules use unsupported constructs and never matched:[/yellow]")
-        for _, r in unsup.iterrows():
-            con.print(f"  {r['source']}: {r['text']}  ({r['unsupported']})")
-    nat = out.meta.get("nat", {})
-    if nat.get("bindings"):
-        con.print(f"NAT: {nat['bindings']:,} bindings, {nat.get('port_changed', 0):,} port changes")
+    _print_unsupported_and_nat(res)
     if dissect and len(dropped) + len(inv):
         from ..analysis.dissect import dissect_packets
 
