@@ -349,34 +349,18 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         kind, fate_a, fate_b, d_a, d_b, ts = cause_row[c]
         f = first[stat.first(c)]
         proto = int(f["proto"])
-        dport = f["dport"]
-        svc = f"{_PROTO.get(proto, proto)}/{int(dport)}" if pd.notna(dport) else (
-            f"{_PROTO.get(proto, proto)}/{int(f['icmp_type'])}" if pd.notna(f["icmp_type"])
-            else str(_PROTO.get(proto, proto)))
         rows.append({
-            "conversation": conv_of.text([c])[0], "change": kind, "service": svc, "proto": proto,
-            "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": dport,
+            "conversation": conv_of.text([c])[0], "change": kind, "service": _service(proto, f["dport"],
+                                                                                      f["icmp_type"]),
+            "proto": proto, "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"],
             "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
             f"fate_{a_lab}": fate_a, f"fate_{b_lab}": fate_b,
             f"rule_{a_lab}": d_a, f"rule_{b_lab}": d_b,
             "packets": stat.count(c), "packets_changed": int(n_changed.get(c, 0)),
             "consequential": int(n_conseq.get(c, 0)),
         })
-    flows = pd.DataFrame(rows, columns=[
-        "conversation", "change", "service", "proto", "src", "dst", "sport", "dport", "first_packet", "cause_packet",
-        "ts", f"fate_{a_lab}", f"fate_{b_lab}", f"rule_{a_lab}", f"rule_{b_lab}", "packets",
-        "packets_changed", "consequential"])
-    if len(flows):
-        by_service = flows.pivot_table(index="service", columns="change", values="conversation", aggfunc="count",
-                                       fill_value=0)
-        for c in ("newly_blocked", "newly_allowed", "changed"):
-            if c not in by_service:
-                by_service[c] = 0
-        by_service = by_service[["newly_blocked", "newly_allowed", "changed"]].astype("int64")
-        by_service = by_service.sort_values(["newly_blocked", "newly_allowed"], ascending=False).reset_index()
-        by_service.columns.name = None
-    else:
-        by_service = pd.DataFrame(columns=["service", "newly_blocked", "newly_allowed", "changed"])
+    flows = _flows_frame(rows, labels)
+    by_service = _by_service(flows)
     counts = {
         "packets": int(n),
         "packets_fate_changed": fate_changed_total,
@@ -391,6 +375,37 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         "outcomes": {lab: dict(sorted(o.items(), key=lambda kv: -kv[1])) for lab, o in zip(labels, outcomes)},
     }
     return Diff(packets=packets, flows=flows, by_service=by_service, counts=counts, labels=tuple(labels))
+
+
+def _service(proto: int, dport, icmp_type) -> str:
+    """'tcp/80', 'icmp/8' or the protocol's name: a changed conversation's service."""
+    name = _PROTO.get(proto, proto)
+    if pd.notna(dport):
+        return f"{name}/{int(dport)}"
+    return f"{name}/{int(icmp_type)}" if pd.notna(icmp_type) else str(name)
+
+
+def _flows_frame(rows: list, labels) -> pd.DataFrame:
+    """Diff.flows from its rows (dicts)."""
+    a, b = labels
+    return pd.DataFrame(rows, columns=[
+        "conversation", "change", "service", "proto", "src", "dst", "sport", "dport", "first_packet", "cause_packet",
+        "ts", f"fate_{a}", f"fate_{b}", f"rule_{a}", f"rule_{b}", "packets", "packets_changed", "consequential"])
+
+
+def _by_service(flows: pd.DataFrame) -> pd.DataFrame:
+    """Diff.by_service: newly blocked / newly allowed / changed conversations per service."""
+    if not len(flows):
+        return pd.DataFrame(columns=["service", "newly_blocked", "newly_allowed", "changed"])
+    by_service = flows.pivot_table(index="service", columns="change", values="conversation", aggfunc="count",
+                                   fill_value=0)
+    for c in ("newly_blocked", "newly_allowed", "changed"):
+        if c not in by_service:
+            by_service[c] = 0
+    by_service = by_service[["newly_blocked", "newly_allowed", "changed"]].astype("int64")
+    by_service = by_service.sort_values(["newly_blocked", "newly_allowed"], ascending=False).reset_index()
+    by_service.columns.name = None
+    return by_service
 
 
 class _ConvStats:

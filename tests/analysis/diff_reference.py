@@ -1,76 +1,30 @@
 """The whole-capture compare() as it was before the block-wise version (2026-11-27), kept as the test
-oracle of nfreplay.analysis.diff (test_diff_blocks.py). Its description:
-
-
-Packets are aligned by capture index. A packet's *fate* is its outcome class: "allowed" (forwarded,
-emitted, delivered locally), "blocked" (dropped, rejected), or the outcome itself (queued, stolen,
-not_replayed). Packets are grouped into conversations: the conntrack flow of side A where it has one,
-else the flow of side B (mapped to A's where a packet has both), else the bidirectional address/port
-pair as captured.
-
-In each conversation the first packet whose fate differs is the *cause*; the conversation is
-"newly_blocked" (allowed in A, blocked in B), "newly_allowed" (the reverse) or "changed" (any other
-fate change). Every later packet of a newly blocked conversation is *consequential*: it could not
-have existed under B (the SYN-ACK after a SYN that is now dropped, the rest of a flow whose handshake
-is now blocked), so it is marked, not counted as a change of its own; later packets whose fate
-differs in other conversations are marked consequential too. Each changed conversation names the
-deciding rule on each side for its cause packet.
-"""
+oracle of nfreplay.analysis.diff (test_diff_blocks.py): its conversation keys, fates, causes,
+consequential packets and counts are computed here as they were; the result container, the rule
+descriptions, the service names and the by-service table come from the module (unchanged by the
+block-wise version). The semantics are in nfreplay/analysis/diff.py's docstring."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from nfreplay.analysis.provenance import describe_rule
-
-__all__ = ["compare", "Diff", "FATE_ALLOWED", "FATE_BLOCKED"]
-
-FATE_ALLOWED = "allowed"
-FATE_BLOCKED = "blocked"
-_ALLOWED = ("forwarded", "emitted", "delivered_local")
-_BLOCKED = ("dropped", "rejected")
-_PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
-
-
-@dataclass
-class Diff:
-    """packets: one row per packet whose fate, deciding rule or ct state differs, plus every packet marked
-    consequential; flows: one row per conversation whose fate changed; by_service: newly blocked/allowed
-    conversations per service; counts: headline numbers; labels: names of the two sides."""
-
-    packets: pd.DataFrame
-    flows: pd.DataFrame
-    by_service: pd.DataFrame
-    counts: dict
-    labels: tuple = ("A", "B")
-    notes: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"labels": list(self.labels), "counts": self.counts,
-                "by_service": self.by_service.to_dict("records")}
+from nfreplay.analysis.diff import (
+    _ALLOWED,
+    _BLOCKED,
+    FATE_ALLOWED,
+    FATE_BLOCKED,
+    Diff,
+    _by_service,
+    _flows_frame,
+    _rule_desc,
+    _service,
+)
 
 
 def _fate(outcome: pd.Series) -> np.ndarray:
     o = outcome.astype(str).to_numpy()
     return np.where(np.isin(o, _ALLOWED), FATE_ALLOWED, np.where(np.isin(o, _BLOCKED), FATE_BLOCKED, o))
-
-
-def _rule_desc(packets: pd.DataFrame, rules: pd.DataFrame) -> np.ndarray:
-    r = rules.set_index("rule_id")
-    rid = packets["rule_id"]
-    out = np.full(len(packets), "", dtype=object)
-    valid = rid.notna().to_numpy()
-    if valid.any():
-        ids = rid[valid].astype("int64").to_numpy()
-        sub = r.reindex(ids)
-        out[valid] = [
-            (describe_rule(t, c, n, str(p) if isinstance(p, str) else "") + (f": {x}" if x and int(n) else ""))
-            if isinstance(t, str) else "" for t, c, n, p, x in
-            zip(sub["table"], sub["chain"], sub["rule_num"].fillna(0), sub["provenance"], sub["text"])]
-    return out
 
 
 def _conversations(pa: pd.DataFrame, pb: pd.DataFrame) -> np.ndarray:
@@ -166,33 +120,17 @@ def compare(a, b, labels=("old", "new")) -> Diff:
     for c, i in first_change.items():
         j = int(first_pkt[c])
         proto = int(pa["proto"].iat[j])
-        dport = pa["dport"].iat[j]
-        svc = f"{_PROTO.get(proto, proto)}/{int(dport)}" if pd.notna(dport) else (
-            f"{_PROTO.get(proto, proto)}/{int(pa['icmp_type'].iat[j])}" if pd.notna(pa["icmp_type"].iat[j])
-            else str(_PROTO.get(proto, proto)))
         rows.append({
-            "conversation": c, "change": cause_kind[c], "service": svc, "proto": proto,
-            "src": pa["src"].iat[j], "dst": pa["dst"].iat[j], "sport": pa["sport"].iat[j], "dport": dport,
+            "conversation": c, "change": cause_kind[c],
+            "service": _service(proto, pa["dport"].iat[j], pa["icmp_type"].iat[j]), "proto": proto,
+            "src": pa["src"].iat[j], "dst": pa["dst"].iat[j], "sport": pa["sport"].iat[j], "dport": pa["dport"].iat[j],
             "first_packet": j, "cause_packet": int(i), "ts": pa["ts"].iat[int(i)],
             f"fate_{labels[0]}": fa[i], f"fate_{labels[1]}": fb[i],
             f"rule_{labels[0]}": desc_a[i], f"rule_{labels[1]}": desc_b[i],
             "packets": int(n_pk[c]), "packets_changed": int(n_changed[c]), "consequential": int(n_conseq.get(c, 0)),
         })
-    flows = pd.DataFrame(rows, columns=[
-        "conversation", "change", "service", "proto", "src", "dst", "sport", "dport", "first_packet", "cause_packet",
-        "ts", f"fate_{labels[0]}", f"fate_{labels[1]}", f"rule_{labels[0]}", f"rule_{labels[1]}", "packets",
-        "packets_changed", "consequential"])
-    if len(flows):
-        by_service = flows.pivot_table(index="service", columns="change", values="conversation", aggfunc="count",
-                                       fill_value=0)
-        for c in ("newly_blocked", "newly_allowed", "changed"):
-            if c not in by_service:
-                by_service[c] = 0
-        by_service = by_service[["newly_blocked", "newly_allowed", "changed"]].astype("int64")
-        by_service = by_service.sort_values(["newly_blocked", "newly_allowed"], ascending=False).reset_index()
-        by_service.columns.name = None
-    else:
-        by_service = pd.DataFrame(columns=["service", "newly_blocked", "newly_allowed", "changed"])
+    flows = _flows_frame(rows, labels)
+    by_service = _by_service(flows)
     counts = {
         "packets": int(len(pa)),
         "packets_fate_changed": int(fate_changed.sum()),
