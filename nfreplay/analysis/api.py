@@ -118,10 +118,6 @@ class Result:
         """summary.timeline over every packet (a streamed run: from its TimelineLog)."""
         if self.timeline_log is not None:
             return self.timeline_log.timeline(bins)
-        if self.packets_path is not None:
-            from .export import timeline_from_file
-
-            return timeline_from_file(self.packets_path, bins)
         return summary.timeline(self.packets, bins)
 
     def invalid_by_reason(self) -> pd.DataFrame:

@@ -120,18 +120,32 @@ def _check_packet_rows(packet_rows: str) -> None:
         raise NfreplayError(f"unknown packet rows {packet_rows!r} (use {' or '.join(PACKET_ROWS)})")
 
 
+_ACCEPTED_BIT, _BLOCKED_BIT, _INVALID_BIT = 1, 2, 4
+
+
+def _packet_classes(outcome, ct_state):
+    """Per packet of the engine's arrays (results.outcome, results.ct_state), uint8 bits: _ACCEPTED_BIT
+    (summary.ACCEPTED), _BLOCKED_BIT (summary.BLOCKED), _INVALID_BIT (ct state INVALID, any outcome)."""
+    import numpy as np
+
+    from ..replay import codes as rcodes
+    from .summary import ACCEPTED, BLOCKED
+
+    names = list(rcodes.OUTCOME_NAMES)
+    lut = np.zeros(256, np.uint8)
+    lut[[names.index(x) for x in ACCEPTED]] = _ACCEPTED_BIT
+    lut[[names.index(x) for x in BLOCKED]] = _BLOCKED_BIT
+    cls = lut[np.asarray(outcome).astype(np.uint8, copy=False)]
+    cls |= (np.asarray(ct_state) == rcodes.CT_STATE_NAMES.index("INVALID")).view(np.uint8) * np.uint8(_INVALID_BIT)
+    return cls
+
+
 def notable_positions(results):
     """The positions of the notable packets (PACKET_ROWS) of an engine result (PacketResults)."""
     import numpy as np
 
-    from ..replay import codes as rcodes
-    from .summary import ACCEPTED
-
-    names = list(rcodes.OUTCOME_NAMES)
-    accepted = np.zeros(256, bool)
-    accepted[[names.index(x) for x in ACCEPTED]] = True
-    oc = np.asarray(results.outcome).astype(np.uint8, copy=False)
-    return np.flatnonzero(~accepted[oc] | (np.asarray(results.ct_state) == rcodes.CT_STATE_NAMES.index("INVALID")))
+    cls = _packet_classes(results.outcome, results.ct_state)
+    return np.flatnonzero(((cls & _ACCEPTED_BIT) == 0) | ((cls & _INVALID_BIT) != 0))
 
 
 def notable_mask(packets: pd.DataFrame):
@@ -471,27 +485,8 @@ def _timeline(blocks, bins: int) -> pd.DataFrame:
     return pd.DataFrame({k: v[keep] for k, v in acc.items()}, index=idx).astype("int64")
 
 
-def timeline_from_file(path, bins: int = 60) -> pd.DataFrame:
-    """summary.timeline of every packet of a packets.parquet, read row group by row group (three columns)."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from .summary import ACCEPTED, BLOCKED
-
-    pf = pq.ParquetFile(path)
-
-    def blocks():
-        for i in range(pf.num_row_groups):
-            t = pf.read_row_group(i, columns=["ts", "outcome", "ct_state"])
-            oc = _dict_codes(t.column("outcome"))
-            yield (t.column("ts").to_numpy().view(np.int64), _in(oc, ACCEPTED), _in(oc, BLOCKED),
-                   _in(_dict_codes(t.column("ct_state")), ("INVALID",)))
-
-    return _timeline(blocks, bins)
-
-
 class TimelineLog:
-    """Every packet's time and class (bits: 1 accepted, 2 dropped or rejected, 4 INVALID; summary.timeline's
+    """Every packet's time and class (_packet_classes: accepted, dropped or rejected, INVALID; summary.timeline's
     three counts), appended step by step to two files in a temporary directory (9 bytes per packet, on
     disk, not in memory): a streamed run's timeline over the whole capture, whatever its packets table
     holds (every packet, the notable ones, CSV). The directory goes with the object (or close())."""
@@ -501,29 +496,17 @@ class TimelineLog:
     def __init__(self):
         import tempfile
 
-        import numpy as np
-
-        from ..replay import codes as rcodes
-        from .summary import ACCEPTED, BLOCKED
-
         self._dir = tempfile.TemporaryDirectory(prefix="nfreplay-timeline-")
         d = Path(self._dir.name)
         self._paths = (d / "ts.i64", d / "class.u8")
         self._files = [open(q, "wb") for q in self._paths]
         self.n = 0
-        names = list(rcodes.OUTCOME_NAMES)
-        lut = np.zeros(256, np.uint8)
-        lut[[names.index(x) for x in ACCEPTED]] = 1
-        lut[[names.index(x) for x in BLOCKED]] = 2
-        self._lut = lut
-        self._invalid = rcodes.CT_STATE_NAMES.index("INVALID")
 
     def add(self, ts_ns, outcome, ct_state) -> None:
         """One step's packets (the engine's arrays: ts_ns, results.outcome, results.ct_state)."""
         import numpy as np
 
-        cls = self._lut[np.asarray(outcome).astype(np.uint8, copy=False)]
-        cls |= (np.asarray(ct_state) == self._invalid).view(np.uint8) << 2
+        cls = _packet_classes(outcome, ct_state)
         np.ascontiguousarray(ts_ns, dtype=np.int64).tofile(self._files[0])
         cls.tofile(self._files[1])
         self.n += len(cls)
@@ -541,7 +524,8 @@ class TimelineLog:
         def blocks():
             for i in range(0, self.n, self.BLOCK):
                 c = np.asarray(cls[i:i + self.BLOCK])
-                yield np.asarray(ts[i:i + self.BLOCK]), (c & 1) != 0, (c & 2) != 0, (c & 4) != 0
+                yield (np.asarray(ts[i:i + self.BLOCK]), (c & _ACCEPTED_BIT) != 0, (c & _BLOCKED_BIT) != 0,
+                       (c & _INVALID_BIT) != 0)
 
         return _timeline(blocks, bins)
 
