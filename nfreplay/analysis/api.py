@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import os
 import time
@@ -189,6 +191,28 @@ def _load_host(host, local):
     return host  # already a HostModel
 
 
+def _gc_frozen(fn):
+    """Run fn with the objects that exist when it starts moved out of the cyclic garbage collector's view
+    (gc.freeze; gc.unfreeze afterwards unless the caller had frozen objects itself). A replay allocates
+    enough container objects (pyarrow / pandas wrappers, dicts) to trigger full collections, and each one
+    walked every object of the imported modules (numba, pandas, pyarrow): ~0.12 s of 1.5 s CPU for 1M
+    packets end to end, ~0.002 s frozen (measured 2026-11-27). Objects made during the replay are
+    collected as usual; reference counting frees the frozen ones as before."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        outer = gc.get_freeze_count() > 0
+        gc.freeze()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if not outer:
+                gc.unfreeze()
+
+    return run
+
+
+@_gc_frozen
 def simulate(capture, rules, host=None, *, local=(), allow_unsupported: bool = False, seed: int = 0,
              assume_good_checksums: bool = False, capture_point: str = "arrival", progress=None,
              trace_packet: int = -1, ipsets=()) -> Result:
@@ -269,6 +293,7 @@ def _capture_digests(cap, stop=None) -> dict:
     return {"capture": combined, "capture_files": dict(per)}
 
 
+@_gc_frozen
 def simulate_to(capture_paths, rules, host=None, out_dir=None, *, fmt: str = "parquet", local=(),
                 allow_unsupported: bool = False, seed: int = 0, assume_good_checksums: bool = False,
                 capture_point: str = "arrival", ipsets=(), chunk_packets: int = 262_144, reader: str = "auto",
