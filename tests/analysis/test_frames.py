@@ -276,3 +276,19 @@ def test_categorical_lookup_equals_int64_path():
             got = frames._categorical(v, names, **kw)
             assert list(got.categories) == names
             assert (got.codes.astype(np.int64) == c).all(), (dt, kw)
+
+
+def test_nat_report_without_nat_flows_has_the_groupby_tables_columns_and_dtypes(res):
+    """No NAT flow: nat_report skips its groupbys; the empty tables are those the groupbys give."""
+    from nfreplay.analysis.summary import nat_report
+
+    f = res.flows.iloc[:0]
+    nat = nat_report(res.packets, f, res.rules)
+    snat = f.assign(public=f["reply_dst"].astype(str) + ":" + f["reply_dport"].astype(str)) \
+        .groupby("public").agg(flows=("ct_id", "size"), internal_hosts=("orig_src", "nunique")).reset_index()
+    dnat = f.assign(public=f["orig_dst"].astype(str) + ":" + f["orig_dport"].astype(str),
+                    internal=f["reply_src"].astype(str) + ":" + f["reply_sport"].astype(str)) \
+        .groupby(["public", "internal"]).agg(flows=("ct_id", "size"), clients=("orig_src", "nunique")).reset_index()
+    pd.testing.assert_frame_equal(nat["snat_public"], snat)
+    pd.testing.assert_frame_equal(nat["dnat_public"], dnat)
+    assert nat["snat_flows"] == nat["dnat_flows"] == nat["clashes"] == 0
