@@ -447,14 +447,22 @@ class _Addresses:
 
         self._t = new_address_table()
         self.codes: list = []  # per add(): the code of each row's address (0: none)
+        self._cols: list = []  # per add(): its (hi, lo)
         self._none = np.zeros(0, dtype=bool)
 
-    def add(self, hi, lo, family, valid=None) -> int:
+    def add(self, hi, lo, family, valid=None, like: int | None = None) -> int:
+        """Code a column; like: the number of an earlier add() with the same family array whose rows this
+        column's rows often equal (rows equal to theirs reuse their codes: no hash lookup)."""
         from ..replay.tables import address_codes
 
+        if like is None:
+            rh, rl, rc = np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.int32)
+        else:
+            (rh, rl), rc = self._cols[like], self.codes[like]
         c, *self._t = address_codes(hi, lo, family, self._none if valid is None else np.asarray(valid, bool),
-                                    valid is not None, *self._t)
+                                    valid is not None, rh, rl, rc, like is not None, *self._t)
         self.codes.append(c)
+        self._cols.append((hi, lo))
         return len(self.codes) - 1
 
     def columns(self) -> list:
@@ -663,10 +671,10 @@ def packets_table(out, offset: int = 0, *, address_dictionaries: bool = False, r
     }
     if any(c in ADDRESS_COLUMNS for c in want):
         addrs = _Addresses()
-        addrs.add(p.src_hi, p.src_lo, family)  # src
-        addrs.add(p.dst_hi, p.dst_lo, family)  # dst
-        addrs.add(r.out_src_hi, r.out_src_lo, family, left)  # out_src
-        addrs.add(r.out_dst_hi, r.out_dst_lo, family, left)  # out_dst
+        src = addrs.add(p.src_hi, p.src_lo, family)  # src
+        dst = addrs.add(p.dst_hi, p.dst_lo, family)  # dst
+        addrs.add(r.out_src_hi, r.out_src_lo, family, left, like=src)  # out_src (= src unless SNAT)
+        addrs.add(r.out_dst_hi, r.out_dst_lo, family, left, like=dst)  # out_dst (= dst unless DNAT)
         addrs.add(r.reject_src_hi, r.reject_src_lo, family, sent)  # reject_src
         addrs.add(r.reject_dst_hi, r.reject_dst_lo, family, sent)  # reject_dst
         for name, col in zip(ADDRESS_COLUMNS, addrs.dictionaries() if address_dictionaries else addrs.columns()):

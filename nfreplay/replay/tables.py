@@ -49,10 +49,14 @@ def _rehash(u_hi, u_lo, u_fam, n_u, size):
 
 
 @kernel
-def address_codes(hi, lo, family, valid, use_valid, slots, u_hi, u_lo, u_fam, n_u):
+def address_codes(hi, lo, family, valid, use_valid, ref_hi, ref_lo, ref_codes, use_ref, slots, u_hi, u_lo, u_fam,
+                  n_u):
     """The code of each row's address (int32; 0 where family is neither 4 nor 6, or use_valid and not
     valid[i]) in the table (slots, u_hi, u_lo, u_fam, n_u) of new_address_table, adding the new ones.
     IPv4 addresses are keyed by the low 32 bits of lo (hi ignored), IPv6 by (hi, lo).
+    use_ref: ref_codes are the codes an earlier call gave (ref_hi, ref_lo) with the same family array
+    (e.g. a packet's source address for its source address after NAT): a row whose address equals its
+    reference row's takes that code without a lookup (the same code the lookup would give).
     Returns (codes, slots, u_hi, u_lo, u_fam, n_u): the table, grown if needed (pass it to the next call)."""
     n = len(family)
     codes = np.zeros(n, np.int32)
@@ -71,6 +75,14 @@ def address_codes(hi, lo, family, valid, use_valid, slots, u_hi, u_lo, u_fam, n_
         else:
             h = np.uint64(hi[i])
             lw = np.uint64(lo[i])
+        if use_ref and ref_codes[i] > 0:  # the reference row's address (same family): its code
+            if f == 4:
+                same = (np.uint64(ref_lo[i]) & _LOW32) == lw
+            else:
+                same = np.uint64(ref_hi[i]) == h and np.uint64(ref_lo[i]) == lw
+            if same:
+                codes[i] = ref_codes[i]
+                continue
         if pc > 0 and lw == pl and h == ph and f == pf:  # runs of the same address: no lookup
             codes[i] = pc
             continue
