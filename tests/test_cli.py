@@ -4,6 +4,7 @@ contract, run's tables/report, explain's trace, check's JSON."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,23 @@ def test_version_and_help_start_without_heavy_imports():
     assert p.returncode == 0 and "HEAVY []" in p.stdout and "run" in p.stdout and "explain" in p.stdout
     p = subprocess.run([sys.executable, "-m", "nfreplay", "--version"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.startswith("nfreplay ")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts no extra thread on one CPU")
+def test_cli_import_keeps_numpy_to_one_blas_thread():
+    """nfreplay.cli sets OPENBLAS_NUM_THREADS=1 before numpy loads (its BLAS threads spin ~0.13 s of CPU at
+    import; the CLI does no linear algebra): importing numpy after it starts no thread."""
+    code = ("import os, threading; os.environ.pop('OPENBLAS_NUM_THREADS', None); import nfreplay.cli, numpy; "
+            "print(len(os.listdir('/proc/self/task')), threading.active_count(), os.environ['OPENBLAS_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    tasks, py_threads, var = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                            env=env).stdout.split()
+    assert var == "1" and int(tasks) == int(py_threads)
+    # without it numpy would have started BLAS threads (the condition the setting removes)
+    code2 = "import os, threading, numpy; print(len(os.listdir('/proc/self/task')) - threading.active_count())"
+    extra = int(subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True, check=True,
+                               env=env).stdout)
+    assert extra >= 1
 
 
 def test_user_error_is_one_line_exit_1(tmp_path, capsys):
