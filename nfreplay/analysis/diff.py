@@ -65,17 +65,18 @@ def _fate(outcome: pd.Series) -> np.ndarray:
 
 
 def _rule_desc(packets: pd.DataFrame, rules: pd.DataFrame) -> np.ndarray:
-    r = rules.set_index("rule_id")
     rid = packets["rule_id"]
     out = np.full(len(packets), "", dtype=object)
     valid = rid.notna().to_numpy()
     if valid.any():
         ids = rid[valid].astype("int64").to_numpy()
-        sub = r.reindex(ids)
-        out[valid] = [
+        u, inv = np.unique(ids, return_inverse=True)  # each distinct rule described once
+        sub = rules.set_index("rule_id").reindex(u)
+        desc = np.array([
             (describe_rule(t, c, n, str(p) if isinstance(p, str) else "") + (f": {x}" if x and int(n) else ""))
             if isinstance(t, str) else "" for t, c, n, p, x in
-            zip(sub["table"], sub["chain"], sub["rule_num"].fillna(0), sub["provenance"], sub["text"])]
+            zip(sub["table"], sub["chain"], sub["rule_num"].fillna(0), sub["provenance"], sub["text"])], dtype=object)
+        out[valid] = desc[inv.reshape(-1)]
     return out
 
 
@@ -98,6 +99,75 @@ def _tuples(pa: pd.DataFrame) -> np.ndarray:
 # conversation codes (int64): side A's flow id; _B + side B's flow id; _T + the number of a tuple
 _B = 1 << 40
 _T = 1 << 41
+# the two SipHash keys of a tuple text's 128-bit key (_tuple_keys)
+_KEY1, _KEY2 = "nfreplay-diff-k1", "nfreplay-diff-k2"
+
+
+def _tuple_keys(tup: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit SipHash-2-4 hashes of each tuple text (uint64 arrays): its 128-bit key. Two different
+    texts share a key with probability ~n**2 / 2**129 (n distinct tuples: below 1e-26 for 1e6)."""
+    return (pd.util.hash_array(tup, hash_key=_KEY1, categorize=False),
+            pd.util.hash_array(tup, hash_key=_KEY2, categorize=False))
+
+
+class _FirstFlows:
+    """The first flow pair seen for each tuple (_Conversations' "first packet of the same tuple that had a
+    flow"), keyed by the tuple's 128-bit key in sorted arrays: 32 bytes per tuple while learning, 24 after
+    (a dict keyed by the text took ~0.5 KB per flow)."""
+
+    COMPACT_ROWS = 1 << 20  # pending rows that trigger a merge (at least twice the kept ones)
+
+    def __init__(self):
+        z = np.zeros(0, np.uint64)
+        self.k1, self.k2, self.val, self.seq = z, z, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._pend: list = []
+        self._pend_rows = 0
+        self._n = 0  # rows added so far (the order that decides "first")
+
+    def add(self, tup: np.ndarray, val: np.ndarray) -> None:
+        """Tuples (texts, in capture order) and their packed flow pairs; the first of each tuple is kept."""
+        if not len(tup):
+            return
+        h1, h2 = _tuple_keys(tup)
+        self._pend.append((h1, h2, np.asarray(val, np.int64), np.arange(self._n, self._n + len(tup), dtype=np.int64)))
+        self._n += len(tup)
+        self._pend_rows += len(tup)
+        if self._pend_rows > max(self.COMPACT_ROWS, 2 * len(self.k1)):
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._pend:
+            return
+        parts = [(self.k1, self.k2, self.val, self.seq), *self._pend]
+        self._pend, self._pend_rows = [], 0
+        k1, k2, val, seq = (np.concatenate(c) for c in zip(*parts))
+        order = np.lexsort((seq, k2, k1))  # by key, then capture order
+        k1, k2 = k1[order], k2[order]
+        first = np.ones(len(order), bool)
+        first[1:] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
+        self.k1, self.k2, self.val, self.seq = k1[first], k2[first], val[order][first], seq[order][first]
+
+    def finish(self) -> None:
+        """Done adding (drops the capture order)."""
+        self._compact()
+        self.seq = np.zeros(0, np.int64)
+
+    def find(self, tup: np.ndarray) -> np.ndarray:
+        """Position of each tuple's entry in k1 / k2 / val, -1 when it has none."""
+        pos = np.full(len(tup), -1, np.int64)
+        if not len(tup) or not len(self.k1):
+            return pos
+        h1, h2 = _tuple_keys(tup)
+        lo = np.searchsorted(self.k1, h1, side="left")
+        hi = np.searchsorted(self.k1, h1, side="right")
+        one = np.flatnonzero((hi - lo) == 1)
+        hit = one[self.k2[lo[one]] == h2[one]]
+        pos[hit] = lo[hit]
+        for i in np.flatnonzero((hi - lo) > 1):  # several tuples share the first hash (~n**2 / 2**65)
+            j = lo[i] + np.searchsorted(self.k2[lo[i]:hi[i]], h2[i])
+            if j < hi[i] and self.k2[j] == h2[i]:
+                pos[i] = j
+        return pos
 
 
 class _Conversations:
@@ -110,8 +180,8 @@ class _Conversations:
 
     def __init__(self):
         self._b_to_a = np.full(0, -1, np.int64)  # side B flow id -> side A flow id, -1: none
-        self._first: dict = {}  # tuple -> (ca + 1) << 32 | (cb + 1) of its first packet with a flow
-        self.tuple_to_flow: dict | None = None  # tuple -> code of that flow
+        self._first = _FirstFlows()  # tuple -> (ca + 1) << 32 | (cb + 1) of its first packet with a flow
+        self._flow_code: np.ndarray | None = None  # by _first's entry: the code of that flow
         self._tuple_no: dict = {}  # tuple of packets without a flow -> its number
         self._tuple_text: list = []
 
@@ -139,13 +209,9 @@ class _Conversations:
             cols = {"a": ca[has], "b": cb[has]}
             cols.update({c: sub[c].to_numpy() for c in ("proto", "src", "dst", "sport", "dport", "icmp_id")})
             has = has[pd.DataFrame(cols).drop_duplicates().index.to_numpy()]
-            tup = _tuples(pa.iloc[has])
-            first = self._first
             packed = ((np.nan_to_num(ca[has], nan=-1).astype(np.int64) + 1) << 32) | (
                 np.nan_to_num(cb[has], nan=-1).astype(np.int64) + 1)
-            for t, v in zip(tup.tolist(), packed.tolist()):
-                if t not in first:
-                    first[t] = v
+            self._first.add(_tuples(pa.iloc[has]), packed)
 
     def _b_codes(self, b: np.ndarray) -> np.ndarray:
         """Codes of packets with side B's flows b (int64) and none on side A."""
@@ -155,13 +221,12 @@ class _Conversations:
         return np.where(m >= 0, m, _B + b)
 
     def codes(self, pa, pb) -> np.ndarray:
-        if self.tuple_to_flow is None:
-            items = list(self._first.items())
-            self._first = {}
-            v = np.array([x for _, x in items], dtype=np.int64)
+        if self._flow_code is None:
+            self._first.finish()
+            v = self._first.val
+            self._first.val = np.zeros(0, np.int64)
             a, b = (v >> 32) - 1, (v & 0xFFFFFFFF) - 1
-            code = np.where(a >= 0, a, self._b_codes(np.maximum(b, 0)))
-            self.tuple_to_flow = dict(zip((t for t, _ in items), code.tolist()))
+            self._flow_code = np.where(a >= 0, a, self._b_codes(np.maximum(b, 0)))
         ca, cb = self._ids(pa, pb)
         code = np.empty(len(pa), dtype=np.int64)
         ia = ~np.isnan(ca)
@@ -170,17 +235,19 @@ class _Conversations:
         code[ib] = self._b_codes(cb[ib].astype(np.int64))
         it = np.flatnonzero(~ia & ~ib)
         if len(it):
-            tf, no = self.tuple_to_flow, self._tuple_no
+            tup = _tuples(pa.iloc[it])
+            pos = self._first.find(tup)
+            found = pos >= 0
+            code[it[found]] = self._flow_code[pos[found]]
+            no = self._tuple_no
             out = []
-            for t in _tuples(pa.iloc[it]).tolist():
-                c = tf.get(t)
+            for t in tup[~found].tolist():  # tuples no packet had a flow for
+                c = no.get(t)
                 if c is None:
-                    c = no.get(t)
-                    if c is None:
-                        c = no[t] = _T + len(self._tuple_text)
-                        self._tuple_text.append(t)
+                    c = no[t] = _T + len(self._tuple_text)
+                    self._tuple_text.append(t)
                 out.append(c)
-            code[it] = out
+            code[it[~found]] = out
         return code
 
     def text(self, codes) -> np.ndarray:
@@ -321,7 +388,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
             for c, i in new_causes:
                 cause_row[c][3:5] = desc_a[i], desc_b[i]
             part = pd.DataFrame({
-                "index": idx[keep], "ts": pa["ts"].to_numpy()[keep], "conversation": conv_of.text(conv[keep]),
+                "index": idx[keep], "ts": pa["ts"].array[keep], "conversation": conv_of.text(conv[keep]),
                 "proto": pa["proto"].to_numpy()[keep], "src": pa["src"].to_numpy()[keep],
                 "dst": pa["dst"].to_numpy()[keep], "sport": pa["sport"].array[keep], "dport": pa["dport"].array[keep],
                 "tcp_flags": pa["tcp_flags"].astype(str).to_numpy()[keep],
@@ -448,6 +515,9 @@ class _ConvStats:
         return int(self._count[c]) if c < _B else self._other[c][1]
 
 
+_FIRST_FIELDS = ("proto", "src", "dst", "sport", "dport", "icmp_type")
+
+
 def _first_packets(blocks, wanted: list) -> dict:
     """{index: the fields of side A's packet `index`} for the sorted indices `wanted` (a third pass)."""
     out: dict = {}
@@ -456,10 +526,12 @@ def _first_packets(blocks, wanted: list) -> dict:
     for pa, _pb in blocks():
         k = len(pa)
         lo, hi = np.searchsorted(want, [n, n + k])
-        for i in want[lo:hi].tolist():
-            r = pa.iloc[i - n]
-            out[i] = {"first_packet": i, "proto": r["proto"], "src": r["src"], "dst": r["dst"], "sport": r["sport"],
-                      "dport": r["dport"], "icmp_type": r["icmp_type"]}
+        if hi > lo:
+            rows = want[lo:hi]
+            sub = pa.iloc[rows - n]  # one take per block, not a row lookup per packet
+            cols = [sub[c].array for c in _FIRST_FIELDS]  # scalars as a row lookup gives them
+            for i, *vals in zip(rows.tolist(), *cols):
+                out[i] = {"first_packet": i, **dict(zip(_FIRST_FIELDS, vals))}
         n += k
         if hi == len(want):
             break

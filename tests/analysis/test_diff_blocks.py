@@ -142,3 +142,40 @@ def test_conversation_codes_equal_reference_keys():
             conv.learn(a, b)
         got = [x for a, b in parts for x in conv.text(conv.codes(a, b)).tolist()]
         assert got == want, block
+
+
+@pytest.mark.parametrize("collide", [False, True])
+@pytest.mark.parametrize("compact_rows", [1, 5, 1 << 20])
+def test_first_flows_keep_the_first_value_of_each_tuple(monkeypatch, collide, compact_rows):
+    """diff._FirstFlows (sorted 128-bit keys) against a dict of the texts: the first value added for each
+    tuple, over blocks, merged at any pending size; with first hashes forced to collide too (the rare
+    path that searches the second hash among equal first hashes)."""
+    import numpy as np
+
+    from nfreplay.analysis import diff
+
+    monkeypatch.setattr(diff._FirstFlows, "COMPACT_ROWS", compact_rows)
+    if collide:
+        real = diff._tuple_keys
+
+        def keys(tup):
+            h1, h2 = real(tup)
+            return h1 % np.uint64(3), h2  # three first hashes for every tuple
+        monkeypatch.setattr(diff, "_tuple_keys", keys)
+    rng = np.random.default_rng(7)
+    ff, want = diff._FirstFlows(), {}
+    for _ in range(12):
+        tup = np.array([f"T:6 10.0.0.{a}:{p} 10.0.1.1:80" for a, p in zip(rng.integers(0, 30, 40),
+                                                                             rng.integers(1000, 1004, 40))],
+                       dtype=object)
+        val = rng.integers(0, 1 << 40, len(tup))
+        ff.add(tup, val)
+        for t, v in zip(tup.tolist(), val.tolist()):
+            want.setdefault(t, v)
+    ff.finish()
+    vals = ff.val
+    ask = np.array(list(want) + ["T:17 10.9.9.9:1 10.0.1.1:53", "T:6 10.0.0.99:1000 10.0.1.1:80"], dtype=object)
+    pos = ff.find(ask)
+    assert (pos[-2:] == -1).all()
+    assert [int(vals[p]) for p in pos[:-2]] == list(want.values())
+    assert len(ff.k1) == len(want)
