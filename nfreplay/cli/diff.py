@@ -135,8 +135,12 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
     from .run import simulate_to_with_progress
 
     paths = [str(c) for c in captures]
-    res = [simulate_to_with_progress(paths, str(r), str(h) if h else None, out / lab, f"replay ({lab})", **kw)
-           for r, h, lab in zip(rules, hosts, labels)]
+    side_rules, n_packets, res_b = [], 0, None
+    for r, h, lab in zip(rules, hosts, labels):
+        res_b = None  # side A's Result (its flows, histories, sample) is not kept during side B's replay
+        res_b = simulate_to_with_progress(paths, str(r), str(h) if h else None, out / lab, f"replay ({lab})", **kw)
+        side_rules.append(res_b.rules)
+        n_packets = int(res_b.summary["packets"])
     writer = []
 
     def sink(part):
@@ -148,15 +152,14 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
         writer[0].write_table(t.cast(writer[0].schema))
 
     try:
-        args = (out / labels[0] / "packets.parquet", out / labels[1] / "packets.parquet", res[0].rules, res[1].rules,
-                labels)
+        args = (out / labels[0] / "packets.parquet", out / labels[1] / "packets.parquet", *side_rules, labels)
         kw2 = dict(keep_packets=STREAM_DIFF_ROWS, packets_sink=sink)
         if progress_enabled():
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             with Progress(TextColumn("compare"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} rows"),
                           TimeRemainingColumn(), transient=True) as prog:
-                task = prog.add_task("compare", total=2 * int(res[0].summary["packets"]))
+                task = prog.add_task("compare", total=2 * n_packets)
                 d = compare_files(*args, progress=lambda k, t: prog.update(task, completed=k, total=t), **kw2)
         else:
             d = compare_files(*args, **kw2)
@@ -168,7 +171,7 @@ def _diff_streamed(captures, rules, hosts, labels, out: Path, keep: bool, kw: di
     if len(d.packets) >= STREAM_DIFF_ROWS:
         d.notes.append(f"the packets table shows the first {STREAM_DIFF_ROWS:,} changed packets"
                        + (" (diff_packets.parquet has all)" if keep else ""))
-    return d, res[1]
+    return d, res_b
 
 
 def _run(cap, rules, host, kw, label):
