@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import namedtuple
 from pathlib import Path
 
 import pandas as pd
@@ -695,6 +696,20 @@ def _steps(cap, step: int):
         yield dataclasses.replace(cap, packets=schema.take(cap.packets, sl), rec_off=cap.rec_off[sl])
 
 
+# the capture columns the writer thread's work reads (frames.packets_table, zeek.HistoryBuilder.update,
+# TimelineLog.add): a queued step holds views of these columns of its capture chunk, not the whole chunk
+STEP_PACKET_COLUMNS = ("ts_ns", "family", "proto", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport",
+                       "icmp_type", "icmp_code", "icmp_id", "ip_len", "tcp_flags", "payload_len", "tcp_seq",
+                       "tcp_ack", "tcp_win", "ip_csum", "l4_csum")
+StepPackets = namedtuple("StepPackets", STEP_PACKET_COLUMNS)
+
+
+def _step_packets(packets) -> StepPackets:
+    """A step's STEP_PACKET_COLUMNS (views on its capture chunk's columns, which nothing writes after
+    decoding: ingest allocates every chunk's arrays afresh)."""
+    return StepPackets(*[getattr(packets, c) for c in STEP_PACKET_COLUMNS])
+
+
 def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: int = STREAM_SAMPLE,
                   progress=None, extra: dict | None = None, wall_t0: float | None = None,
                   step: int = STREAM_STEP, write_depth: int = 1, packet_rows: str = "all"):
@@ -703,12 +718,13 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     (rules, flows, events of the sample chunks are complete); its summary's packet counts are those of the
     whole capture (summary["streamed"] = True).
 
-    Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk);
-    each step's packets and events tables (frames.packets_table / events_table, pyarrow) are built from its
-    result arrays right after its replay, then counted for the summary and written as one Parquet row
-    group / CSV append by a background thread while the next step replays (`write_depth` steps at most
-    wait for it). At the end, rules.parquet and flows.parquet are written by a background thread while
-    the summary is computed.
+    Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk).
+    A background thread takes each step's results and copies of the capture columns they need
+    (STEP_PACKET_COLUMNS), in order, while the next step replays (`write_depth` steps at most wait for
+    it): it builds the step's packets and events tables (frames.packets_table / events_table, pyarrow),
+    adds the step to the flows' Zeek histories, the timeline and the summary counts, and writes the
+    tables as one Parquet row group / CSV append. At the end, rules.parquet and flows.parquet are written
+    by a background thread while the summary is computed.
 
     packet_rows: "all" (the contract: one packets row per captured packet) or "notable" (only the rows
     notable_positions selects; the summary, flows, rules, events and the report's analyses still cover
@@ -747,18 +763,27 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     timeline = TimelineLog()  # the report's timeline, from every packet (whatever packets.parquet holds)
     files = []
 
-    # seconds, logged at the end; "write" is the writer thread's (its CPU time: "writer_cpu")
-    tm = dict.fromkeys(("replay", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
+    # seconds, logged at the end; "tables" and "write" are the writer thread's (its CPU time: "writer_cpu")
+    tm = dict.fromkeys(("replay", "step", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
 
-    def write_step(pt, et, ct) -> None:
-        # in the writer thread, beside the next step's replay: the summary counts (bincounts of the
-        # dictionary codes) and the Parquet / CSV encoding (GIL released) of the step's tables. The tables
-        # and the flows' Zeek histories are built on the replay thread: a queued step then holds its tables
-        # (copies, and views of a few of the capture chunk's columns), not every column of the chunk
-        # (building them here kept far more of the chunks alive: 2,146 against ~1,640 MiB peak RSS at 20M
-        # packets without histories; measured 2026-11-27).
+    def write_step(co, offset) -> None:
+        # in the writer thread, beside the next step's replay: the step's tables, the flows' Zeek histories
+        # and the timeline (only this thread touches hist, timeline and acc until writer.close()), the
+        # summary counts (bincounts of the dictionary codes) and the Parquet / CSV encoding (GIL released).
+        # co holds the step's results and the capture columns these read (_step_packets), not the whole
+        # capture chunk (the whole chunk kept far more of the chunks alive: 2,146 against ~1,640 MiB peak
+        # RSS at 20M packets; measured 2026-11-27, when the tables were first built here).
         tw, tc = time.perf_counter(), time.thread_time()
-        _table_counts(acc, pt if ct is None else ct)  # only this thread touches acc until writer.close()
+        if notable_only:
+            pt = packets_table(co, offset, rows=notable_positions(co.results), address_dictionaries=addr_dicts)
+            ct = packets_table(co, columns=_COUNT_COLUMNS)
+        else:
+            pt, ct = packets_table(co, offset, address_dictionaries=addr_dicts), None
+        et = events_table(co)
+        hist.update(co.packets, co.results)
+        timeline.add(co.packets.ts_ns, co.results.outcome, co.results.ct_state)
+        tm["tables"] += time.perf_counter() - tw
+        _table_counts(acc, pt if ct is None else ct)
         _table_escapes(acc, pt if ct is None else ct, pt)
         acc["written"] = acc.get("written", 0) + len(pt)
         pw.append(pt)
@@ -777,21 +802,11 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 tr = time.perf_counter()
                 part = replayer.feed(sub)
                 tf = time.perf_counter()
-                co = replayer.chunk_output(part)
-                if notable_only:
-                    pt = packets_table(co, part.offset, rows=notable_positions(part.results),
-                                       address_dictionaries=addr_dicts)
-                    ct = packets_table(co, columns=_COUNT_COLUMNS)
-                else:
-                    pt, ct = packets_table(co, part.offset, address_dictionaries=addr_dicts), None
-                et = events_table(co)
-                hist.update(part.packets, part.results)
-                timeline.add(part.packets.ts_ns, part.results.outcome, part.results.ct_state)
-                del co
+                co = replayer.chunk_output(part._replace(packets=_step_packets(part.packets)))
                 tt = time.perf_counter()
-                writer.submit(pt, et, ct)
-                del pt, et, ct
-                tm["tables"] += tt - tf
+                writer.submit(co, part.offset)
+                del co
+                tm["step"] += tt - tf
                 tm["replay"] += tf - tr
                 tm["wait"] += time.perf_counter() - tt
                 if kept < sample:
@@ -819,6 +834,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     except BaseException:
         if digests is not None:
             digests.cancel()
+        writer.close(discard=True)  # the writer thread adds to the timeline: stop it first
         timeline.close()
         raise
     finally:
@@ -860,7 +876,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     paths["summary"] = sp
     tm["tail"] = time.perf_counter() - t0 - wall
     log.info("streamed %d packets to %s", n, out)
-    log.debug("stream timings (s): replay %(replay).2f, tables %(tables).2f, waiting for the writer "
-              "%(wait).2f; writer thread: counts + Parquet/CSV %(write).2f, CPU %(writer_cpu).2f; finish %(finish).2f, "
-              "digests + rules/flows/summary %(tail).2f", tm)
+    log.debug("stream timings (s): replay %(replay).2f, step output %(step).2f, waiting for the writer "
+              "%(wait).2f; writer thread: tables + histories + timeline %(tables).2f, all %(write).2f, CPU "
+              "%(writer_cpu).2f; finish %(finish).2f, digests + rules/flows/summary %(tail).2f", tm)
     return res, paths
