@@ -28,7 +28,7 @@ def test_version_and_help_start_without_heavy_imports():
     assert p.returncode == 0 and p.stdout.startswith("nfreplay ")
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenBLAS starts no extra thread on one CPU")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="OpenBLAS starts no extra thread on one CPU")
 def test_cli_import_keeps_numpy_to_one_blas_thread():
     """nfreplay.cli sets OPENBLAS_NUM_THREADS=1 before numpy loads (its BLAS threads spin ~0.13 s of CPU at
     import; the CLI does no linear algebra): importing numpy after it starts no thread."""

@@ -125,10 +125,22 @@ class Replay:
         return False
 
     def run(self, pkts, timing, linger):
-        lab = self.lab
-        # pin to one CPU: all injected frames land on the same backlog queue in order
+        # pinned to one CPU while injecting: all injected frames land on the same backlog queue in order.
+        # The caller's CPU set comes back afterwards (it stayed pinned: a test suite that ran the lab went
+        # on with one CPU, and so did every process it started)
+        saved = None
         with contextlib.suppress(Exception):
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            saved = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {sorted(saved)[0]})
+        try:
+            return self._run(pkts, timing, linger)
+        finally:
+            if saved is not None:
+                with contextlib.suppress(Exception):
+                    os.sched_setaffinity(0, saved)
+
+    def _run(self, pkts, timing, linger):
+        lab = self.lab
         self.start = time.monotonic()
         self.drain()  # discard anything queued before the replay
         results = []
