@@ -719,7 +719,7 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     whole capture (summary["streamed"] = True).
 
     Each chunk is replayed in steps of at most `step` packets (the results equal one feed of the chunk).
-    A background thread takes each step's results and copies of the capture columns they need
+    A background thread takes each step's results and views of the capture columns its work reads
     (STEP_PACKET_COLUMNS), in order, while the next step replays (`write_depth` steps at most wait for
     it): it builds the step's packets and events tables (frames.packets_table / events_table, pyarrow),
     adds the step to the flows' Zeek histories, the timeline and the summary counts, and writes the
