@@ -391,13 +391,13 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
                 "index": idx[keep], "ts": pa["ts"].array[keep], "conversation": conv_of.text(conv[keep]),
                 "proto": pa["proto"].to_numpy()[keep], "src": pa["src"].to_numpy()[keep],
                 "dst": pa["dst"].to_numpy()[keep], "sport": pa["sport"].array[keep], "dport": pa["dport"].array[keep],
-                "tcp_flags": pa["tcp_flags"].astype(str).to_numpy()[keep],
+                "tcp_flags": _kept_text(pa["tcp_flags"], keep),
                 "role": pd.Categorical(role[keep], categories=["cause", "consequential", "state_changed",
                                                                "rule_changed"]),
-                f"outcome_{a_lab}": pa["outcome"].astype(str).to_numpy()[keep],
-                f"outcome_{b_lab}": pb["outcome"].astype(str).to_numpy()[keep],
-                f"ct_state_{a_lab}": pa["ct_state"].astype(str).to_numpy()[keep],
-                f"ct_state_{b_lab}": pb["ct_state"].astype(str).to_numpy()[keep],
+                f"outcome_{a_lab}": _kept_text(pa["outcome"], keep),
+                f"outcome_{b_lab}": _kept_text(pb["outcome"], keep),
+                f"ct_state_{a_lab}": _kept_text(pa["ct_state"], keep),
+                f"ct_state_{b_lab}": _kept_text(pb["ct_state"], keep),
                 f"rule_{a_lab}": desc_a[keep], f"rule_{b_lab}": desc_b[keep],
             })
             if packets_sink is not None:
@@ -412,12 +412,13 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
                packets_parts[0].reset_index(drop=True) if packets_parts else _empty_packets(labels))
     first = _first_packets(blocks, sorted(stat.first(c) for c in cause_idx)) if cause_idx else {}
     rows = []
-    for c, i in cause_idx.items():
+    names = conv_of.text(list(cause_idx)).tolist() if cause_idx else []  # in cause_idx's order
+    for (c, i), name in zip(cause_idx.items(), names):
         kind, fate_a, fate_b, d_a, d_b, ts = cause_row[c]
         f = first[stat.first(c)]
         proto = int(f["proto"])
         rows.append({
-            "conversation": conv_of.text([c])[0], "change": kind, "service": _service(proto, f["dport"],
+            "conversation": name, "change": kind, "service": _service(proto, f["dport"],
                                                                                       f["icmp_type"]),
             "proto": proto, "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"],
             "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
@@ -516,6 +517,11 @@ class _ConvStats:
 
 
 _FIRST_FIELDS = ("proto", "src", "dst", "sport", "dport", "icmp_type")
+
+
+def _kept_text(col: pd.Series, keep: np.ndarray) -> np.ndarray:
+    """The text of col's rows `keep` (as col.astype(str), for those rows only)."""
+    return col.iloc[keep].astype(str).to_numpy()
 
 
 def _first_packets(blocks, wanted: list) -> dict:
