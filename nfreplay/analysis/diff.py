@@ -418,8 +418,7 @@ def _compare(blocks, rules_a, rules_b, labels, *, keep_packets=None, packets_sin
         f = first[stat.first(c)]
         proto = int(f["proto"])
         rows.append({
-            "conversation": name, "change": kind, "service": _service(proto, f["dport"],
-                                                                                      f["icmp_type"]),
+            "conversation": name, "change": kind, "service": _service(proto, f["dport"], f["icmp_type"]),
             "proto": proto, "src": f["src"], "dst": f["dst"], "sport": f["sport"], "dport": f["dport"],
             "first_packet": int(f["first_packet"]), "cause_packet": int(i), "ts": ts,
             f"fate_{a_lab}": fate_a, f"fate_{b_lab}": fate_b,

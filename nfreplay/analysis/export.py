@@ -141,11 +141,12 @@ def _packet_classes(outcome, ct_state):
     return cls
 
 
-def notable_positions(results):
-    """The positions of the notable packets (PACKET_ROWS) of an engine result (PacketResults)."""
+def notable_positions(results, classes=None):
+    """The positions of the notable packets (PACKET_ROWS) of an engine result (PacketResults); classes: its
+    _packet_classes when already known."""
     import numpy as np
 
-    cls = _packet_classes(results.outcome, results.ct_state)
+    cls = _packet_classes(results.outcome, results.ct_state) if classes is None else classes
     return np.flatnonzero(((cls & _ACCEPTED_BIT) == 0) | ((cls & _INVALID_BIT) != 0))
 
 
@@ -503,11 +504,12 @@ class TimelineLog:
         self._files = [open(q, "wb") for q in self._paths]
         self.n = 0
 
-    def add(self, ts_ns, outcome, ct_state) -> None:
-        """One step's packets (the engine's arrays: ts_ns, results.outcome, results.ct_state)."""
+    def add(self, ts_ns, outcome, ct_state, classes=None) -> None:
+        """One step's packets (the engine's arrays: ts_ns, results.outcome, results.ct_state); classes: their
+        _packet_classes when already known."""
         import numpy as np
 
-        cls = _packet_classes(outcome, ct_state)
+        cls = _packet_classes(outcome, ct_state) if classes is None else classes
         np.ascontiguousarray(ts_ns, dtype=np.int64).tofile(self._files[0])
         cls.tofile(self._files[1])
         self.n += len(cls)
@@ -774,14 +776,15 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         # capture chunk (the whole chunk kept far more of the chunks alive: 2,146 against ~1,640 MiB peak
         # RSS at 20M packets; measured 2026-11-27, when the tables were first built here).
         tw, tc = time.perf_counter(), time.thread_time()
+        cls = _packet_classes(co.results.outcome, co.results.ct_state)  # the notable rows' and the timeline's
         if notable_only:
-            pt = packets_table(co, offset, rows=notable_positions(co.results), address_dictionaries=addr_dicts)
+            pt = packets_table(co, offset, rows=notable_positions(co.results, cls), address_dictionaries=addr_dicts)
             ct = packets_table(co, columns=_COUNT_COLUMNS)
         else:
             pt, ct = packets_table(co, offset, address_dictionaries=addr_dicts), None
         et = events_table(co)
         hist.update(co.packets, co.results)
-        timeline.add(co.packets.ts_ns, co.results.outcome, co.results.ct_state)
+        timeline.add(co.packets.ts_ns, co.results.outcome, co.results.ct_state, cls)
         tm["tables"] += time.perf_counter() - tw
         _table_counts(acc, pt if ct is None else ct)
         _table_escapes(acc, pt if ct is None else ct, pt)
