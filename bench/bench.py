@@ -30,10 +30,14 @@ cache is warm (`cat` twice), the numba cache too (one small e2e per ruleset firs
   cat               `cat FILE > /dev/null` from the page cache: the I/O bound
   dpkt framing      dpkt.pcap.Reader loop over the file
   ingest            iter_capture over the file (mmap, framing + decode), 1M-packet chunks
+  capture sha256    the capture digest summary.json carries (api._sha256_file: sha256 from a memory map),
+                    on one CPU; simulate_to computes it in a thread beside the replay
   conntrack alone   bench_engine.ct_loop_fn (conntrack in + confirm per packet, no rules), fed the
                     iter_capture chunks with one table carried over; only the conntrack calls are timed
   replay, R rules   ingest + driver.Replayer (conntrack, rules, NAT, flows), no tables: feed() every
-                    chunk, finish(); with the decode-ahead thread (overlap) and without it
+                    chunk, finish(); with the decode-ahead thread (overlap), without it, and on one CPU.
+                    "One-CPU ceiling": n / (replay only on one CPU + capture sha256): what an end to end
+                    on one core could reach if building and writing every table cost nothing
   e2e, R rules      analysis.api.simulate_to: replay + packets/events Parquet per chunk + rules/flows/
                     summary, with the decode-ahead thread (overlap) and without it; "notable packets":
                     packet_rows="notable" (`run --packets notable`: only the not-accepted / INVALID rows
@@ -42,7 +46,8 @@ cache is warm (`cat` twice), the numba cache too (one small e2e per ruleset firs
                     through a firewall namespace with the 50-rule ruleset, tcpreplay --topspeed; median
                     over rounds; cross-checked against nfreplay's forwarded / rejected counts of the slice
   startup           `nfreplay run` on samples/forward_blocked_service: warm numba cache (min of 3) and
-                    empty NUMBA_CACHE_DIR (compiles everything: 2-3 min here)
+                    empty NUMBA_CACHE_DIR (compiles everything: 2-3 min here); and README's main job on it
+                    (`run --out DIR --report FILE`), warm (min of 3)
   --rss-20m         `nfreplay run CAP --out DIR` (streams, as the CLI does above 256 MiB) on a 20M-packet
                     capture: peak RSS (ru_maxrss) and the peak anonymous / file-backed split, sampled from
                     /proc/PID/status (the memory-mapped capture's pages count in RSS as file-backed)
@@ -133,7 +138,7 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
     if what.endswith("_1cpu"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         what = what[:-len("_1cpu")]
-    if warm and what != "dpkt":
+    if warm and what not in ("dpkt", "digest"):
         from bench_engine import write_capture
 
         # e2e: 100k packets, so that the warm-up also writes a table big enough for the Numba Parquet
@@ -141,6 +146,8 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
         _child(what, str(write_capture(100_000 if what.startswith("e2e") else 200)), arg, ctmax, warm=False)
     elif what == "dpkt":
         import dpkt  # noqa: F401  (imported before ru0: the import is not part of the timed work)
+    elif what == "digest":
+        import nfreplay.analysis.api  # noqa: F401  (as dpkt's)
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     if what == "dpkt":
         import dpkt
@@ -218,6 +225,15 @@ def _child(what: str, path: str, arg: str, ctmax: str = "0", warm: bool = True) 
             n = res.summary["packets"]
             out["outcomes"] = dict(res.summary["outcomes"])
             out["out_mib"] = sum(p.stat().st_size for p in Path(d).iterdir()) / 2 ** 20
+    elif what == "digest":
+        # summary.json's capture digest (contracts: digests.capture): sha256 of the file from a memory map,
+        # as simulate_to computes it beside the replay (its own thread there)
+        from nfreplay.analysis.api import _sha256_file
+
+        t = time.perf_counter()
+        _sha256_file(path)
+        wall = time.perf_counter() - t
+        n = int(arg)
     elif what == "writer_load":
         # the one-time Numba cache load of the Parquet writer's kernels: the first large packets table
         # written by a process against the second (same table, same kernels)
@@ -266,7 +282,9 @@ def cat_rate(path: Path, n: int) -> dict:
     return {"n": n, "wall": best, "rss_mib": None}
 
 
-def startup(cache_dir: str | None) -> float:
+def startup(cache_dir: str | None, full: bool = False) -> float:
+    """Wall seconds of `nfreplay -q run` on the sample (--json); full: README's main job instead, which also
+    writes the tables (--out) and the HTML report (--report)."""
     s = ROOT / "samples" / "forward_blocked_service"
     env = dict(os.environ)
     env.pop("NUMBA_DISABLE_JIT", None)
@@ -277,9 +295,12 @@ def startup(cache_dir: str | None) -> float:
         env["NUMBA_CACHE_DIR"] = cache_dir
     cmd = [NFREPLAY, "-q", "run", str(s / "capture.pcap"), "-r", str(s / "rules.ipt"), "--host", str(s / "host.toml"),
            "--json"]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-    return time.perf_counter() - t
+    with tempfile.TemporaryDirectory(prefix="nfb-startup-") as d:
+        if full:
+            cmd = cmd[:-1] + ["--out", str(Path(d) / "out"), "--report", str(Path(d) / "report.html")]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, env=env)
+        return time.perf_counter() - t
 
 
 def _status(pid: int) -> dict:
@@ -430,6 +451,11 @@ def report(res: dict, md: bool) -> str:
         if outs:
             L.append("")
             L.append("Tables written (--out): " + ", ".join(f"{k2} {m:,.0f} MiB" for k2, m in outs) + ".")
+        if s.get("one_cpu_ceiling_pps"):
+            L.append("")
+            L.append("One-CPU ceiling with free tables (replay only on one CPU + the capture sha256, as if writing every "
+                     "table cost nothing): " + ", ".join(f"{k2} {fmt_pps(v)}" for k2, v in s["one_cpu_ceiling_pps"].items())
+                     + " (target end to end: 2 M/s).")
         if s.get("speedup"):
             L.append("")
             L.append("All cores (decode-ahead thread: overlap / no overlap; the whole run: all CPUs / one CPU): "
@@ -441,6 +467,10 @@ def report(res: dict, md: bool) -> str:
         L.append(f"`nfreplay run` on the sample: warm cache {st['warm_s']:.2f} s (min of {len(st['warm_runs'])}; "
                  f"target < 2 s: {'met' if st['warm_s'] < 2 else 'NOT met'})"
                  + (f", empty cache {st['cold_s']:.1f} s." if "cold_s" in st else "."))
+        if "warm_full_s" in st:
+            L.append(f"README's main job on the sample (`run --out DIR --report FILE`: also the Parquet tables and the "
+                     f"HTML report with its matplotlib figures), warm cache: {st['warm_full_s']:.2f} s (min of "
+                     f"{len(st['warm_full_runs'])}).")
         if "writer_load_s" in st:
             L.append(f"Once per process, the first table of at least {st.get('fast_min_rows', 65536):,} rows loads the "
                      f"Numba Parquet writer's kernels from the cache: +{st['writer_load_s']:.2f} s CPU (min of "
@@ -520,10 +550,11 @@ def main() -> int:
         if cm:
             print(f"  host sysctl net.netfilter.nf_conntrack_max = {cm:,}", flush=True)
         specs = [("dpkt framing", "dpkt", "", 0), ("ingest (iter_capture)", "ingest", "", 0),
-                 ("conntrack alone", "ct", "", cm)]
+                 ("capture sha256 (digest), one CPU", "digest_1cpu", str(n), 0), ("conntrack alone", "ct", "", cm)]
         for rsn in rsns:
             specs += [(f"replay only, {rsn} rules, overlap", "replay", rsn, cm),
                       (f"replay only, {rsn} rules, no overlap", "replay_noovl", rsn, cm),
+                      (f"replay only, {rsn} rules, one CPU", "replay_noovl_1cpu", rsn, cm),
                       (f"e2e {rsn} rules, overlap", "e2e", rsn, cm),
                       (f"e2e {rsn} rules, no overlap", "e2e_noovl", rsn, cm),
                       (f"e2e {rsn} rules, one CPU", "e2e_1cpu", rsn, cm)]
@@ -558,12 +589,25 @@ def main() -> int:
             one = rows.get(f"e2e {rsn} rules, one CPU")
             if one and one["pps"]:
                 sp[f"e2e {rsn} rules, all CPUs / one CPU"] = rows[f"e2e {rsn} rules, overlap"]["pps"] / one["pps"]
+        # the one-core ceiling of this engine: replay (ingest + decode + engine, no tables) plus the capture
+        # digest summary.json needs, both on one CPU, as if every table were free
+        ceil = {}
+        dg = rows.get("capture sha256 (digest), one CPU")
+        for rsn in rsns:
+            rp = rows.get(f"replay only, {rsn} rules, one CPU")
+            if dg and rp and rp["wall"] + dg["wall"] > 0:
+                ceil[f"{rsn} rules"] = n / (rp["wall"] + dg["wall"])
+        res_ceiling = ceil
         res["sizes"][str(n)] = {"file_mib": path.stat().st_size / 2 ** 20, "chunk": CHUNK, "rows": rows, "speedup": sp,
+                                "one_cpu_ceiling_pps": res_ceiling,
                                 "repeats": reps,
                                 "ct_max": cm or None}
     warm_runs = [startup(None) for _ in range(3)]
     res["startup"] = {"warm_s": min(warm_runs), "warm_runs": warm_runs}
     print(f"startup warm {warm_runs}", flush=True)
+    full_runs = [startup(None, full=True) for _ in range(3)]
+    res["startup"].update(warm_full_s=min(full_runs), warm_full_runs=full_runs)
+    print(f"startup warm, --out + --report {full_runs}", flush=True)
     wl = [child("writer_load", warm, "50") for _ in range(3)]
     res["startup"]["writer_load_s"] = min(r["wall"] for r in wl)
     res["startup"]["writer_load_runs"] = wl
