@@ -736,7 +736,6 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     import numpy as np
 
     from ..replay.result import PacketResults
-    from . import frames
     from .api import Result, _capture_digests
     from .frames import ADDRESS_COLUMNS, EVENT_NULLABLE, PACKET_NULLABLE, events_table, packets_table
     from .zeek import HistoryBuilder
@@ -824,24 +823,17 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                 if progress is not None:
                     progress(replayer.n)
             del cap
-        # while the writer thread finishes the last steps (on a 10M-packet run its queue ends ~1 s behind the
-        # replay): the finish, its events table, and the rules and flows frames, which read only the finished
-        # replay (the writer reads its steps' results and capture columns, never the conntrack table or the
-        # flow records). The flows frame gets its Zeek history columns once the writer is done.
+        tw = time.perf_counter()
+        writer.close()
         tf = time.perf_counter()
+        tm["wait"] += tf - tw
         ro = replayer.finish(
             packets=type(keep_pk[0])(*[np.concatenate(c) for c in zip(*keep_pk)]) if keep_pk else None,
             results=PacketResults(*[np.concatenate(c) for c in zip(*keep_res)]) if keep_res else None)
-        fin_et = events_table(ro)  # the finish's events (entries expired at the end of the capture)
+        ew.append(events_table(ro))  # the finish's events (entries expired at the end of the capture)
         fin_ev = ro.events
         ro = ro._replace(events={k: np.concatenate([*(e[k] for e in keep_ev), fin_ev[k]]) for k in fin_ev})
-        rules_df = frames.rules_frame(ro)
-        flows_df = frames.flows_frame(ro)
-        tw = time.perf_counter()
-        tm["finish"] = tw - tf
-        writer.close()
-        tm["wait"] += time.perf_counter() - tw
-        ew.append(fin_et)
+        tm["finish"] = time.perf_counter() - tf
     except BaseException:
         if digests is not None:
             digests.cancel()
@@ -857,9 +849,6 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
                  digests=digests.result() if digests is not None else {})
     res.__dict__["histories"] = hist.frame()  # cached_property: the whole capture's (flows.parquet's)
     hist = None  # drop its per-flow state and letter log (write_step is done)
-    res.__dict__["rules"] = rules_df  # cached_properties, as Result would build them
-    res.__dict__["flows"] = frames.set_flow_histories(flows_df, res.histories)
-    rules_df = flows_df = None
     res.escaped = _escaped(acc)
     res.timeline_log = timeline
     res.packet_rows = packet_rows
@@ -892,6 +881,5 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     log.info("streamed %d packets to %s", n, out)
     log.debug("stream timings (s): replay %(replay).2f, step output %(step).2f, waiting for the writer "
               "%(wait).2f; writer thread: tables + histories + timeline %(tables).2f, all %(write).2f, CPU "
-              "%(writer_cpu).2f; finish + rules/flows frames %(finish).2f, digests + summary + writing "
-              "rules/flows %(tail).2f", tm)
+              "%(writer_cpu).2f; finish %(finish).2f, digests + rules/flows/summary %(tail).2f", tm)
     return res, paths

@@ -788,7 +788,14 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
     end_ts_ns = np.asarray(f["end_ts_ns"], dtype=np.int64)
     first_ns = np.asarray(f["first_ts_ns"], dtype=np.int64)
     last_ns = np.asarray(f["last_ts_ns"], dtype=np.int64)
-    conn_state, history = _history_columns(n, histories)
+    states = _zeek_states()
+    if histories is not None and len(histories):
+        h = histories.reindex(np.arange(n, dtype=np.int32))
+        conn_state = pd.Categorical(h["conn_state"].fillna("OTH").to_numpy(), categories=states)
+        history = h["history"].fillna("").astype(_STR_DTYPE).array
+    else:
+        conn_state = pd.Categorical.from_codes(np.full(n, states.index("OTH"), dtype=np.int8), categories=states)
+        history = _str_series([""] * n).array
     df = pd.DataFrame({
         "ct_id": np.arange(n, dtype=np.int32),
         "family": fam.astype(np.uint8),
@@ -818,29 +825,6 @@ def flows_frame(out, histories: pd.DataFrame | None = None) -> pd.DataFrame:
         "duration_s": (last_ns - first_ns) / 1e9,
     }, columns=list(FLOW_FRAME_COLUMNS))
     return df
-
-
-def _history_columns(n: int, histories: pd.DataFrame | None):
-    """The flows frame's conn_state (categorical) and history (text) columns for flow ids 0..n-1 from
-    zeek_histories (flows without a row: OTH and '')."""
-    states = _zeek_states()
-    if histories is not None and len(histories):
-        h = histories.reindex(np.arange(n, dtype=np.int32))
-        conn_state = pd.Categorical(h["conn_state"].fillna("OTH").to_numpy(), categories=states)
-        history = h["history"].fillna("").astype(_STR_DTYPE).array
-    else:
-        conn_state = pd.Categorical.from_codes(np.full(n, states.index("OTH"), dtype=np.int8), categories=states)
-        history = _str_series([""] * n).array
-    return conn_state, history
-
-
-def set_flow_histories(flows: pd.DataFrame, histories: pd.DataFrame | None) -> pd.DataFrame:
-    """flows_frame(out) (built without histories) with its conn_state and history columns from
-    `histories`, in place: the same frame as flows_frame(out, histories). A streamed run builds the frame
-    while its writer thread still adds the last steps to the histories."""
-    if len(flows):
-        flows["conn_state"], flows["history"] = _history_columns(len(flows), histories)
-    return flows
 
 
 def _zeek_states():

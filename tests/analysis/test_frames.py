@@ -98,26 +98,6 @@ def test_flows_agree_with_arrays(res):
     assert f["service"].astype(str).tolist() == ["tcp/80", "udp/53", "icmp/8", "tcp/80"]
 
 
-def test_flow_histories_set_later_equal_the_whole_frame(res):
-    """export.stream_tables builds the flows frame before its writer thread has finished the histories and
-    adds them afterwards (frames.set_flow_histories): the same frame as flows_frame(out, histories)."""
-    h = res.histories
-    assert len(h) and (h["history"].str.len() > 0).any() and (h["conn_state"] != "OTH").any()
-    whole = frames.flows_frame(res.output, h)
-    pd.testing.assert_frame_equal(frames.set_flow_histories(frames.flows_frame(res.output), h), whole)
-    # a flow without a histories row: OTH and '' (as flows_frame gives it)
-    part = h.iloc[1:]
-    later = frames.set_flow_histories(frames.flows_frame(res.output), part)
-    pd.testing.assert_frame_equal(later, frames.flows_frame(res.output, part))
-    assert later["conn_state"].iloc[0] == "OTH" and later["history"].iloc[0] == ""
-    assert whole["history"].iloc[0] != ""
-    for none in (None, h.iloc[:0]):
-        pd.testing.assert_frame_equal(frames.set_flow_histories(frames.flows_frame(res.output), none),
-                                      frames.flows_frame(res.output, none))
-    empty = frames.flows_frame(make_output([]))
-    assert frames.set_flow_histories(empty, h) is empty and len(empty) == 0
-
-
 def test_events(res):
     e = res.events
     assert len(e) == len(res.output.events["ct_id"])
