@@ -480,3 +480,25 @@ def test_stream_builds_address_dictionaries_for_parquet(tmp_path, monkeypatch, f
     _stream("port_forward_nat", tmp_path, chunk=5, step=3, fmt=fmt)
     want = "dictionary<values=large_string, indices=int32, ordered=0>" if fmt == "parquet" else "large_string"
     assert seen and set(seen) == {want}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_escape_search_only_with_a_nat_core(tmp_path, monkeypatch, name):
+    """The per-step search for packets that escaped NAT runs only when the replay has a NAT core (without
+    one nothing is SNATed, so nothing escapes); the NAT summary equals the in-memory run's either way."""
+    calls = []
+    orig = export._table_escapes
+
+    def spy(*a, **k):
+        calls.append(1)
+        return orig(*a, **k)
+
+    monkeypatch.setattr(export, "_table_escapes", spy)
+    res, _ = _stream(name, tmp_path, chunk=7, step=5)
+    whole = _whole(name)
+    nat = whole.output.meta["nat_core"]["ipv4"] or whole.output.meta["nat_core"]["ipv6"]
+    assert nat == (name == "port_forward_nat")
+    assert bool(calls) == nat
+    assert read_tables(tmp_path)["summary"]["nat"] == whole.summary["nat"]
+    assert res.nat()["escaped"]["index"].tolist() == whole.nat()["escaped"]["index"].tolist() == \
+        ([17] if nat else [])
