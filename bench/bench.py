@@ -597,9 +597,8 @@ def main() -> int:
             rp = rows.get(f"replay only, {rsn} rules, one CPU")
             if dg and rp and rp["wall"] + dg["wall"] > 0:
                 ceil[f"{rsn} rules"] = n / (rp["wall"] + dg["wall"])
-        res_ceiling = ceil
         res["sizes"][str(n)] = {"file_mib": path.stat().st_size / 2 ** 20, "chunk": CHUNK, "rows": rows, "speedup": sp,
-                                "one_cpu_ceiling_pps": res_ceiling,
+                                "one_cpu_ceiling_pps": ceil,
                                 "repeats": reps,
                                 "ct_max": cm or None}
     warm_runs = [startup(None) for _ in range(3)]

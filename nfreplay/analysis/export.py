@@ -768,6 +768,11 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
     # seconds, logged at the end; "tables" and "write" are the writer thread's (its CPU time: "writer_cpu")
     tm = dict.fromkeys(("replay", "step", "tables", "write", "writer_cpu", "wait", "finish", "tail"), 0.0)
 
+    # packets escape NAT only where SNAT happened (summary.nat_report): without a NAT core (no NAT rule of
+    # the packets' family) none is SNATed, so the per-step search for candidates is skipped (~7 ms per
+    # 262,144-packet step of the writer thread's CPU)
+    nat_core = replayer.nat4 or replayer.nat6
+
     def write_step(co, offset) -> None:
         # in the writer thread, beside the next step's replay: the step's tables, the flows' Zeek histories
         # and the timeline (only this thread touches hist, timeline and acc until writer.close()), the
@@ -795,10 +800,6 @@ def stream_tables(chunks, replayer, out_dir, fmt: str = "parquet", *, sample: in
         tm["write"] += time.perf_counter() - tw
         tm["writer_cpu"] += time.thread_time() - tc
 
-    # packets escape NAT only where SNAT happened (summary.nat_report): without a NAT core (no NAT rule of
-    # the packets' family) none is SNATed, so the per-step search for candidates is skipped (~7 ms per
-    # 262,144-packet step of the writer thread's CPU)
-    nat_core = bool(getattr(replayer, "nat4", True) or getattr(replayer, "nat6", True))
     writer = _WriteBehind(write_step, write_depth)
     digests = None  # sha256 of the capture files, hashed in the background while the replay runs
     try:
